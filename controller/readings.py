@@ -1,0 +1,63 @@
+"""Readings and snapshots: what the step knows about the plant, with quality and age.
+
+A reading is data, never an exception: a lost or bad value is carried with its quality so that the
+step decides what to do without it (STYLE.md habit 2).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+class Quality(enum.Enum):
+    """Quality of one reading, as a driver or the validator sees it."""
+
+    GOOD = "good"
+    # The source answered, but says the value is doubtful (OPC-UA Uncertain, a sensor in check).
+    UNCERTAIN = "uncertain"
+    # The source answered with a value that must not be used (OPC-UA Bad, a NaN, out of range).
+    BAD = "bad"
+    # The source did not answer: comms lost, timeout, device gone. Never replaced by the last value.
+    LOST = "lost"
+
+    @property
+    def usable(self) -> bool:
+        return self is Quality.GOOD
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One point's value in the point's configured unit, when it was read, and its quality."""
+
+    value: float | None
+    unit: str
+    ts: float
+    quality: Quality = Quality.GOOD
+    # Why the quality is not good, for events and the operator ("timeout", "nan", "out_of_range").
+    reason: str = ""
+
+    @property
+    def good(self) -> bool:
+        return (
+            self.quality is Quality.GOOD
+            and self.value is not None
+            and math.isfinite(self.value)
+        )
+
+    @staticmethod
+    def lost(unit: str, ts: float, reason: str) -> "Reading":
+        return Reading(value=None, unit=unit, ts=ts, quality=Quality.LOST, reason=reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The process image: every point's reading, frozen at one instant (`taken_at`, seconds)."""
+
+    taken_at: float
+    readings: Mapping[str, Reading] = field(default_factory=dict)
+
+    def get(self, point: str) -> Reading | None:
+        return self.readings.get(point)

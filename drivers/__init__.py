@@ -1,0 +1,1 @@
+"""Field drivers: translate between one protocol and readings / commands, nothing more."""

@@ -1,0 +1,1 @@
+"""The simulated reference plant, scenarios, and the closed-loop runner."""
