@@ -1,0 +1,59 @@
+"""The `heatctl` command. Each verb lives in its own module under controller/cli_verbs/.
+
+A verb module has `register(subparsers)` (adds its parser, sets `func`) and its `func(args) -> int`.
+Errors reach the operator as one line on stderr and an exit code (1: the thing checked is bad,
+2: bad arguments), never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Verb modules, in the order `heatctl --help` lists them. A module that is missing is skipped, so
+# that verbs can land one at a time.
+VERB_MODULES = [
+    "controller.cli_verbs.check_config",
+    "controller.cli_verbs.schema",
+    "controller.cli_verbs.simulate",
+    "controller.cli_verbs.points",
+    "controller.cli_verbs.sim_plant",
+    "controller.cli_verbs.demo",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2, as argparse does, but no usage dump
+        sys.stderr.write(f"heatctl: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="heatctl", description="Supervisory controller for data-centre heat reuse.")
+    subparsers = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    for name in VERB_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

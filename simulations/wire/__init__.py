@@ -1,0 +1,1 @@
+"""The simulated plant served over the real protocols (Modbus TCP, OPC-UA, IPMI/RMCP+)."""
