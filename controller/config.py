@@ -24,7 +24,7 @@ from __future__ import annotations
 import enum
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from controller.roles import Role
 from controller.strict_model import StrictModel
@@ -176,6 +176,14 @@ class OutputsConfig(StrictModel):
     max_override_s: float = Field(8 * 3600.0, gt=0)
 
 
+class MeteringConfig(StrictModel):
+    # Buffer tank water volume (m3): stored heat = volume * rho * c_p * (mean temp - empty temp).
+    tank_volume_m3: float = Field(2.0, gt=0)
+    # Longest gap between two ticks that is integrated; a longer one (a stall, a restart) is
+    # counted as unmetered time rather than guessed.
+    max_gap_s: float = Field(10.0, gt=0)
+
+
 class SiteConfig(StrictModel):
     site: SiteInfo
     tick_period_s: float = Field(1.0, ge=0.1, le=60)
@@ -187,12 +195,25 @@ class SiteConfig(StrictModel):
     power: PowerConfig
     policy: PolicyConfig
     outputs: OutputsConfig = OutputsConfig()
+    metering: MeteringConfig = MeteringConfig()
     simulation: PlantConfig = PlantConfig()
 
     # Filled by the loader after the cross-section checks pass: role -> point names, and each
     # point's source parsed by its driver's schema. Not part of the YAML.
+    # Role -> point names, built once: the step asks for it many times per tick.
+    _by_role: dict[str, list[str]] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, __context: Any) -> None:
+        for name, p in self.points.items():
+            if p.role is not None:
+                self._by_role.setdefault(p.role, []).append(name)
+
     def points_with_role(self, role: Role) -> list[str]:
-        return [name for name, p in self.points.items() if p.role == role.value]
+        return list(self._by_role.get(role.value, ()))
+
+    def role_index(self) -> dict[Role, tuple[str, ...]]:
+        """Role -> point names as a plain dict, for hot paths (pydantic attribute access is slow)."""
+        return {r: tuple(self._by_role.get(r.value, ())) for r in Role}
 
     def point_for(self, role: Role) -> str:
         names = self.points_with_role(role)

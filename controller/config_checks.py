@@ -29,9 +29,21 @@ LOOP_ROLES: dict[str, tuple[Role, Role]] = {
 }
 
 
-def point_kind(site: SiteConfig, name: str) -> PointKind:
+# Loops whose setpoint is in their measurement's unit and is used as written. it_delta_t holds a
+# temperature difference (K, from policy.*.it_delta_t_k), power_cap's target is the trip limit minus
+# policy.*.cap_margin_k (checked with the trip): comparing either with a trip's alarm means nothing.
+SETPOINT_LOOPS = ("consumer_supply", "dump")
+
+
+def point_kind(site: SiteConfig, name: str) -> PointKind | None:
+    """Reading or actuator, by the point's role; None for an unknown role (reported on its own)."""
     role = site.points[name].role
-    return ROLE_SPECS[Role(role)].kind if role else PointKind.READING
+    if not role:
+        return PointKind.READING
+    try:
+        return ROLE_SPECS[Role(role)].kind
+    except ValueError:
+        return None
 
 
 def check_site(site: SiteConfig) -> Iterator[Problem]:
@@ -77,15 +89,21 @@ def _check_loops(site: SiteConfig) -> Iterator[Problem]:
             point = site.points.get(pname)
             if point is None:
                 yield Problem(base + (key,), f"names point {pname!r}, which is not under points")
+            elif key == "output" and point_kind(site, pname) is PointKind.READING:
+                yield Problem(base + (key,), f"point {pname!r} is a reading (role {point.role}); expected the "
+                                             f"actuator with role {role.value}")
             elif point.role != role.value:
                 yield Problem(base + (key,), f"point {pname!r} has role {point.role}; expected a point with role {role.value}")
         if loop.output_min >= loop.output_max:
             yield Problem(base + ("output_min",), f"expected output_min < output_max, got {loop.output_min} >= {loop.output_max}")
         out = site.points.get(loop.output)
-        if out is not None and (loop.output_min < out.range[0] or loop.output_max > out.range[1]):
+        # Only against the right point: the range of a wrong one would add a second, misleading line.
+        if out is not None and out.role == o_role.value and (
+            loop.output_min < out.range[0] or loop.output_max > out.range[1]
+        ):
             yield Problem(base + ("output_max",),
-                          f"output limits [{loop.output_min}, {loop.output_max}] must lie within point "
-                          f"{loop.output!r}'s range {list(out.range)}")
+                          f"expected output limits [{loop.output_min}, {loop.output_max}] within the range "
+                          f"{list(out.range)} of point {loop.output!r}")
         if loop.kp < 0:
             yield Problem(base + ("kp",), f"expected kp >= 0 (direction is built into each loop), got {loop.kp}")
 
@@ -101,7 +119,7 @@ def _check_trips(site: SiteConfig) -> Iterator[Problem]:
                 yield Problem(base + ("point",), f"a {trip.kind} trip needs the point it watches")
             elif trip.point not in site.points:
                 yield Problem(base + ("point",), f"names point {trip.point!r}, which is not under points")
-            elif point_kind(site, trip.point) is not PointKind.READING:
+            elif point_kind(site, trip.point) is PointKind.ACTUATOR:
                 yield Problem(base + ("point",), f"point {trip.point!r} is an actuator; a trip watches a reading")
             if trip.limit is None:
                 yield Problem(base + ("limit",), f"a {trip.kind} trip needs a limit")
@@ -114,10 +132,21 @@ def _check_trips(site: SiteConfig) -> Iterator[Problem]:
                 yield Problem(base + ("alarm",), f"a high trip's alarm must be below its limit ({trip.limit}), got {trip.alarm}")
             if trip.kind in ("low", "low_flow") and not trip.alarm > trip.limit:
                 yield Problem(base + ("alarm",), f"a low trip's alarm must be above its limit ({trip.limit}), got {trip.alarm}")
+        if trip.kind in ("low", "low_flow") and trip.point in site.points and trip.limit is not None:
+            lo, hi = site.points[trip.point].range
+            if not lo <= trip.limit < hi:
+                yield Problem(base + ("limit",), f"expected a limit within the valid range {[lo, hi]} of point {trip.point!r}, got {trip.limit}")
+            for loop_name in SETPOINT_LOOPS:
+                loop = getattr(site.loops, loop_name)
+                bound = trip.alarm if trip.alarm is not None else trip.limit
+                if loop.measurement == trip.point and loop.setpoint <= bound:
+                    yield Problem(("loops", loop_name, "setpoint"),
+                                  f"setpoint {loop.setpoint} is at or below trip {name}'s "
+                                  f"{'alarm' if trip.alarm is not None else 'limit'} {bound}; expected above it")
         if trip.kind == "high" and trip.point in site.points and trip.limit is not None:
             lo, hi = site.points[trip.point].range
             if not lo < trip.limit <= hi:
-                yield Problem(base + ("limit",), f"limit {trip.limit} lies outside point {trip.point!r}'s valid range {[lo, hi]}")
+                yield Problem(base + ("limit",), f"expected a limit within the valid range {[lo, hi]} of point {trip.point!r}, got {trip.limit}")
             if trip.point == cap_point:
                 has_it_overtemp = True
                 for pol_name in ("compute_first", "heat_first"):
@@ -132,10 +161,10 @@ def _check_trips(site: SiteConfig) -> Iterator[Problem]:
                                       f"expected cap_margin_k > modes.limit_near_k ({site.modes.limit_near_k}), "
                                       "or the cap loop would regulate inside the safe_degrade band")
             # A loop that holds this point must hold it below the alarm (or the limit).
-            for loop_name in LOOP_ROLES:
+            for loop_name in SETPOINT_LOOPS:
                 loop = getattr(site.loops, loop_name)
                 bound = trip.alarm if trip.alarm is not None else trip.limit
-                if loop.measurement == trip.point and loop_name != "power_cap" and loop.setpoint >= bound:
+                if loop.measurement == trip.point and loop.setpoint >= bound:
                     yield Problem(("loops", loop_name, "setpoint"),
                                   f"setpoint {loop.setpoint} is at or above trip {name}'s "
                                   f"{'alarm' if trip.alarm is not None else 'limit'} {bound}; expected below it")
@@ -145,7 +174,7 @@ def _check_trips(site: SiteConfig) -> Iterator[Problem]:
             point = site.points.get(pname)
             if point is None:
                 yield Problem(base + ("actions", pname), f"names point {pname!r}, which is not under points")
-            elif point_kind(site, pname) is not PointKind.ACTUATOR:
+            elif point_kind(site, pname) is PointKind.READING:
                 yield Problem(base + ("actions", pname), f"point {pname!r} is a reading; trip actions drive actuators")
             elif not point.range[0] <= value <= point.range[1]:
                 yield Problem(base + ("actions", pname), f"value {value} lies outside the point's range {list(point.range)}")

@@ -18,7 +18,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from controller.config import SiteConfig
-from controller.config_checks import Problem, check_site
+from controller.config_checks import Problem, check_site, point_kind
+from controller.roles import PointKind, Role
 from drivers.ipmi_config import IpmiPointSource
 from drivers.modbus_config import ModbusPointSource
 from drivers.opcua_config import OpcuaPointSource
@@ -60,23 +61,32 @@ def format_path(path: YamlPath) -> str:
     return out or "(top level)"
 
 
-def _walk(node: yaml.Node, path: YamlPath, lines: dict[YamlPath, int], dups: list[Problem]) -> None:
+def _walk(node: yaml.Node, path: YamlPath, lines: dict[YamlPath, int], problems: list[Problem]) -> None:
+    """Record each YAML path's line; report duplicate keys, non-text keys and non-plain tags."""
     lines.setdefault(path, node.start_mark.line + 1)
+    # safe_load would refuse these with a traceback-shaped message and no path: say where they are.
+    if node.tag not in yaml.SafeLoader.yaml_constructors:
+        problems.append(Problem(path, f"YAML tag {node.tag!r} is not allowed; expected a plain value"))
+        return
     if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
+        seen: set[str] = set()
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                lines.setdefault(path + ("?",), key_node.start_mark.line + 1)
+                problems.append(Problem(path + ("?",), "expected a plain key (a name), got a list or mapping as key"))
+                continue
             key = key_node.value
             child = path + (key,)
             if key in seen:
-                dups.append(Problem(child, "duplicate key (YAML would silently keep the last one)"))
+                problems.append(Problem(child, "duplicate key (YAML would silently keep the last one)"))
                 lines[child] = key_node.start_mark.line + 1
                 continue
             seen.add(key)
             lines[child] = key_node.start_mark.line + 1
-            _walk(value_node, child, lines, dups)
+            _walk(value_node, child, lines, problems)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, path + (i,), lines, dups)
+            _walk(item, path + (i,), lines, problems)
 
 
 def _line_for(path: YamlPath, lines: dict[YamlPath, int]) -> int:
@@ -86,32 +96,102 @@ def _line_for(path: YamlPath, lines: dict[YamlPath, int]) -> int:
     return lines.get(path, 1)
 
 
+# How YAML spells the non-finite floats; _json_safe turns them into these strings so that the
+# validator rejects them as numbers and the message shows what the operator wrote.
+_NON_FINITE = {"nan": ".nan", "inf": ".inf", "-inf": "-.inf"}
+
+
+def _show(value: Any) -> str:
+    """A value as it was written in YAML, short enough for one line."""
+    if value is None:
+        return "null (no value)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str) and value in _NON_FINITE.values():
+        return value
+    if isinstance(value, dict):
+        return "a mapping"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_number_text(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+# pydantic's error type -> (its ctx key, the operator).
+_BOUNDS = {
+    "greater_than": ("gt", ">"),
+    "greater_than_equal": ("ge", ">="),
+    "less_than": ("lt", "<"),
+    "less_than_equal": ("le", "<="),
+}
+
+
 def _describe(err: Mapping[str, Any]) -> str:
+    """One line saying what was expected and what was found; pydantic's own wording is not kept."""
     kind = err["type"]
     got = err.get("input")
+    ctx = err.get("ctx") or {}
     if kind == "extra_forbidden":
         return "unknown key (not part of the schema; check its spelling)"
     if kind == "missing":
-        return "missing required key"
+        return f"missing required key {err['loc'][-1]!r}" if err["loc"] else "missing required key"
     if kind in ("float_type", "int_type", "float_parsing", "int_parsing", "int_from_float"):
         expected = "an integer" if kind.startswith("int") else "a number"
-        return f"expected {expected}, got {got!r}"
+        if got in _NON_FINITE.values():
+            return f"expected {expected} (finite), got {got}"
+        if _is_number_text(got):
+            return f"expected {expected}, got the text {got!r} (a quoted value is text; remove the quotes)"
+        return f"expected {expected}, got {_show(got)}"
     if kind in ("bool_type", "bool_parsing"):
-        return f"expected true or false, got {got!r}"
-    if kind in ("string_type",):
-        return f"expected text, got {got!r}"
+        return f"expected true or false, got {_show(got)}"
+    if kind == "string_type":
+        return f"expected text, got {_show(got)}"
+    if kind == "string_too_short":
+        return f"expected at least {ctx.get('min_length')} character(s), got {_show(got)}"
+    if kind in ("literal_error", "enum"):
+        return f"expected {ctx.get('expected')}, got {_show(got)}"
+    if kind in _BOUNDS:
+        key, op = _BOUNDS[kind]
+        return f"expected a value {op} {ctx.get(key)}, got {_show(got)}"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"expected a mapping (key: value), got {_show(got)}"
+    if kind in ("list_type", "tuple_type"):
+        return f"expected a list, got {_show(got)}"
+    if kind == "too_long":
+        return f"expected at most {ctx.get('max_length')} items, got {ctx.get('actual_length')}"
+    if kind == "too_short":
+        return f"expected at least {ctx.get('min_length')} items, got {ctx.get('actual_length')}"
     if kind == "union_tag_invalid":
-        return f"unknown driver kind {err.get('ctx', {}).get('tag')!r}; expected modbus, opcua or ipmi"
+        return f"unknown driver kind {ctx.get('tag')!r}; expected modbus, opcua or ipmi"
     if kind == "union_tag_not_found":
         return "missing required key 'kind' (modbus, opcua or ipmi)"
-    msg = err.get("msg", kind)
-    return f"{msg[0].lower()}{msg[1:]}, got {got!r}" if got is not None and not isinstance(got, (dict, list)) else msg
+    msg = str(err.get("msg", kind)).replace("Input should be", "expected")
+    msg = msg[0].lower() + msg[1:] if msg else kind
+    return f"{msg}, got {_show(got)}" if got is not None and not isinstance(got, (dict, list)) else msg
 
 
 def _pydantic_problems(exc: ValidationError) -> list[Problem]:
     problems = []
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in ("modbus", "opcua", "ipmi")))
+        loc = tuple(err["loc"])
+        # A driver's errors carry the union's tag after its name (drivers.x.modbus.port): drop it,
+        # and only there, so that a driver that is itself named `modbus` keeps its name.
+        if len(loc) >= 3 and loc[0] == "drivers" and loc[2] in ("modbus", "opcua", "ipmi"):
+            loc = loc[:2] + loc[3:]
+        if loc and loc[-1] == "range" or (len(loc) >= 2 and loc[-2] == "range" and isinstance(loc[-1], int)):
+            # [min, max] is a pair: a missing or extra item is one problem with the pair.
+            if err["type"] in ("missing", "too_long", "tuple_type"):
+                loc = loc[:-1] if isinstance(loc[-1], int) else loc
+                problems.append(Problem(loc, f"expected [min, max] (two numbers), got {_show(err.get('input'))}"))
+                continue
         problems.append(Problem(loc, _describe(err)))
     return problems
 
@@ -119,7 +199,7 @@ def _pydantic_problems(exc: ValidationError) -> list[Problem]:
 def _json_safe(value: Any) -> Any:
     # JSON has no NaN or inf; keep them visible to the validator as text so they are rejected.
     if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
+        return _NON_FINITE[str(value)]
     if isinstance(value, dict):
         return {str(k): _json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -141,17 +221,28 @@ def parse_config_text(text: str, path: str = "<config>") -> LoadedConfig:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        context = getattr(exc, "context", None)
+        if context and problem.startswith("but "):  # "expected a single document ..., but found ..."
+            problem = f"{context}, {problem}"
         raise ConfigError([f"{path}:{line}: YAML syntax error: {problem}"]) from None
     if root is None:
         raise ConfigError([f"{path}:1: the file is empty; expected a site configuration"])
     lines: dict[YamlPath, int] = {}
-    dups: list[Problem] = []
-    _walk(root, (), lines, dups)
-    if dups:
-        raise fail(dups, lines)
-    data = yaml.safe_load(text)
+    # Duplicate keys, non-text keys and non-plain tags stop here: past a duplicate, whatever else
+    # looks wrong follows from YAML having kept the last of the two, and would only mislead.
+    yaml_problems: list[Problem] = []
+    _walk(root, (), lines, yaml_problems)
+    if yaml_problems:
+        raise fail(yaml_problems, lines)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:  # not expected after the walk above; never a traceback all the same
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError([f"{path}:{mark.line + 1 if mark else 1}: YAML error: {problem}"]) from None
     if not isinstance(data, dict):
-        raise ConfigError([f"{path}:1: expected a mapping of sections at the top level"])
+        raise ConfigError([f"{path}:{root.start_mark.line + 1}: expected a mapping of sections "
+                           f"(site:, points:, ...) at the top level, got {_yaml_kind(data)}"])
     try:
         site = SiteConfig.model_validate_json(json.dumps(_json_safe(data), default=str), strict=True)
     except ValidationError as exc:
@@ -164,6 +255,10 @@ def parse_config_text(text: str, path: str = "<config>") -> LoadedConfig:
             continue
         driver_name = point.source.get("driver")
         driver = site.drivers.get(driver_name) if isinstance(driver_name, str) else None
+        if driver_name is None:
+            problems.append(Problem(("points", name, "source"),
+                                    f"missing required key 'driver' (one of: {', '.join(sorted(site.drivers)) or 'none'})"))
+            continue
         if driver is None:
             problems.append(
                 Problem(("points", name, "source", "driver"),
@@ -185,15 +280,37 @@ def parse_config_text(text: str, path: str = "<config>") -> LoadedConfig:
     return LoadedConfig(site=site, path=path, text=text, sha256=digest, sources=sources)
 
 
+def _yaml_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the text {_show(value)}"
+    return _show(value)
+
+
 def _check_sources(site: SiteConfig, sources: Mapping[str, BaseModel]) -> list[Problem]:
+    """Checks of a point's source against its driver and its role (both known only after parsing)."""
     problems = []
     for name, src in sources.items():
-        if isinstance(src, IpmiPointSource) and src.bmc is not None:
+        base = ("points", name, "source")
+        kind = point_kind(site, name)
+        if isinstance(src, IpmiPointSource):
             driver = site.drivers[src.driver]
             names = [b.name for b in driver.bmcs]  # type: ignore[union-attr]
-            if src.bmc not in names:
-                problems.append(Problem(("points", name, "source", "bmc"),
-                                        f"names BMC {src.bmc!r}, not one of {names}"))
+            if src.bmc is not None and src.bmc not in names:
+                problems.append(Problem(base + ("bmc",), f"names BMC {src.bmc!r}, not one of {names}"))
+            if src.bmc is None and site.points[name].role == Role.SERVER_POWER.value:
+                problems.append(Problem(base, f"missing required key 'bmc': a server_power reading comes "
+                                              f"from one BMC, one of {names}"))
+        if isinstance(src, ModbusPointSource):
+            # Coils and discrete inputs are single bits; a register type there would be misread.
+            if src.table in ("coil", "discrete_input") and src.data_type != "bool":
+                problems.append(Problem(base + ("data_type",) if "data_type" in site.points[name].source else base,
+                                        f"a {src.table} holds one bit: expected data_type: bool, got {src.data_type}"))
+            # Input registers and discrete inputs cannot be written: the actuator would never move.
+            if kind is PointKind.ACTUATOR and src.table in ("input", "discrete_input"):
+                problems.append(Problem(base + ("table",), f"point {name!r} is an actuator; expected a writable "
+                                                            f"table (holding or coil), got {src.table}"))
     return problems
 
 

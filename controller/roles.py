@@ -45,6 +45,11 @@ class Role(enum.Enum):
     LEAK = "leak"
     AMBIENT_TEMP = "ambient_temp"
     LOOP_PRESSURE = "loop_pressure"
+    # Optional heat meters and submeters; where a site has them, the energy counters use them.
+    CONSUMER_HEAT = "consumer_heat"
+    DUMP_HEAT = "dump_heat"
+    BOILER_HEAT = "boiler_heat"
+    AUX_POWER = "aux_power"
     # Actuators
     P1_SPEED = "p1_speed"
     P2_SPEED = "p2_speed"
@@ -74,6 +79,10 @@ ROLE_SPECS: dict[Role, RoleSpec] = {
     Role.LEAK: RoleSpec(R, "bool", True, many=True, description="leak detector, 1 = wet"),
     Role.AMBIENT_TEMP: RoleSpec(R, "degC", False, description="outdoor / plant room ambient"),
     Role.LOOP_PRESSURE: RoleSpec(R, "bar", False, description="IT loop pressure"),
+    Role.CONSUMER_HEAT: RoleSpec(R, "W", False, description="heat meter: recovered heat to the consumer"),
+    Role.DUMP_HEAT: RoleSpec(R, "W", False, description="heat meter: heat rejected by the dump cooler"),
+    Role.BOILER_HEAT: RoleSpec(R, "W", False, description="heat meter: boiler output"),
+    Role.AUX_POWER: RoleSpec(R, "W", False, description="submeter: pumps and fans electrical power"),
     Role.P1_SPEED: RoleSpec(A, "pct", True, description="IT loop pump P1 speed"),
     Role.P2_SPEED: RoleSpec(A, "pct", True, description="building loop pump P2 speed"),
     Role.P3_SPEED: RoleSpec(A, "pct", True, description="tank discharge pump P3 speed"),

@@ -1,0 +1,110 @@
+"""Reading validation: decide each tick which readings may be used, and since when they are bad.
+
+Checks, in order: missing, quality from the driver, NaN/inf, out of the valid range, stale (older
+than max_age_s), frozen (unchanged longer than frozen_after_s, for points that must move), and an
+implausible rate of change (faster than max_rate_per_s against the previous sample). A reading that
+fails any check is never used as if good; the step decides what to do without it.
+
+Pure: the previous `PointHistory` per point comes in, the new one goes out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+from controller.config import PointConfig
+from controller.readings import Quality, Reading, Snapshot
+
+
+@dataclass(frozen=True, slots=True)
+class PointHistory:
+    """What validation remembers about one point between ticks."""
+
+    last_value: float | None = None
+    last_ts: float | None = None
+    # When the value last changed (for the frozen check).
+    changed_at: float | None = None
+    # When the point first went bad in the current bad spell (None: good now).
+    bad_since: float | None = None
+    last_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """One point's verdict this tick. `value` is None unless `good`."""
+
+    value: float | None
+    good: bool
+    reason: str
+    bad_for_s: float
+
+
+GOOD_HISTORY = PointHistory()
+
+
+def check_point(name: str, cfg: PointConfig, reading: Reading | None, hist: PointHistory,
+                now: float) -> tuple[Checked, PointHistory]:
+    reason = ""
+    value = None if reading is None else reading.value
+    ts = None if reading is None else reading.ts
+    if reading is None:
+        reason = "missing"
+    elif reading.quality is not Quality.GOOD:
+        reason = reading.reason or reading.quality.value
+        if reading.quality is not Quality.LOST and not reason.startswith(reading.quality.value):
+            reason = f"{reading.quality.value}: {reason}"
+    elif value is None or not math.isfinite(value):
+        reason = "nan"
+    elif not cfg.range[0] <= value <= cfg.range[1]:
+        reason = f"out_of_range ({value:g} not in [{cfg.range[0]:g}, {cfg.range[1]:g}])"
+    elif now - reading.ts > cfg.max_age_s:
+        reason = f"stale ({now - reading.ts:.1f} s old, max {cfg.max_age_s:g} s)"
+
+    changed_at = hist.changed_at
+    if not reason and value is not None:
+        if hist.last_value is None or value != hist.last_value:
+            changed_at = ts
+        if cfg.frozen_after_s is not None and changed_at is not None and ts is not None \
+                and ts - changed_at >= cfg.frozen_after_s:
+            reason = f"frozen (unchanged for {ts - changed_at:.0f} s)"
+        elif cfg.max_rate_per_s is not None and hist.last_value is not None and hist.last_ts is not None \
+                and ts is not None and ts > hist.last_ts:
+            # Against the previous sample, good or not: a single jump is rejected once, and a
+            # real step change (a sensor replaced) is accepted from the next sample on.
+            rate = abs(value - hist.last_value) / (ts - hist.last_ts)
+            if rate > cfg.max_rate_per_s:
+                reason = f"rate ({rate:.2f}/s > {cfg.max_rate_per_s:g}/s)"
+
+    good = not reason
+    bad_since = None if good else (hist.bad_since if hist.bad_since is not None else now)
+    new_hist = PointHistory(
+        last_value=value if (value is not None and math.isfinite(value)) else hist.last_value,
+        last_ts=ts if (value is not None and ts is not None) else hist.last_ts,
+        changed_at=changed_at,
+        bad_since=bad_since,
+        last_reason=reason,
+    )
+    checked = Checked(
+        value=value if good else None,
+        good=good,
+        reason=reason,
+        bad_for_s=0.0 if good else now - bad_since,  # type: ignore[operator]
+    )
+    return checked, new_hist
+
+
+def validate(points: Mapping[str, PointConfig], snapshot: Snapshot,
+             history: Mapping[str, PointHistory], now: float,
+             names: tuple[str, ...] | None = None
+             ) -> tuple[dict[str, Checked], dict[str, PointHistory]]:
+    """Check every reading point (or `names`); return verdicts and the new history."""
+    checked: dict[str, Checked] = {}
+    new_history: dict[str, PointHistory] = {}
+    for name in names if names is not None else points:
+        c, h = check_point(name, points[name], snapshot.readings.get(name),
+                           history.get(name, GOOD_HISTORY), now)
+        checked[name] = c
+        new_history[name] = h
+    return checked, new_history
