@@ -119,6 +119,9 @@ class Controller:
             refusal = self._basic_refusal(req)
             if refusal is None and isinstance(req, OverrideRequest):
                 refusal = self._override_refusal(req)
+            if refusal is None and isinstance(req, AckTripRequest) and not (
+                    req.trip in trip_states and trip_states[req.trip].latched):
+                refusal = f"trip {req.trip} is not latched; nothing to acknowledge"
             if refusal is not None:
                 ev("request_refused", f"{_describe(req)} refused: {refusal}", request=_describe(req),
                    reason=req.reason, user=req.user, refusal=refusal)
@@ -149,7 +152,7 @@ class Controller:
         it_w = self._it_power(checked)
         for name, trip in self.trip_list:
             cause = forced.get(name) or trips_mod.condition(name, trip, self.idx[Role.LEAK], checked, self.critical, it_w)
-            if not started and trip.kind == "sensor_lost":
+            if not started and trip.kind == "sensor_lost" and name not in forced:
                 cause = None  # at start-up, missing readings are the start-up hold, not a trip
             prev = trip_states.get(name, trips_mod.NOT_TRIPPED)
             new = trips_mod.update(prev, cause, now)
