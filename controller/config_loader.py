@@ -235,7 +235,13 @@ def parse_config_text(text: str, path: str = "<config>") -> LoadedConfig:
     if yaml_problems:
         raise fail(yaml_problems, lines)
     try:
-        data = yaml.safe_load(text)
+        # safe_load is compose + SafeConstructor; construct from the tree already composed above
+        # rather than parse the text a second time (PyYAML's pure-Python parser is the slow part).
+        constructor = yaml.SafeLoader("")
+        try:
+            data = constructor.construct_document(root)
+        finally:
+            constructor.dispose()
     except yaml.YAMLError as exc:  # not expected after the walk above; never a traceback all the same
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]

@@ -176,7 +176,9 @@ class ModeMachine:
         for t in self._by_source[mode]:
             if held and t.dest is not S:
                 continue
-            if getattr(self._model, "may_" + t.trigger)():
+            # The guards are evaluated here first (cheap, pure); the machine then applies the
+            # transition, re-checking the same guards as its conditions.
+            if all(g(ctx) for g in t.guards):
                 getattr(self._model, t.trigger)()
                 new = Mode(self._model.state)
                 if new is not mode:

@@ -29,7 +29,7 @@ from controller.requests import (AckTripRequest, ClearOverrideRequest, HoldReque
 from controller.roles import PointKind, Role
 from controller.state import ControllerState, Override
 from controller import trips as trips_mod
-from controller.validation import Checked, validate
+from controller.validation import Checked, PointLimits, validate
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,10 @@ class StepResult:
     loops: dict[str, LoopResult] = field(default_factory=dict)
 
 
+# The tank top must be this much hotter than the consumer supply for a discharge to add heat.
+TANK_DISCHARGE_MARGIN_K = 2.0
+
+
 class Controller:
     """Everything derived from one site config, built once; `step` is the pure function."""
 
@@ -50,6 +54,7 @@ class Controller:
         self.machine = ModeMachine()
         self.reading_points = tuple(n for n in site.points if point_kind(site, n) is PointKind.READING)
         self.actuators = tuple(n for n in site.points if point_kind(site, n) is PointKind.ACTUATOR)
+        self.limits = {n: PointLimits.of(p) for n, p in site.points.items()}
         self.critical = tuple(n for n in self.reading_points if site.points[n].critical)
         self.idx = site.role_index()
         self.role = {r: names[0] for r, names in self.idx.items() if len(names) == 1}
@@ -100,7 +105,7 @@ class Controller:
         requests = list(requests)
 
         # 1. validation
-        checked, history = validate(site.points, snapshot, state.history, now, self.reading_points)
+        checked, history = validate(self.limits, snapshot, state.history, now, self.reading_points)
         for name in self.reading_points:
             was_bad = state.history.get(name) is not None and state.history[name].bad_since is not None
             c = checked[name]
@@ -172,10 +177,12 @@ class Controller:
             clear_since = None
         else:
             clear_since = state.causes_clear_since if state.causes_clear_since is not None else now
-        flows_pre = heat_flows(site, self.idx, checked, state.outputs.get(r[Role.V1_POSITION]), None, 0.0)
-        ctx = ModeContext(
-            surplus_w=self._surplus(checked, flows_pre),
-            tank_soc=flows_pre.tank_soc,
+        # Heat flows over the interval that ends now, with the valve position that was applied in it.
+        flows = heat_flows(site, self.idx, checked, state.outputs.get(r[Role.V1_POSITION]), state.tank_soc, dt)
+        mode, mode_since, mode_cause, held = state.mode, state.mode_since, state.mode_cause, state.held
+        ctx_args = dict(
+            surplus_w=self._surplus(checked, flows),
+            tank_soc=flows.tank_soc,
             degrade_causes=causes,
             causes_clear_for_s=None if clear_since is None else now - clear_since,
             latched_trips=latched,
@@ -188,7 +195,7 @@ class Controller:
             exit_dwell_s=site.modes.safe_degrade_exit_dwell_s,
             starting=started and not state.started,
         )
-        mode, mode_since, mode_cause, held = state.mode, state.mode_since, state.mode_cause, state.held
+        ctx = ModeContext(**ctx_args)
         for req in requests:
             if isinstance(req, ModeRequest) and self._basic_refusal(req) is None:
                 refusal = refusal_for_request(req.mode, ctx)
@@ -209,7 +216,8 @@ class Controller:
             elif isinstance(req, ReleaseRequest) and self._basic_refusal(req) is None:
                 held = False
                 ev("request_accepted", "released to automatic", request="release", reason=req.reason, user=req.user)
-        ctx = replace(ctx, in_mode_for_s=now - mode_since)
+        if mode_since != state.mode_since:
+            ctx = ModeContext(**{**ctx_args, "in_mode_for_s": now - mode_since})
         new_mode, cause = self.machine.next_mode(mode, ctx, held)
         if new_mode is not mode:
             if new_mode is Mode.SAFE_DEGRADE:
@@ -254,7 +262,6 @@ class Controller:
         # 6. fold back into the loops, meter
         applied = {p: o.value for p, o in commands.items()}
         loops = self._settle(loop_pids, applied, loop_results)
-        flows = heat_flows(site, self.idx, checked, applied[r[Role.V1_POSITION]], state.tank_soc, dt)
         energy = integrate(state.energy, flows, dt, site.metering.max_gap_s) if state.started else state.energy
         new_state = ControllerState(
             tick=state.tick + 1, last_now=now, started=started, mode=mode, mode_since=mode_since,
@@ -373,6 +380,12 @@ class Controller:
             lo, hi = -m, 0.0
         else:
             lo, hi = -m, m
+        top = val(Role.TANK_TOP_TEMP)
+        t_c_now = val(Role.CONSUMER_SUPPLY_TEMP)
+        if top is None or t_c_now is None or top < t_c_now + TANK_DISCHARGE_MARGIN_K:
+            # Discharging a tank no hotter than the consumer circuit would cool it: P3 stays off.
+            lo = max(lo, 0.0)
+            hi = max(hi, lo)
         if not online:
             # Nobody takes heat at the consumer: charge the tank while it has room, else nothing.
             has_room = soc is not None and soc < site.modes.tank_full_soc

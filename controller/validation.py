@@ -44,8 +44,34 @@ class Checked:
 GOOD_HISTORY = PointHistory()
 
 
-def check_point(name: str, cfg: PointConfig, reading: Reading | None, hist: PointHistory,
+@dataclass(frozen=True, slots=True)
+class PointLimits:
+    """A point's validation limits as plain floats (pydantic attribute access is slow per tick)."""
+
+    lo: float
+    hi: float
+    max_age_s: float
+    frozen_after_s: float | None
+    max_rate_per_s: float | None
+
+    @staticmethod
+    def of(cfg: PointConfig) -> "PointLimits":
+        return PointLimits(cfg.range[0], cfg.range[1], cfg.max_age_s, cfg.frozen_after_s, cfg.max_rate_per_s)
+
+
+def check_point(name: str, cfg: PointConfig | PointLimits, reading: Reading | None, hist: PointHistory,
                 now: float) -> tuple[Checked, PointHistory]:
+    if not isinstance(cfg, PointLimits):
+        cfg = PointLimits.of(cfg)
+    # Fast path: a good, fresh, in-range reading of a point with no frozen or rate check.
+    if (reading is not None and reading.quality is Quality.GOOD and cfg.frozen_after_s is None
+            and cfg.max_rate_per_s is None and hist.bad_since is None):
+        v = reading.value
+        if v is not None and cfg.lo <= v <= cfg.hi and now - reading.ts <= cfg.max_age_s:
+            # (NaN fails the range comparison, so it takes the slow path.)
+            if v == hist.last_value and hist.changed_at is not None:
+                return Checked(v, True, "", 0.0), PointHistory(v, reading.ts, hist.changed_at, None, "")
+            return Checked(v, True, "", 0.0), PointHistory(v, reading.ts, reading.ts, None, "")
     reason = ""
     value = None if reading is None else reading.value
     ts = None if reading is None else reading.ts
@@ -57,8 +83,8 @@ def check_point(name: str, cfg: PointConfig, reading: Reading | None, hist: Poin
             reason = f"{reading.quality.value}: {reason}"
     elif value is None or not math.isfinite(value):
         reason = "nan"
-    elif not cfg.range[0] <= value <= cfg.range[1]:
-        reason = f"out_of_range ({value:g} not in [{cfg.range[0]:g}, {cfg.range[1]:g}])"
+    elif not cfg.lo <= value <= cfg.hi:
+        reason = f"out_of_range ({value:g} not in [{cfg.lo:g}, {cfg.hi:g}])"
     elif now - reading.ts > cfg.max_age_s:
         reason = f"stale ({now - reading.ts:.1f} s old, max {cfg.max_age_s:g} s)"
 
@@ -95,7 +121,7 @@ def check_point(name: str, cfg: PointConfig, reading: Reading | None, hist: Poin
     return checked, new_hist
 
 
-def validate(points: Mapping[str, PointConfig], snapshot: Snapshot,
+def validate(points: Mapping[str, PointConfig | PointLimits], snapshot: Snapshot,
              history: Mapping[str, PointHistory], now: float,
              names: tuple[str, ...] | None = None
              ) -> tuple[dict[str, Checked], dict[str, PointHistory]]:
