@@ -44,6 +44,8 @@ class StepResult:
 
 # The tank top must be this much hotter than the consumer supply for a discharge to add heat.
 TANK_DISCHARGE_MARGIN_K = 2.0
+# In safe_degrade the dump holds the building return this much below its normal setpoint.
+SAFE_DEGRADE_DUMP_OFFSET_K = 10.0
 
 
 class Controller:
@@ -233,6 +235,9 @@ class Controller:
         # 4. loops and automatic outputs
         auto, loop_results, loop_pids = self._automatic(state, checked, mode, now, dt)
         boiler_on = auto.pop("__boiler_state") == 1.0
+        dump_safe = auto.pop("__dump_safe", None)
+        if dump_safe is not None:
+            auto["__dump_safe"] = dump_safe
 
         # 5. arbitration: trip > safe_degrade > override > automatic
         trip_out = trips_mod.trip_outputs(site, trip_states)
@@ -252,6 +257,11 @@ class Controller:
                 value = self.safe_outputs[point]
                 if point == r[Role.POWER_CAP] and started:
                     value = min(auto[point], value)  # the cap loop may cap lower still
+                if point == r[Role.D1_FAN] and started and auto.get("__dump_safe") is not None:
+                    # With the building return readable, the dump runs its loop at a lower
+                    # setpoint instead of flat out: full fan in a frost would cool the loops
+                    # toward freezing. Blind (return bad), it runs flat out.
+                    value = auto["__dump_safe"]
                 commands[point] = Output(min(max(value, lo), hi), src, mode_cause)
             elif point in overrides:
                 ov = overrides[point]
@@ -377,7 +387,9 @@ class Controller:
         elif mode is Mode.BUFFER_CHARGING:
             lo, hi = 0.0, m
         elif mode is Mode.BYPASS:
-            lo, hi = -m, 0.0
+            # The tank is full: sending flow through it returns it hot to the dump, which is the
+            # only way to keep surplus heat off a consumer that cannot take it.
+            lo, hi = -m, m
         else:
             lo, hi = -m, m
         top = val(Role.TANK_TOP_TEMP)
@@ -393,8 +405,11 @@ class Controller:
             lo, hi = min(lo, forced), max(hi, forced)
         u = run("consumer_supply", val(Role.CONSUMER_SUPPLY_TEMP), L.consumer_supply.setpoint, lo, hi, forced)
 
-        # D1 keeps the building return low enough.
-        d1 = run("dump", val(Role.B_RETURN_TEMP), L.dump.setpoint, L.dump.output_min, L.dump.output_max)
+        # D1 keeps the building return low enough; in safe_degrade, lower still.
+        b_ret = val(Role.B_RETURN_TEMP)
+        dump_sp = L.dump.setpoint - (SAFE_DEGRADE_DUMP_OFFSET_K if mode is Mode.SAFE_DEGRADE else 0.0)
+        d1 = run("dump", b_ret, dump_sp, L.dump.output_min, L.dump.output_max)
+        dump_safe = d1 if (mode is Mode.SAFE_DEGRADE and b_ret is not None) else None
 
         # The power cap: held below the over-temperature limit by the policy's margin.
         cap_hi = site.power.safe_degrade_w if mode is Mode.SAFE_DEGRADE else site.power.max_w
@@ -421,6 +436,8 @@ class Controller:
             r[Role.D1_FAN]: d1, r[Role.BOILER_ENABLE]: 1.0 if boiler else 0.0,
             r[Role.POWER_CAP]: cap, "__boiler_state": 1.0 if boiler else 0.0,
         }
+        if dump_safe is not None:
+            out["__dump_safe"] = dump_safe
         return out, results, pids
 
     def _settle(self, pids: dict, applied: Mapping[str, float],

@@ -126,7 +126,7 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
         plant.set_actuators(actuators, t)
 
         # KPIs on true values (before the plant moves on).
-        true = plant._true_measurements() if hasattr(plant, "_true_measurements") else meas
+        true = plant.true_measurements()
         mode_s[state.mode.value] += dt
         for name, (point, limit) in limit_points.items():
             v = values.get(point) if point not in ("it_supply_temp",) else true.it_supply_c

@@ -688,6 +688,10 @@ class Plant:
 
     # ------------------------------------------------------------------ readings
 
+    def true_measurements(self) -> Measurements:
+        """The physical values without sensor faults (for KPIs: what really happened)."""
+        return self._true_measurements()
+
     def _true_measurements(self) -> Measurements:
         cfg = self.cfg
         fb = self.fallback_active()

@@ -1,0 +1,106 @@
+"""`heatctl simulate --scenario NAME [--hours H] [--json]`: the closed loop on simulated time."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from controller.config_loader import ConfigError, load_config
+from controller.paths import default_config_path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("simulate", help="run the controller against the plant model on simulated time")
+    p.add_argument("--scenario", required=False, help="scenario name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    p.add_argument("--config", default=None, help="site configuration (default: the reference plant)")
+    p.add_argument("--hours", type=_positive_float, default=None, help="simulated hours (default: the scenario's)")
+    p.add_argument("--tick", type=_positive_float, default=None, help="control tick in seconds (default: the config's)")
+    p.add_argument("--json", action="store_true", help="print the KPIs as JSON")
+    p.set_defaults(func=run)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    from simulations.closed_loop import run_scenario
+    from simulations.scenarios import SCENARIOS
+
+    if args.list or not args.scenario:
+        if not args.list:
+            print("heatctl simulate: --scenario is required; one of:", file=sys.stderr)
+        for name, s in SCENARIOS.items():
+            print(f"  {name:18s} {s.hours:5g} h  {s.description}", file=sys.stdout if args.list else sys.stderr)
+        return 0 if args.list else 2
+    scenario = SCENARIOS.get(args.scenario)
+    if scenario is None:
+        print(f"heatctl simulate: unknown scenario {args.scenario!r}; expected one of: {', '.join(SCENARIOS)}",
+              file=sys.stderr)
+        return 2
+    path = args.config or default_config_path()
+    try:
+        site = load_config(path).site
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 1
+    hours = args.hours if args.hours is not None else scenario.hours
+    started = time.perf_counter()
+    progress = None
+    if sys.stderr.isatty() and not args.json:
+        def progress(frac: float) -> None:
+            bar = "#" * int(frac * 30)
+            sys.stderr.write(f"\r  simulating {scenario.name}: [{bar:30s}] {frac * 100:3.0f} %")
+            sys.stderr.flush()
+    kpis, _ = run_scenario(site, scenario, hours=hours, tick_s=args.tick, progress=progress)
+    wall = time.perf_counter() - started
+    if progress is not None:
+        sys.stderr.write("\r" + " " * 60 + "\r")
+    if args.json:
+        out = kpis.as_dict()
+        out.update(scenario=scenario.name, wall_s=round(wall, 2), config=str(path))
+        print(json.dumps(out, indent=2))
+        return 0
+    print(format_kpis(scenario.name, scenario.description, kpis, wall))
+    return 0
+
+
+def format_kpis(name: str, description: str, k, wall_s: float) -> str:
+    lines = [
+        f"scenario {name}: {description}",
+        f"  simulated {k.hours:g} h in {wall_s:.1f} s ({k.hours * 3600 / max(wall_s, 1e-9):,.0f}x real time)",
+        "",
+        "  energy                         kWh",
+        f"  IT electrical             {k.it_kwh:10.1f}",
+        f"  heat captured (IT loop)   {k.captured_kwh:10.1f}",
+        f"  delivered to consumer     {k.delivered_kwh:10.1f}   (consumer demand {k.demand_kwh:.1f})",
+        f"  into tank / out of tank   {k.to_tank_kwh:10.1f} / {k.from_tank_kwh:.1f}",
+        f"  dumped                    {k.dumped_kwh:10.1f}",
+        f"  boiler backup             {k.boiler_kwh:10.1f}",
+        f"  pumps and fans            {k.pumps_fans_kwh:10.1f}",
+        f"  ERF (reused / IT+aux)     {k.erf:10.3f}",
+        f"  energy balance error      {k.energy_balance_error * 100:9.3f} %",
+        "",
+        "  modes (h)       " + "  ".join(f"{m} {h:.2f}" for m, h in k.mode_hours.items()),
+        f"  mode changes    {k.mode_changes}",
+        f"  trips           {', '.join(f'{t} x{n}' for t, n in k.trips.items()) or 'none'}",
+        "  above limits    " + ", ".join(f"{t} {h:.2f} h" for t, h in k.hours_above_limit.items()),
+        f"  max IT supply   {k.max_it_supply_c:.1f} degC",
+        f"  supply IAE      {k.supply_iae_kh:.2f} K.h (below setpoint {k.comfort_deficit_kh:.2f} K.h)",
+        f"  throttled       {k.throttled_hours:.2f} h, {k.it_lost_kwh:.1f} kWh of IT load not run",
+    ]
+    if k.events:
+        lines += ["", "  events"] + [f"    {e}" for e in k.events[:40]]
+        if len(k.events) > 40:
+            lines.append(f"    ... {len(k.events) - 40} more")
+    return "\n".join(lines)
