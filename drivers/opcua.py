@@ -37,6 +37,7 @@ writes_failed_total, last_ok_ts.
 Writes go out in one Write request with each node's own VariantType (read once per session from the
 node's DataType attribute: a Python float sent to a Float node is a Double and gets BadTypeMismatch,
 PROTOCOLS.md), then one Read request reads them back; a write is ok only if the read-back matches.
+The whole write shares one timeout_s, as a read does.
 """
 
 from __future__ import annotations
@@ -477,7 +478,7 @@ class OpcuaDriver(Driver):
         if creds is not None:
             client.set_user(creds[0])
             client.set_password(creds[1])
-        client.connection_lost_callback = self._on_connection_lost
+        client.connection_lost_callback = self._lost_callback_for(client)
         self._health.requests_total += 1
         await client.connect()
         await self._load_types(client, list(self._nodeids))
@@ -509,8 +510,11 @@ class OpcuaDriver(Driver):
         finally:
             client.disconnect_socket()
 
-    async def _on_connection_lost(self, exc: Exception) -> None:
-        self._signal_lost(describe_error(exc, self.config, "connection lost"))
+    def _lost_callback_for(self, client: Client):
+        async def on_connection_lost(exc: Exception) -> None:
+            if client is self._client:  # a late report from a client already replaced is ignored
+                self._signal_lost(describe_error(exc, self.config, "connection lost"))
+        return on_connection_lost
 
     async def _watch(self) -> str:
         """Wait until the link is lost; rebuild a silent subscription on the way. Returns why."""
@@ -559,8 +563,13 @@ class OpcuaDriver(Driver):
         params.Priority = 0
         self._samples.clear()
         self._health.requests_total += 1
+        def on_publish(result: ua.PublishResult) -> None:
+            # Subscription ids restart at 1 on a restarted server: only the current client counts.
+            if client is self._client:
+                self._on_publish(result)
+
         result = await asyncio.wait_for(
-            client.uaclient.create_subscription(params, self._on_publish), cfg.timeout_s)
+            client.uaclient.create_subscription(params, on_publish), cfg.timeout_s)
         self._sub_id = result.SubscriptionId
         self._last_publish_mono = time.monotonic()
         # Silent means: no publish response for a whole keep-alive period, plus one request's
@@ -632,7 +641,7 @@ class OpcuaDriver(Driver):
 
     # --- data types --------------------------------------------------------------------------
 
-    async def _load_types(self, client: Client, names: list[str]) -> None:
+    async def _load_types(self, client: Client, names: list[str], timeout_s: float | None = None) -> None:
         """Read DataType and Value of the given nodes in one request; cache their VariantTypes."""
         names = [n for n in names if n in self._nodeids]
         if not names:
@@ -645,7 +654,7 @@ class OpcuaDriver(Driver):
                 rv.AttributeId = attr
                 params.NodesToRead.append(rv)
         self._health.requests_total += 1
-        results = await asyncio.wait_for(client.uaclient.read(params), self.config.timeout_s)
+        results = await asyncio.wait_for(client.uaclient.read(params), timeout_s or self.config.timeout_s)
         for i, n in enumerate(names):
             dt_dv, val_dv = results[2 * i], results[2 * i + 1]
             data_type = None
@@ -737,6 +746,14 @@ class OpcuaDriver(Driver):
         return ordered
 
     async def _write(self, commands: Mapping[str, float], results: dict[str, WriteResult]) -> None:
+        # The whole write (data types if not known yet, Write, read-back Read) shares one timeout_s,
+        # so that write() stays inside the tick like read() does.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.timeout_s
+
+        def remaining() -> float:
+            return max(deadline - loop.time(), 0.001)
+
         todo: list[str] = []
         for pname, value in commands.items():
             if pname not in self.points:
@@ -756,7 +773,7 @@ class OpcuaDriver(Driver):
         missing = [p for p in todo if p not in self._vtypes]
         if missing:
             try:
-                await self._load_types(client, missing)
+                await self._load_types(client, missing, remaining())
             except Exception as exc:
                 detail = describe_error(exc, self.config, "read data type", self._username)
                 self._note_failure(detail)
@@ -785,12 +802,13 @@ class OpcuaDriver(Driver):
         self._health.requests_total += 1
         try:
             statuses = await asyncio.wait_for(
-                client.uaclient.write_attributes(nodeids, dvs, ua.AttributeIds.Value), self.config.timeout_s)
+                client.uaclient.write_attributes(nodeids, dvs, ua.AttributeIds.Value), remaining())
         except Exception as exc:
             detail = describe_error(exc, self.config, "write", self._username)
-            self._note_failure(detail)
-            if isinstance(exc, (ConnectionError, OSError)):
-                self._signal_lost(detail)
+            if isinstance(exc, (ConnectionError, OSError)) and not isinstance(exc, TimeoutError):
+                self._signal_lost(detail)  # counted and logged once by the supervision loop
+            else:
+                self._note_failure(detail)
             for p, variant, _ in planned:
                 results[p] = WriteResult(p, float(commands[p]), False, detail)
             return
@@ -807,7 +825,7 @@ class OpcuaDriver(Driver):
             back = await asyncio.wait_for(
                 client.uaclient.read_attributes([self._nodeids[p] for p, _, _ in written],
                                                 ua.AttributeIds.Value),
-                self.config.timeout_s)
+                remaining())
         except Exception as exc:
             detail = describe_error(exc, self.config, "read-back", self._username)
             self._note_failure(detail)

@@ -104,6 +104,7 @@ class PlantUnderTest:
         if not self.server.running:
             await self.server.start()
         self.server.set_silent(False)
+        self.server.refuse_subscriptions(False)
         for name, value in {**INITIAL, **{p: 0.0 for p in WRITE_POINTS}}.items():
             await self.server.set_value(name, value)
         self.writes.clear()
@@ -267,6 +268,21 @@ async def test_polling_mode_reads_all_nodes(plant: OpcuaPlantServer):
         assert rs["tank_top_temp"].quality is Quality.BAD
         assert rs["tank_top_temp"].reason == "BadOutOfService"
     finally:
+        await drv.close()
+
+
+@MODULE_LOOP
+async def test_refused_subscription_falls_back_to_polling(plant: OpcuaPlantServer):
+    plant.refuse_subscriptions()
+    drv = driver_for(plant.endpoint, PLANT_POINTS)
+    try:
+        await drv.start()
+        await wait_for(lambda: all_good(drv, INITIAL), WAIT_S, "polled values")
+        assert drv.mode is Mode.POLLING
+        await plant.set_value("consumer_demand", 777.0)
+        assert (await drv.read())["consumer_demand"].value == 777.0  # one Read per read()
+    finally:
+        plant.refuse_subscriptions(False)
         await drv.close()
 
 

@@ -11,6 +11,8 @@ Faults for driver tests:
 - `set_silent(True)`: the TCP connections stay open but nothing is read or answered any more, and
   new connections are dropped at once (a hung BMS behind a live switch).
 - `set_value(point, value, status="BadSensorFailure")`: a value with a bad or uncertain status.
+- `drop_subscriptions()`: the server forgets every subscription, sessions stay up.
+- `refuse_subscriptions()`: CreateSubscription answers BadTooManySubscriptions.
 """
 
 from __future__ import annotations
@@ -390,6 +392,11 @@ class OpcuaPlantServer:
             for transport in list(iserver.asyncio_transports):
                 if not transport.is_closing():
                     transport.resume_reading()
+
+    def refuse_subscriptions(self, refuse: bool = True) -> None:
+        """Answer CreateSubscription with BadTooManySubscriptions, as a BMS at its limit does."""
+        if self._server is not None:
+            self._server.iserver.max_subscriptions = 0 if refuse else 1_000
 
     async def drop_subscriptions(self) -> int:
         """Forget every subscription while sessions stay up, as a BMS whose OPC-UA stack lost them.
