@@ -45,10 +45,17 @@ class Kpis:
     it_lost_kwh: float
     energy_balance_error: float
     max_it_supply_c: float
-    events: list[str] = field(default_factory=list)
+    # (simulated seconds, kind, message, fields): faults, mode changes, trips, refusals.
+    timeline: list[tuple[float, str, str, dict]] = field(default_factory=list)
+
+    @property
+    def events(self) -> list[str]:
+        return [f"{t / 3600:.2f} h: {msg}" for t, _, msg, _ in self.timeline]
 
     def as_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items()}
+        d = {k: v for k, v in self.__dict__.items() if k != "timeline"}
+        d["events"] = self.events
+        return d
 
 
 @dataclass
@@ -83,7 +90,7 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
     mode_s = {m.value: 0.0 for m in Mode}
     above_s = {name: 0.0 for name in limit_points}
     trips: dict[str, int] = {}
-    events: list[str] = []
+    timeline: list[tuple[float, str, str, dict]] = []
     mode_changes = 0
     iae = deficit = throttled_s = lost_j = demand_j = 0.0
     max_it_supply = -math.inf
@@ -102,7 +109,8 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
                 plant.inject(f.fault)
             else:
                 plant.clear(f.fault.kind, f.fault.target)
-            events.append(f"{t / 3600:.2f} h: {f.action} {f.fault.kind} {f.fault.target or ''}".rstrip())
+            timeline.append((t, f"fault_{f.action}", f"{f.action} {f.fault.kind} {'' if f.fault.target is None else f.fault.target}".rstrip(),
+                             {"fault": f.fault.kind, "target": f.fault.target}))
             fi += 1
         reqs = []
         while ri < len(requests) and requests[ri][0] <= t:
@@ -116,8 +124,12 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
         res = ctrl.step(state, snapshot, reqs, t)
         state = res.state
         for e in res.events:
-            if e.kind in ("mode_changed", "trip", "trip_reset", "request_refused"):
-                events.append(f"{t / 3600:.2f} h: {e.message}")
+            if e.kind in ("mode_changed", "trip", "trip_reset", "request_refused", "trip_acked"):
+                fields = dict(e.fields)
+                if e.kind == "trip":
+                    # What was commanded in the very tick the trip fired (tests check the actions).
+                    fields["commands"] = {p: (o.value, o.source.value) for p, o in res.commands.items()}
+                timeline.append((t, e.kind, e.message, fields))
             if e.kind == "mode_changed":
                 mode_changes += 1
             if e.kind == "trip":
@@ -178,6 +190,6 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
         throttled_hours=throttled_s / 3600, it_lost_kwh=lost_j * kwh,
         energy_balance_error=plant.energy_balance_error(),
         max_it_supply_c=max_it_supply,
-        events=events,
+        timeline=timeline,
     )
     return kpis, trace

@@ -114,8 +114,10 @@ _add(Scenario(
     hours=4, it_load=lambda t: 0.85, demand_w=pool_winter_demand, ambient_c=winter_ambient,
     faults=(FaultEvent(2 * H, "inject", Fault("leak", 1)),
             FaultEvent(2.5 * H, "clear", Fault("leak", 1))),
-    requests=(ack(2.5 + 1 / 60, "leak", "drip tray dried, fitting tightened"),),
-    expect={"modes": ["normal", "safe_degrade"], "trips": ["leak"]},
+    # Stopping the pumps (the leak's isolation) also trips low_flow: both need acknowledging.
+    requests=(ack(2.5 + 1 / 60, "leak", "drip tray dried, fitting tightened"),
+              ack(2.5 + 1 / 60, "low_flow", "pumps stopped by the leak trip; restarting")),
+    expect={"modes": ["normal", "safe_degrade"], "trips": ["leak", "low_flow"]},
 ))
 _add(Scenario(
     name="load-step",
