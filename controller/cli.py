@@ -16,6 +16,7 @@ import sys
 VERB_MODULES = [
     "controller.cli_verbs.check_config",
     "controller.cli_verbs.schema",
+    "controller.cli_verbs.modes",
     "controller.cli_verbs.simulate",
     "controller.cli_verbs.points",
     "controller.cli_verbs.sim_plant",

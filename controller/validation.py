@@ -63,12 +63,17 @@ def check_point(name: str, cfg: PointConfig | PointLimits, reading: Reading | No
                 now: float) -> tuple[Checked, PointHistory]:
     if not isinstance(cfg, PointLimits):
         cfg = PointLimits.of(cfg)
-    # Fast path: a good, fresh, in-range reading of a point with no frozen or rate check.
+    # Fast path: a good, fresh, in-range reading, changing no faster than its rate limit, of a
+    # point without a frozen check. Anything else takes the full path below.
     if (reading is not None and reading.quality is Quality.GOOD and cfg.frozen_after_s is None
-            and cfg.max_rate_per_s is None and hist.bad_since is None):
+            and hist.bad_since is None):
         v = reading.value
-        if v is not None and cfg.lo <= v <= cfg.hi and now - reading.ts <= cfg.max_age_s:
-            # (NaN fails the range comparison, so it takes the slow path.)
+        rate_ok = True
+        if cfg.max_rate_per_s is not None and hist.last_value is not None and v is not None:
+            dt_r = reading.ts - hist.last_ts  # type: ignore[operator]
+            rate_ok = dt_r > 0 and abs(v - hist.last_value) <= cfg.max_rate_per_s * dt_r
+        if rate_ok and v is not None and cfg.lo <= v <= cfg.hi and now - reading.ts <= cfg.max_age_s:
+            # (NaN fails the range comparison, so it takes the full path.)
             if v == hist.last_value and hist.changed_at is not None:
                 return Checked(v, True, "", 0.0), PointHistory(v, reading.ts, hist.changed_at, None, "")
             return Checked(v, True, "", 0.0), PointHistory(v, reading.ts, reading.ts, None, "")
