@@ -1,0 +1,242 @@
+"""IPMI/DCMI driver against simulated BMCs speaking RMCP+ on 127.0.0.1 (free ports), plus ipmitool.
+
+Real client and servers in one process (STYLE.md habit 9). Waits are on conditions, bounded by a
+deadline: a reading turning good, never a sleep standing in for one.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+
+import pytest
+from structlog.testing import capture_logs
+
+import drivers.ipmi as ipmi
+from controller.config import PointConfig
+from controller.readings import Quality
+from drivers.base import DriverPoint
+from drivers.ipmi import IpmiDriver, load_credentials, share_cap
+from drivers.ipmi_config import BmcConfig, IpmiDriverConfig, IpmiPointSource
+from simulations.wire.bmc import (CC_LIMIT_OUT_OF_RANGE, CC_NO_ACTIVE_LIMIT, CMD_ACTIVATE_POWER_LIMIT,
+                                  CMD_GET_POWER_LIMIT, CMD_SET_POWER_LIMIT, SimBmc, start_bmcs,
+                                  stop_bmcs)
+
+USER, PASSWORD = "admin", "heatctl-sim"
+# Short per-tick timeout keeps the fault tests quick; loopback answers take well under 10 ms.
+TIMEOUT_S = 0.3
+
+
+@pytest.fixture
+def credentials(tmp_path):
+    path = tmp_path / "bmc.yaml"
+    path.write_text(f"username: {USER}\npassword: {PASSWORD}\n")
+    return str(path)
+
+
+@pytest.fixture
+def bmcs():
+    started = start_bmcs(3, USER, PASSWORD, power_w=[1200.0, 2300.0, 3400.0],
+                         min_power_w=600, max_power_w=5000)
+    yield started
+    stop_bmcs(started)
+
+
+def make_driver(bmcs: list[SimBmc], credentials: str, max_power_w=None, with_cap=True,
+                timeout_s=TIMEOUT_S) -> IpmiDriver:
+    max_power_w = max_power_w or [5000.0] * len(bmcs)
+    config = IpmiDriverConfig(
+        kind="ipmi", credentials_file=credentials, timeout_s=timeout_s,
+        bmcs=tuple(BmcConfig(name=b.name, host="127.0.0.1", port=b.port, max_power_w=m,
+                             min_power_w=600) for b, m in zip(bmcs, max_power_w)))
+    points = {f"{b.name}_power": DriverPoint(f"{b.name}_power",
+                                             PointConfig(role="server_power", unit="W",
+                                                         range=(0, 6000)),
+                                             IpmiPointSource(driver="bmcs", bmc=b.name))
+              for b in bmcs}
+    if with_cap:
+        points["power_cap"] = DriverPoint("power_cap", PointConfig(role="power_cap", unit="W",
+                                                                   range=(0, 40000)),
+                                          IpmiPointSource(driver="bmcs"))
+    return IpmiDriver("bmcs", config, points)
+
+
+async def read_until(driver: IpmiDriver, good: list[str], deadline_s: float):
+    """Read every tick until all `good` points are good, or fail after deadline_s."""
+    end = time.monotonic() + deadline_s
+    while True:
+        readings = await driver.read()
+        if all(readings[p].good for p in good):
+            return readings
+        if time.monotonic() > end:
+            pytest.fail(f"not good within {deadline_s} s: "
+                        f"{ {p: readings[p].reason for p in good if not readings[p].good} }")
+
+
+async def test_reads_the_power_each_bmc_reports(bmcs, credentials):
+    driver = make_driver(bmcs, credentials)
+    try:
+        readings = await read_until(driver, [f"{b.name}_power" for b in bmcs], 5)
+        assert [readings[f"{b.name}_power"].value for b in bmcs] == [1200.0, 2300.0, 3400.0]
+        assert readings["srv1_power"].unit == "W"
+        # No limit active anywhere: the effective cap is every server's maximum.
+        assert readings["power_cap"].value == 15000.0
+
+        bmcs[1].power_w = 2750.4  # the plant moves; DCMI reports whole watts
+        readings = await driver.read()
+        assert readings["srv2_power"].value == 2750.0
+        assert driver.health().connected
+        assert driver.health().extra == {"bmcs_answering": 3.0, "bmcs_total": 3.0}
+    finally:
+        await driver.close()
+
+
+async def test_site_cap_is_shared_by_max_power_and_read_back(bmcs, credentials):
+    driver = make_driver(bmcs, credentials, max_power_w=[5000.0, 2500.0, 2500.0])
+    try:
+        await read_until(driver, ["power_cap"], 5)
+        [result] = await driver.write({"power_cap": 6000.0})
+        assert result.ok, result.reason
+        assert [b.active_limit_w for b in bmcs] == [3000.0, 1500.0, 1500.0]
+        assert result.readback == 6000.0
+        readings = await driver.read()
+        assert readings["power_cap"].value == 6000.0
+
+        # Below the servers' floors (3 x 600 W): each share is clamped up, and the driver says so.
+        [result] = await driver.write({"power_cap": 1000.0})
+        assert result.ok
+        assert [b.active_limit_w for b in bmcs] == [600.0, 600.0, 600.0]
+        assert result.readback == 1800.0 and "minimum" in result.reason
+    finally:
+        await driver.close()
+
+
+async def test_out_of_range_limit_is_refused_and_named(bmcs, credentials):
+    bmcs[2].max_power_w = 3000  # this server's BMC accepts less than the config believes
+    driver = make_driver(bmcs, credentials)
+    try:
+        [result] = await driver.write({"power_cap": 12000.0})  # 4000 W each
+        assert not result.ok
+        assert "srv3" in result.reason and "0x84" in result.reason
+        assert "srv1" not in result.reason and "srv2" not in result.reason
+        assert bmcs[0].active_limit_w == 4000.0 and bmcs[2].active_limit_w is None
+        assert driver.health().writes_failed_total == 1
+    finally:
+        await driver.close()
+
+
+async def test_silent_bmc_is_lost_within_the_timeout_others_read(bmcs, credentials):
+    driver = make_driver(bmcs, credentials)
+    try:
+        await read_until(driver, ["srv1_power", "srv2_power", "srv3_power"], 5)
+        bmcs[1].silent = True
+        for _ in range(3):  # the first tick waits out the timeout, later ones answer at once
+            start = time.monotonic()
+            readings = await driver.read()
+            assert time.monotonic() - start < TIMEOUT_S + 0.2
+            assert readings["srv2_power"].quality is Quality.LOST
+            assert readings["srv2_power"].value is None and readings["srv2_power"].reason
+            assert readings["srv1_power"].value == 1200.0 and readings["srv1_power"].good
+            assert readings["srv3_power"].value == 3400.0 and readings["srv3_power"].good
+            assert readings["power_cap"].quality is Quality.LOST
+            assert "srv2" in readings["power_cap"].reason
+        health = driver.health()
+        assert not health.connected and health.errors_total >= 3
+        assert health.extra["bmcs_answering"] == 2.0
+    finally:
+        await driver.close()
+
+
+async def test_recovers_when_the_bmc_answers_again_logging_once(bmcs, credentials):
+    driver = make_driver(bmcs, credentials)
+    try:
+        await read_until(driver, ["srv2_power"], 5)
+        with capture_logs() as logs:
+            bmcs[1].silent = True
+            for _ in range(3):
+                assert not (await driver.read())["srv2_power"].good
+            bmcs[1].silent = False
+            bmcs[1].power_w = 1999
+            readings = await read_until(driver, ["srv2_power", "power_cap"], 10)
+            await driver.read()
+        assert readings["srv2_power"].value == 1999.0
+        events = [e["event"] for e in logs if e.get("bmc") == "srv2"]
+        assert events == ["ipmi_bmc_not_answering", "ipmi_bmc_recovered"]
+        assert driver.health().connected
+    finally:
+        await driver.close()
+
+
+async def test_dead_session_is_logged_in_again(bmcs, credentials, monkeypatch):
+    # Give up on an unanswered command quickly, so that the session is dropped while silent.
+    monkeypatch.setattr(ipmi, "COMMAND_GIVE_UP_S", 0.5)
+    monkeypatch.setattr(ipmi, "LOGIN_TIMEOUT_S", 0.5)
+    driver = make_driver(bmcs, credentials, with_cap=False)
+    try:
+        await read_until(driver, ["srv3_power"], 5)
+        bmcs[2].silent = True
+        end = time.monotonic() + 10
+        while "not connected" not in (await driver.read())["srv3_power"].reason:
+            assert time.monotonic() < end, "session was never dropped"
+        bmcs[2].silent = False
+        await read_until(driver, ["srv3_power"], 10)
+        assert driver.health().reconnects_total == 1
+    finally:
+        await driver.close()
+
+
+@pytest.mark.skipif(shutil.which("ipmitool") is None,
+                    reason="ipmitool is not installed (apt-get install ipmitool; CI installs it)")
+def test_ipmitool_reads_the_watts_the_bmc_model_has():
+    with SimBmc(USER, PASSWORD, power_w=4321.0, min_power_w=600, max_power_w=5000) as bmc:
+        base = ["ipmitool", "-I", "lanplus", "-H", "127.0.0.1", "-p", str(bmc.port),
+                "-U", USER, "-P", PASSWORD, "-C", "3", "dcmi", "power"]
+        out = subprocess.run([*base, "reading"], capture_output=True, text=True, timeout=20)
+        assert out.returncode == 0, out.stderr
+        match = re.search(r"Instantaneous power reading:\s+(\d+)\s+Watts", out.stdout)
+        assert match, out.stdout
+        assert float(match.group(1)) == bmc.current_power_w() == 4321.0
+
+        out = subprocess.run([*base, "get_limit"], capture_output=True, text=True, timeout=20)
+        assert "No Active Power Limit" in out.stdout, out.stdout + out.stderr
+
+
+def test_dcmi_power_limit_codes_without_sockets():
+    bmc = SimBmc(USER, PASSWORD, min_power_w=600, max_power_w=5000)
+    get = bytes([0xDC, 0, 0])
+    assert bmc._dcmi(CMD_GET_POWER_LIMIT, get)[0] == CC_NO_ACTIVE_LIMIT
+    too_high = bytes([0xDC, 0, 0, 0, 0x11]) + (6000).to_bytes(2, "little") + \
+        (1000).to_bytes(4, "little") + bytes(2) + (1).to_bytes(2, "little")
+    assert bmc._dcmi(CMD_SET_POWER_LIMIT, too_high)[0] == CC_LIMIT_OUT_OF_RANGE
+    ok = too_high[:5] + (3000).to_bytes(2, "little") + too_high[7:]
+    assert bmc._dcmi(CMD_SET_POWER_LIMIT, ok)[0] == 0
+    assert bmc.active_limit_w is None  # set, not yet active
+    assert bmc._dcmi(CMD_ACTIVATE_POWER_LIMIT, bytes([0xDC, 1, 0, 0]))[0] == 0
+    code, data = bmc._dcmi(CMD_GET_POWER_LIMIT, get)
+    assert code == 0 and int.from_bytes(data[4:6], "little") == 3000
+    assert bmc.active_limit_w == 3000.0
+    assert bmc._dcmi(CMD_ACTIVATE_POWER_LIMIT, bytes([0xDC, 0, 0, 0]))[0] == 0
+    assert bmc.active_limit_w is None
+
+
+@pytest.mark.parametrize("cap_w, maxima, minima, expected", [
+    (6000, [5000, 2500, 2500], [600, 600, 600], [3000, 1500, 1500]),
+    (1000, [5000, 5000], [600, 600], [600, 600]),          # floors win over the cap
+    (50000, [5000, 5000], [600, 600], [5000, 5000]),       # ceilings
+    (1000, [3000, 3000, 3000], [0, 0, 0], [333, 333, 333]),  # whole watts, rounded down
+])
+def test_share_cap(cap_w, maxima, minima, expected):
+    bmcs = tuple(BmcConfig(name=f"s{i}", max_power_w=mx, min_power_w=mn)
+                 for i, (mx, mn) in enumerate(zip(maxima, minima)))
+    assert list(share_cap(cap_w, bmcs).values()) == expected
+
+
+def test_credentials_file_must_hold_exactly_username_and_password(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("username: admin\npassword: x\nextra: 1\n")
+    with pytest.raises(ValueError, match="username and password"):
+        load_credentials(str(path))
+    path.write_text("username: admin\npassword: x\n")
+    assert load_credentials(str(path)) == ("admin", "x")
