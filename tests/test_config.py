@@ -88,7 +88,9 @@ def ok(text: str = BASE) -> LoadedConfig:
 DUMP_KP = "    kp: 10.0\n"  # loops.dump.kp
 IT_SUPPLY_UNIT = "    unit: degC\n    range: [0, 90]\n"
 AMBIENT_SOURCE = "source: {driver: bms_modbus, table: input, address: 12, data_type: float32}"
-LOW_FLOW_ACTIONS = "actions: {power_cap: 5000, d1_fan: 100, boiler_enable: 1}"
+LOW_FLOW_ACTIONS = "actions: {power_cap: 5000, boiler_enable: 1}"
+# The low_flow actions with a dump action added, which the cases below then break.
+LOW_FLOW_D1 = "actions: {power_cap: 5000, d1_fan: 100, boiler_enable: 1}"
 IT_FLOW_BLOCK = """  it_flow:
     role: it_flow
     unit: m3/h
@@ -484,17 +486,17 @@ def _(t):
             "modes.limit_near_k (6.0), or the cap loop would regulate inside the safe_degrade band"]
 
 
-@case("trip-action-missing-point", edit(LOW_FLOW_ACTIONS, LOW_FLOW_ACTIONS.replace("d1_fan", "d2_fan")))
+@case("trip-action-missing-point", edit(LOW_FLOW_ACTIONS, LOW_FLOW_D1.replace("d1_fan", "d2_fan")))
 def _(t):
     return [f"{F}:{ln(t, 'd2_fan')}: trips.low_flow.actions.d2_fan: names point 'd2_fan', which is not under points"]
 
 
-@case("trip-action-on-a-reading", edit(LOW_FLOW_ACTIONS, LOW_FLOW_ACTIONS.replace("d1_fan", "b_flow")))
+@case("trip-action-on-a-reading", edit(LOW_FLOW_ACTIONS, LOW_FLOW_D1.replace("d1_fan", "b_flow")))
 def _(t):
     return [f"{F}:{ln(t, 'b_flow: 100')}: trips.low_flow.actions.b_flow: point 'b_flow' is a reading; trip actions drive actuators"]
 
 
-@case("trip-action-out-of-range", edit(LOW_FLOW_ACTIONS, LOW_FLOW_ACTIONS.replace("d1_fan: 100", "d1_fan: 150")))
+@case("trip-action-out-of-range", edit(LOW_FLOW_ACTIONS, LOW_FLOW_D1.replace("d1_fan: 100", "d1_fan: 150")))
 def _(t):
     return [f"{F}:{ln(t, 'd1_fan: 150')}: trips.low_flow.actions.d1_fan: value 150.0 lies outside the point's range [0.0, 100.0]"]
 
@@ -694,7 +696,7 @@ def _(t):
 @case("several-cross-section-problems", edit(
     "    alarm: 55.0\n", "    alarm: 62.0\n",
     edit("  surplus_exit_w: -2000 ", "  surplus_exit_w: 4000  ",
-         edit("bmc: srv8}", "bmc: srv9}", edit(LOW_FLOW_ACTIONS, LOW_FLOW_ACTIONS.replace("d1_fan", "b_flow"))))))
+         edit("bmc: srv8}", "bmc: srv9}", edit(LOW_FLOW_ACTIONS, LOW_FLOW_D1.replace("d1_fan", "b_flow"))))))
 def _(t):
     return [
         f"{F}:{ln(t, 'alarm: 62.0')}: trips.it_overtemp.alarm: a high trip's alarm must be below its limit (60.0), got 62.0",
