@@ -21,6 +21,16 @@ VERB_MODULES = [
     "controller.cli_verbs.points",
     "controller.cli_verbs.sim_plant",
     "controller.cli_verbs.demo",
+    "controller.cli_verbs.run",
+    "controller.cli_verbs.status",
+    "controller.cli_verbs.mode",
+    "controller.cli_verbs.hold",
+    "controller.cli_verbs.release",
+    "controller.cli_verbs.override",
+    "controller.cli_verbs.ack",
+    "controller.cli_verbs.trip_test",
+    "controller.cli_verbs.events",
+    "controller.cli_verbs.config_history",
 ]
 
 

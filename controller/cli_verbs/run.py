@@ -1,0 +1,66 @@
+"""`heatctl run --config FILE [--state-dir D] [--socket PATH] [--metrics ADDR:PORT]`: the daemon."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from controller.api_client import socket_path
+from controller.api_server import OPERATOR_GROUP, Authorizer
+from controller.config_loader import ConfigError, load_config
+from controller.paths import default_config_path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("run", help="run the controller daemon (systemd Type=notify)")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="site configuration (default: $HEATCTL_CONFIG, /etc/heatctl/site.yaml, the reference plant)")
+    p.add_argument("--state-dir", default="/var/lib/heatctl", metavar="DIR",
+                   help="audit log, energy counters and history (SQLite) (default: /var/lib/heatctl)")
+    p.add_argument("--socket", default=None, metavar="PATH",
+                   help="control API socket (default: $HEATCTL_SOCKET, else /run/heatctl/heatctl.sock)")
+    p.add_argument("--metrics", default=None, type=_addr, metavar="ADDR:PORT",
+                   help="serve Prometheus metrics there (e.g. 127.0.0.1:9108; ADDR defaults to 127.0.0.1)")
+    p.add_argument("--operator-group", default=OPERATOR_GROUP, metavar="GROUP",
+                   help=f"members may change the plant through the API (default: {OPERATOR_GROUP})")
+    p.add_argument("--log-format", choices=("auto", "json", "console"), default="auto",
+                   help="auto: JSON lines unless stdout is a terminal")
+    p.set_defaults(func=run)
+
+
+def _addr(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "", text
+    host = host.strip("[]") or "127.0.0.1"
+    try:
+        n = int(port)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ADDR:PORT (e.g. 127.0.0.1:9108), got {text!r}") from None
+    if not 0 < n < 65536:
+        raise argparse.ArgumentTypeError(f"port must be 1-65535, got {n}")
+    return host, n
+
+
+def run(args: argparse.Namespace) -> int:
+    from controller import logging_setup
+    from controller.runtime import RuntimeOptions, StartupError, run_daemon
+
+    path = str(args.config or default_config_path())
+    try:
+        loaded = load_config(path)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 1
+    logging_setup.configure(json_lines={"auto": None, "json": True, "console": False}[args.log_format])
+    options = RuntimeOptions(
+        config_path=path, state_dir=args.state_dir, socket_path=socket_path(args.socket),
+        metrics_addr=args.metrics,
+        authorizer=Authorizer(operator_group=args.operator_group or None))
+    try:
+        return asyncio.run(run_daemon(options, loaded))
+    except StartupError as exc:
+        print(f"heatctl run: {exc}", file=sys.stderr)
+        return 1
