@@ -162,6 +162,11 @@ class PolicySettings(StrictModel):
     cap_margin_k: float = Field(gt=0)
     # Boiler enabled when the consumer supply is this far below its setpoint.
     boiler_on_below_k: float = Field(ge=0)
+    # Added to the dump loop's setpoint: a warmer building loop keeps heat for the consumer and
+    # the tank instead of rejecting it, at the cost of IT thermal margin.
+    dump_offset_k: float = Field(0.0, ge=0)
+    # Added to modes.tank_full_temp_c: charge the tank hotter before it counts as full.
+    tank_full_offset_k: float = Field(0.0, ge=0)
 
 
 class PolicyConfig(StrictModel):

@@ -72,15 +72,17 @@ def tank_soc(site: SiteConfig, top_c: float | None, bottom_c: float | None) -> f
     if top_c is None or bottom_c is None:
         return None
     m = site.modes
-    soc = (0.5 * (top_c + bottom_c) - m.tank_empty_temp_c) / (m.tank_full_temp_c - m.tank_empty_temp_c)
+    full = m.tank_full_temp_c + site.policy_settings.tank_full_offset_k
+    soc = (0.5 * (top_c + bottom_c) - m.tank_empty_temp_c) / (full - m.tank_empty_temp_c)
     return min(max(soc, 0.0), 1.0)
 
 
 def tank_energy_j(site: SiteConfig, soc: float) -> float:
     m = site.modes
-    t_mid = 0.5 * (m.tank_empty_temp_c + m.tank_full_temp_c)
+    full = m.tank_full_temp_c + site.policy_settings.tank_full_offset_k
+    t_mid = 0.5 * (m.tank_empty_temp_c + full)
     mass = site.metering.tank_volume_m3 * density_kg_m3(t_mid)
-    return soc * mass * cp_j_per_kg_k(t_mid) * (m.tank_full_temp_c - m.tank_empty_temp_c)
+    return soc * mass * cp_j_per_kg_k(t_mid) * (full - m.tank_empty_temp_c)
 
 
 def heat_flows(site: SiteConfig, idx: RoleIndex, checked: Mapping[str, Checked], v1_pct: float | None,

@@ -407,7 +407,9 @@ class Controller:
 
         # D1 keeps the building return low enough; in safe_degrade, lower still.
         b_ret = val(Role.B_RETURN_TEMP)
-        dump_sp = L.dump.setpoint - (SAFE_DEGRADE_DUMP_OFFSET_K if mode is Mode.SAFE_DEGRADE else 0.0)
+        dump_sp = L.dump.setpoint + pol.dump_offset_k
+        if mode is Mode.SAFE_DEGRADE:
+            dump_sp = L.dump.setpoint - SAFE_DEGRADE_DUMP_OFFSET_K
         d1 = run("dump", b_ret, dump_sp, L.dump.output_min, L.dump.output_max)
         dump_safe = d1 if (mode is Mode.SAFE_DEGRADE and b_ret is not None) else None
 

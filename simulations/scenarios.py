@@ -82,6 +82,18 @@ _add(Scenario(
     hours=24, it_load=lambda t: 0.85, demand_w=lambda t: 6000.0, ambient_c=summer_ambient,
     expect={"modes": ["normal", "buffer_charging", "bypass"], "trips": []},
 ))
+def pool_day_night_demand(t: float) -> float:
+    """A pool in spring: 40 kW while open (08-20 h), 6 kW at night under covers."""
+    hour = (t / H) % 24
+    return 40000.0 if 8 <= hour < 20 else 6000.0
+
+
+_add(Scenario(
+    name="day-night",
+    description="spring pool: the tank stores the night's surplus for the day's deficit",
+    hours=48, it_load=lambda t: 0.85, demand_w=pool_day_night_demand, ambient_c=lambda t: 10.0,
+    expect={"modes": ["normal", "buffer_charging", "bypass"], "trips": []},
+))
 _add(Scenario(
     name="consumer-offline",
     description="the pool's heat exchanger is isolated from 10:00 to 16:00",

@@ -18,6 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, help="site configuration (default: the reference plant)")
     p.add_argument("--hours", type=_positive_float, default=None, help="simulated hours (default: the scenario's)")
     p.add_argument("--tick", type=_positive_float, default=None, help="control tick in seconds (default: the config's)")
+    p.add_argument("--policy", choices=["compute_first", "heat_first"], default=None,
+                   help="run under this site policy instead of the config's")
     p.add_argument("--json", action="store_true", help="print the KPIs as JSON")
     p.set_defaults(func=run)
 
@@ -54,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
         for line in exc.problems:
             print(line, file=sys.stderr)
         return 1
+    if args.policy is not None:
+        from controller.config import Policy
+        site = site.model_copy(update={"site": site.site.model_copy(update={"policy": Policy(args.policy)})})
     hours = args.hours if args.hours is not None else scenario.hours
     started = time.perf_counter()
     progress = None
