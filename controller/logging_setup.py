@@ -19,6 +19,7 @@ _QUIET = {
     "pymodbus": logging.CRITICAL,  # frame dumps on every timeout
     "asyncua": logging.WARNING,    # INFO logs every subscription and keep-alive
     "pyghmi": logging.WARNING,
+    "transitions": logging.WARNING,  # INFO on every state callback of every step
 }
 
 

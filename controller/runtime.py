@@ -92,6 +92,10 @@ OVERRUN_LOG_EVERY_S = 10.0
 STABILITY_WINDOW_S = 300.0
 # Added to a driver's own read budget before the daemon stops waiting for it.
 READ_MARGIN_S = 0.1
+# A driver that has not delivered a reading since it was started is "connecting", not "down", for
+# this long: OPC-UA subscriptions take a few hundred ms to deliver their first values, and an outage
+# and recovery in the audit at every start-up would only be noise. Past it, the outage is declared.
+CONNECT_GRACE_S = 5.0
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -220,6 +224,8 @@ class DriverSupervisor:
         self.crashes_total = 0
         self.outage: str | None = None         # reason, while every point is LOST
         self.outage_since: float | None = None
+        self.created = clock()
+        self.ever_good = False
         self.last_read_s: float | None = None
         self.write_failing: dict[str, str] = {}
         self.writes_skipped_total = 0
@@ -340,6 +346,10 @@ class DriverSupervisor:
         if not mine:
             return None
         all_lost = all(r.quality is Quality.LOST for r in mine)
+        if not all_lost:
+            self.ever_good = True
+        elif not self.ever_good and now - self.created < CONNECT_GRACE_S:
+            return None  # still connecting (see CONNECT_GRACE_S)
         if all_lost and self.outage is None:
             reason = mine[0].reason or "lost"
             self.outage, self.outage_since = reason, now
@@ -371,6 +381,8 @@ class DriverSupervisor:
             state = "restarting" if self.restart_task is not None else "crashed"
         elif self.outage is not None:
             state = "down"
+        elif not self.ever_good:
+            state = "connecting"
         else:
             state = "up"
         return {
@@ -986,9 +998,10 @@ class Daemon:
                 cause=None if cause is None else str(cause), user=f.get("user"),
                 uid=uids.get(f.get("user")) if f.get("user") else None, reason=f.get("reason"),
                 fields={k: v for k, v in f.items() if k not in ("point", "trip", "user", "reason")}))
-            getattr(log, _event_level(e))(e.kind, message=e.message, point=f.get("point"), trip=f.get("trip"),
-                                          mode=state.mode.value, cause=cause, user=f.get("user"),
-                                          reason=f.get("reason"))
+            ctx = {"point": f.get("point"), "trip": f.get("trip"), "cause": cause, "user": f.get("user"),
+                   "reason": f.get("reason")}
+            getattr(log, _event_level(e))(e.kind, message=e.message, mode=state.mode.value,
+                                          **{k: v for k, v in ctx.items() if v is not None})
         for name, kind, message in driver_events:
             sup = self.supervisors[name]
             points = list(sup.reading_points)

@@ -142,6 +142,8 @@ async def test_hung_driver_is_cancelled_and_restarted(tmp_path):
 async def test_silent_driver_outage_logged_once_and_recovery_once(tmp_path):
     d, clock, drivers = make_daemon(tmp_path)
     await d.start()
+    assert await d.tick()
+    clock.advance(1.0)
     drivers.current["bms_modbus"].silent = True
     for _ in range(5):
         assert await d.tick()
@@ -438,3 +440,20 @@ async def test_bad_quality_is_data_not_a_crash(tmp_path):
     assert d.state.mode is Mode.SAFE_DEGRADE
     await d.shutdown()
     assert Quality.GOOD  # keeps the import honest
+
+
+async def test_a_driver_that_never_connects_is_down_after_the_connect_grace(tmp_path):
+    from controller.runtime import CONNECT_GRACE_S
+    d, clock, drivers = make_daemon(tmp_path)
+    drivers_built = drivers
+    await d.start()
+    drivers_built.current["bmcs"].silent = True
+    for _ in range(int(CONNECT_GRACE_S) + 2):
+        assert await d.tick()
+        if clock() - d.supervisors["bmcs"].created < CONNECT_GRACE_S:
+            assert d.supervisors["bmcs"].status()["state"] == "connecting"
+        clock.advance(1.0)
+    assert d.supervisors["bmcs"].status()["state"] == "down"
+    events, _ = d.audit.events(kinds=["driver_outage"])
+    assert [e.fields["driver"] for e in events] == ["bmcs"]
+    await d.shutdown()
