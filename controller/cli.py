@@ -18,6 +18,8 @@ VERB_MODULES = [
     "controller.cli_verbs.schema",
     "controller.cli_verbs.modes",
     "controller.cli_verbs.simulate",
+    "controller.cli_verbs.cost",
+    "controller.cli_verbs.sweep",
     "controller.cli_verbs.points",
     "controller.cli_verbs.sim_plant",
     "controller.cli_verbs.demo",

@@ -1,0 +1,104 @@
+"""`heatctl sweep --scenario NAME --set KEY=A..B/STEP [--hours H] [--json]`: what-if runs of one config key.
+
+One closed-loop run per value of KEY (a YAML path into the site config), two at a time, and a table
+of the main KPIs (simulations/sweep.py). A value that makes the config invalid is its row, with the
+loader's reason; a KEY that is not in the config, or a bad range, is one line on stderr and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from controller.paths import default_config_path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("sweep", help="run a scenario once per value of one config key and compare KPIs")
+    p.add_argument("--scenario", required=True, help="scenario name (see `heatctl simulate --list`)")
+    p.add_argument("--set", dest="set_spec", required=True, metavar="KEY=A..B/STEP",
+                   help="YAML path and values, e.g. modes.tank_full_temp_c=40..50/2 or site.policy=compute_first,heat_first")
+    p.add_argument("--config", default=None, help="site configuration (default: the reference plant)")
+    p.add_argument("--hours", type=_positive_float, default=None, help="simulated hours (default: the scenario's)")
+    p.add_argument("--tick", type=_positive_float, default=None, help="control tick in seconds (default: the config's)")
+    p.add_argument("--workers", type=int, default=2, help="parallel runs (default 2)")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.set_defaults(func=run)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    return sweep_main(args.scenario, args.set_spec, config=args.config, hours=args.hours, tick_s=args.tick,
+                      as_json=args.json, workers=args.workers, prog="heatctl sweep")
+
+
+def sweep_main(scenario: str, set_spec: str, config: str | None = None, hours: float | None = None,
+               tick_s: float | None = None, as_json: bool = False, workers: int = 2,
+               prog: str = "heatctl sweep") -> int:
+    """The sweep as a verb: prints the table (or JSON); returns the exit code. Also used by `simulate --sweep`."""
+    from controller.config_loader import ConfigError, load_config
+    from simulations.sweep import SweepError, find_scenario, format_rows, parse_set, run_sweep
+
+    try:
+        spec = parse_set(set_spec)
+    except SweepError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    sc = find_scenario(scenario)
+    if sc is None:
+        from simulations.sweep import scenario_names
+        print(f"{prog}: unknown scenario {scenario!r}; expected one of: {', '.join(scenario_names())}",
+              file=sys.stderr)
+        return 2
+    if config is None and getattr(sc, "config", None):
+        from controller.paths import REPO_ROOT
+        config = str(REPO_ROOT / sc.config)
+    path = Path(config) if config else default_config_path()
+    try:
+        loaded = load_config(path)  # the base must be valid before any value is tried
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 1
+    started = time.perf_counter()
+    progress = None
+    if sys.stderr.isatty() and not as_json:
+        done = [0]
+
+        def progress(row) -> None:
+            done[0] += 1
+            sys.stderr.write(f"\r  {done[0]} run(s) done")
+            sys.stderr.flush()
+    try:
+        rows = run_sweep(loaded.text, spec, scenario, hours=hours, tick_s=tick_s, workers=max(1, workers),
+                         path=str(path), progress=progress)
+    except SweepError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    wall = time.perf_counter() - started
+    if progress is not None:
+        sys.stderr.write("\r" + " " * 40 + "\r")
+    if as_json:
+        print(json.dumps({
+            "scenario": scenario, "key": spec.key_text, "config": str(path), "hours": hours, "tick_s": tick_s,
+            "wall_s": round(wall, 2),
+            "rows": [{"value": r.value, "error": r.error, **(r.kpis or {})} for r in rows],
+        }, indent=2))
+        return 0
+    h = hours if hours is not None else sc.hours
+    print(f"sweep {spec.key_text} over {len(rows)} value(s), scenario {scenario} ({h:g} h"
+          f"{'' if tick_s is None else f', {tick_s:g} s tick'}), {wall:.1f} s wall")
+    print(format_rows(spec, rows))
+    return 0
