@@ -29,25 +29,27 @@ def configure(json_lines: bool | None = None, level: int = logging.INFO,
 
     `json_lines=None` picks JSON when `stream` (default stdout) is not a terminal.
     """
-    stream = stream or sys.stdout
     if json_lines is None:
-        json_lines = not stream.isatty()
+        json_lines = not (stream or sys.stdout).isatty()
+    use_tty_colors = (stream or sys.stdout).isatty()
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer = (structlog.processors.JSONRenderer(sort_keys=False) if json_lines
-                else structlog.dev.ConsoleRenderer(colors=stream.isatty()))
+                else structlog.dev.ConsoleRenderer(colors=use_tty_colors))
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info if json_lines else
                     structlog.dev.set_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        # stream None: sys.stdout as it is when a line is written (not a file object bound now).
+        logger_factory=(structlog.PrintLoggerFactory(file=stream) if stream is not None
+                        else lambda *args: structlog.PrintLogger(sys.stdout)),
         cache_logger_on_first_use=False,
     )
     # The standard library's loggers (asyncua, pyghmi, asyncio) render the same way.
-    handler = logging.StreamHandler(stream)
+    handler = logging.StreamHandler(stream) if stream is not None else _StdoutHandler()
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         processor=renderer, foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared]))
     root = logging.getLogger()
@@ -57,3 +59,18 @@ def configure(json_lines: bool | None = None, level: int = logging.INFO,
     root.setLevel(level)
     for name, lvl in _QUIET.items():
         logging.getLogger(name).setLevel(lvl)
+
+
+class _StdoutHandler(logging.StreamHandler):
+    """A StreamHandler on whatever sys.stdout is at the time of each record."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass

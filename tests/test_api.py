@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from controller import cli
@@ -24,6 +25,7 @@ from tests.runtime_fakes import FakeClock, FakeDrivers, load, write_config
 @pytest.fixture(autouse=True)
 def quiet_logs():
     # The daemon logs to stdout; in process that would mix with the CLI's output under capsys.
+    structlog.reset_defaults()  # another verb's in-process test may leave it on a closed stream
     with capture_logs() as logs:
         yield logs
 

@@ -5,9 +5,17 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+import structlog
 
 from controller.audit import AuditEvent, AuditStore, counters_from_json, counters_to_json
 from controller.metering import EnergyCounters
+
+@pytest.fixture(autouse=True)
+def _default_structlog():
+    # Another verb's in-process test may leave structlog bound to a closed capture stream.
+    structlog.reset_defaults()
+    yield
+
 
 
 @pytest.fixture

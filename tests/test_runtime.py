@@ -7,6 +7,7 @@ import os
 import signal
 
 import pytest
+import structlog
 
 from controller.audit import AuditStore
 from controller.commands import OutputSource
@@ -17,6 +18,13 @@ from controller.runtime import (Daemon, RuntimeOptions, SystemdNotifier, carry_o
                                 verdict)
 from controller.step import Controller
 from tests.runtime_fakes import FakeClock, FakeDrivers, FakePlant, load, write_config
+
+@pytest.fixture(autouse=True)
+def _default_structlog():
+    # Another verb's in-process test may leave structlog bound to a closed capture stream.
+    structlog.reset_defaults()
+    yield
+
 
 
 def make_daemon(tmp_path, tick=1.0, clock=None, drivers=None, config=None, **opts):

@@ -13,9 +13,17 @@ import time
 from pathlib import Path
 
 import pytest
+import structlog
 
 from controller.runtime import Daemon, RuntimeOptions, SystemdNotifier
 from tests.runtime_fakes import FakeClock, FakeDrivers, load, write_config
+
+@pytest.fixture(autouse=True)
+def _default_structlog():
+    # Another verb's in-process test may leave structlog bound to a closed capture stream.
+    structlog.reset_defaults()
+    yield
+
 
 
 class NotifyHarness:
