@@ -314,8 +314,13 @@ class DriverSupervisor:
                 coro.close()
             return None
         self.task = asyncio.ensure_future(coro)
-        self.task_started = self.clock()
+        started = self.task_started = self.clock()
         self.task_kind = kind
+        if kind == "read":
+            def done(t: asyncio.Task) -> None:
+                if not t.cancelled() and t.exception() is None:
+                    self.last_read_s = self.clock() - started
+            self.task.add_done_callback(done)
         return self.task
 
     def lost_all(self, reason: str) -> dict[str, Reading]:
@@ -329,7 +334,6 @@ class DriverSupervisor:
             result = self._collect(task)
             if isinstance(result, dict):
                 readings = dict(result)
-                self.last_read_s = self.clock() - self.task_started
             elif self.crashed is not None:
                 reason_if_none = f"driver {self.name} crashed ({self.crashed})"
         if readings is None:
@@ -691,15 +695,8 @@ class Daemon:
         log.info("daemon_start", config=self.loaded.path, sha256=self.loaded.sha256[:12],
                  state_dir=self.options.state_dir, energy_restored=restored is not None,
                  delivered_kwh=round(energy.delivered_j / 3.6e6, 3), tick_period_s=self.period)
-        try:
-            self.supervisors = self._build_supervisors(self.loaded)
-        except ValueError as exc:
-            raise StartupError(str(exc)) from None
-        await asyncio.gather(*(s.start() for s in self.supervisors.values()))
-        # The safe state first, held until the step sees a complete, valid snapshot.
-        await self._write_values(self._safe_values(), "start-up safe state")
-        self._safe_written_at_start = True
-        self._setup_metrics()
+        # The socket and the metrics first: a daemon that cannot serve them exits before it has
+        # touched a single actuator (a restart loop must not keep rewriting the plant's outputs).
         if self.options.socket_path:
             self.api = ApiServer(self.options.socket_path, self, self.options.authorizer,
                                  socket_group=self.options.socket_group)
@@ -708,6 +705,15 @@ class Daemon:
             except OSError as exc:
                 raise StartupError(f"cannot open the control socket {self.options.socket_path}: "
                                    f"{exc.strerror or exc}") from None
+        self._setup_metrics()
+        try:
+            self.supervisors = self._build_supervisors(self.loaded)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        await asyncio.gather(*(s.start() for s in self.supervisors.values()))
+        # The safe state first, held until the step sees a complete, valid snapshot.
+        await self._write_values(self._safe_values(), "start-up safe state")
+        self._safe_written_at_start = True
 
     def _setup_metrics(self) -> None:
         if self._metrics_arg is None:
@@ -1163,7 +1169,8 @@ class Daemon:
         self.reloads_ok += 1
         self.last_reload = {"ok": True, "at": wall, "sha256": loaded.sha256, "notes": notes}
         self.audit and self.audit.record_config(wall, loaded.path, loaded.sha256, loaded.text, True, cause="SIGHUP")
-        msg = (f"config reloaded from {path}: sha256 {old_sha[:12]} -> {loaded.sha256[:12]}"
+        change = "unchanged" if loaded.sha256 == old_sha else f"{old_sha[:12]} -> {loaded.sha256[:12]}"
+        msg = (f"config reloaded from {path}: sha256 {change}"
                + (", drivers rebuilt" if rebuilt else "") + ("; " + "; ".join(notes) if notes else ""))
         self._audit([AuditEvent(wall, "config_loaded", msg, mode=state.mode.value, cause="SIGHUP",
                                 fields={"path": path, "sha256": loaded.sha256, "previous_sha256": old_sha,

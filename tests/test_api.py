@@ -301,3 +301,30 @@ async def test_config_history_lists_shows_and_diffs(tmp_path, sockdir, capsys):
 def test_api_error_is_the_only_exception_the_client_raises(sockdir):
     with pytest.raises(ApiError):
         call(str(sockdir / "none.sock"), {"op": "status"})
+
+
+def _run_verb(*argv, timeout=60):
+    import subprocess
+    import sys
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run([sys.executable, "-m", "controller.cli", "run", *argv], cwd=root,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_run_with_a_broken_config_exits_1_with_its_problem_lines(tmp_path):
+    cfg = write_config(tmp_path, 1.0)
+    cfg.write_text(cfg.read_text().replace("tick_period_s: 1.0", "tick_period_s: 0.01"))
+    p = _run_verb("--config", str(cfg), "--state-dir", str(tmp_path / "state"), "--socket", "/tmp/x.sock")
+    assert p.returncode == 1
+    assert "tick_period_s: expected a value >= 0.1" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "state").exists()  # nothing started
+
+
+def test_run_with_an_unusable_socket_exits_1_in_one_line_before_touching_the_plant(tmp_path):
+    cfg = write_config(tmp_path, 1.0)
+    p = _run_verb("--config", str(cfg), "--state-dir", str(tmp_path / "state"),
+                  "--socket", "/dev/null/heatctl.sock")
+    assert p.returncode == 1
+    assert p.stderr.count("\n") == 1 and "/dev/null/heatctl.sock" in p.stderr
+    assert "Traceback" not in p.stderr + p.stdout
+    assert "write_" not in p.stdout  # no driver was written to

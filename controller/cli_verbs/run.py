@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 
 from controller.api_client import socket_path
 from controller.api_server import OPERATOR_GROUP, Authorizer
@@ -12,8 +13,28 @@ from controller.config_loader import ConfigError, load_config
 from controller.paths import default_config_path
 
 
+EPILOG = """\
+signals:
+  SIGTERM, SIGINT  write the safe state (latched trips' actions on top), save counters, exit 0
+  SIGHUP           re-read the config; an invalid one is refused (logged, audited), the old one runs on
+
+state directory (heatctl.sqlite3, WAL):
+  events    the audit log (append-only): modes, trips, acks, overrides, requests, reloads, drivers
+  configs   every configuration loaded or refused, full text (heatctl config-history)
+  energy    the energy counters (totals), saved every 10 ticks and at shutdown: SIGKILL or a
+            crash loses at most the last 10 ticks of metering; a restart never counts twice
+  history   one row per minute: mode, IT power, heat flows, temperatures, counters
+
+systemd: READY=1 after the first completed tick, WATCHDOG=1 after each completed tick,
+STOPPING=1 at shutdown, STATUS= the mode and why.
+"""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("run", help="run the controller daemon (systemd Type=notify)")
+    p = subparsers.add_parser(
+        "run", help="run the controller daemon (systemd Type=notify)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG)
     p.add_argument("--config", default=None, metavar="FILE",
                    help="site configuration (default: $HEATCTL_CONFIG, /etc/heatctl/site.yaml, the reference plant)")
     p.add_argument("--state-dir", default="/var/lib/heatctl", metavar="DIR",
@@ -47,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     from controller import logging_setup
     from controller.runtime import RuntimeOptions, StartupError, run_daemon
 
-    path = str(args.config or default_config_path())
+    # Absolute: SIGHUP re-reads it, and the audit records where each configuration came from.
+    path = str(Path(args.config or default_config_path()).resolve())
     try:
         loaded = load_config(path)
     except ConfigError as exc:
