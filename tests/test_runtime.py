@@ -465,3 +465,28 @@ async def test_a_driver_that_never_connects_is_down_after_the_connect_grace(tmp_
     events, _ = d.audit.events(kinds=["driver_outage"])
     assert [e.fields["driver"] for e in events] == ["bmcs"]
     await d.shutdown()
+
+
+async def test_metrics_observed_each_tick_and_served(tmp_path):
+    import urllib.request
+    pytest.importorskip("controller.metrics")
+    clock = FakeClock()
+    config = write_config(tmp_path, 1.0)
+    options = RuntimeOptions(config_path=str(config), state_dir=str(tmp_path / "state"), socket_path=None,
+                             metrics_addr=("127.0.0.1", 0))
+    d = Daemon(options, load(config), clock=clock, wall=clock.wall, sleep=clock.sleep,
+               driver_factory=FakeDrivers(), notifier=SystemdNotifier(env={}))
+    await d.start()
+    for _ in range(3):
+        assert await d.tick()
+        d._account(clock(), clock(), clock(), 0, True)
+        clock.advance(1.0)
+    cfg = tmp_path / "site.yaml"
+    cfg.write_text("broken: [\n")
+    assert await d.reload() is False
+    port = d._metrics_stop.port
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read())
+    text = body.decode()
+    assert "heatctl_ticks_total 3.0" in text
+    assert 'heatctl_config_reloads_total{result="refused"} 1.0' in text
+    await d.shutdown()
