@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+import pytest_asyncio
 
 from controller import cli
 from controller.config_loader import load_config
@@ -20,10 +21,21 @@ from tests.test_sim_plant import sim_config
 STARTUP_S = 5.0
 
 
-@pytest.fixture
-async def sim(tmp_path):
-    async with SimPlant(sim_config(tmp_path), free_ports=True, start_time_of_day_s=12 * 3600) as s:
+# One simulated plant for the module; each test gets it back with no faults and no silences.
+on_module_loop = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_sim(tmp_path_factory):
+    loaded = sim_config(tmp_path_factory.mktemp("sim"))
+    async with SimPlant(loaded, free_ports=True, start_time_of_day_s=12 * 3600) as s:
         yield s
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def sim(shared_sim):
+    yield shared_sim
+    shared_sim.clear("all")
 
 
 @pytest.fixture
@@ -41,6 +53,7 @@ async def heatctl(*args: str, timeout_s: float = 20.0) -> tuple[int, str, str, f
     return proc.returncode, out.decode(), err.decode(), time.monotonic() - started
 
 
+@on_module_loop
 async def test_points_lists_every_point_good_and_exits_0(sim, site_file):
     code, out, err, _ = await heatctl("points", "--config", str(site_file), "--json")
     assert code == 0, out + err
@@ -60,6 +73,7 @@ async def test_points_lists_every_point_good_and_exits_0(sim, site_file):
     assert "pymodbus" not in out + err  # its frame dumps are silenced
 
 
+@on_module_loop
 async def test_a_silent_modbus_server_makes_its_points_lost_and_exits_1(sim, site_file):
     sim.inject("silent", "bms_modbus")
     loaded = load_config(site_file)
@@ -80,6 +94,7 @@ async def test_a_silent_modbus_server_makes_its_points_lost_and_exits_1(sim, sit
     assert wall <= STARTUP_S + 1.5 + timeout_s * (1 + retries) + 1.0
 
 
+@on_module_loop
 async def test_a_wrong_port_makes_the_opcua_points_lost(sim, site_file, tmp_path):
     text = site_file.read_text().replace(f":{sim.ports['bms_opcua']}/", ":1/")
     wrong = tmp_path / "wrong.yaml"
@@ -91,6 +106,7 @@ async def test_a_wrong_port_makes_the_opcua_points_lost(sim, site_file, tmp_path
     assert code == 0 and rows["it_supply_temp"]["quality"] == "good"
 
 
+@on_module_loop
 async def test_write_takes_and_is_read_back(sim, site_file):
     code, out, err, _ = await heatctl("points", "--config", str(site_file),
                                       "--write", "d1_fan=37.5", "--reason", "commissioning D1")

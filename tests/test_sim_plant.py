@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 
 from controller.config_loader import LoadedConfig, load_config, parse_config_text
 from controller.paths import REPO_ROOT
@@ -47,13 +48,26 @@ async def poll(predicate, timeout_s: float, every_s: float = 0.05):
         await asyncio.sleep(every_s)
 
 
-@pytest.fixture
-async def sim(tmp_path):
-    async with SimPlant(sim_config(tmp_path), free_ports=True, start_time_of_day_s=12 * 3600) as s:
+# One simulated plant for the module (asyncua's server takes over a second of CPU to start); each
+# test gets it back with no faults, no silences and the profile's loads.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_sim(tmp_path_factory):
+    loaded = sim_config(tmp_path_factory.mktemp("sim"))
+    async with SimPlant(loaded, free_ports=True, start_time_of_day_s=12 * 3600) as s:
         yield s
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
+async def sim(shared_sim):
+    yield shared_sim
+    shared_sim.clear("all")
+    shared_sim.set_load(it_load=None, demand_w=None, available=None, ambient_c=None)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
 async def dset(sim, tmp_path):
     loaded = load_config(sim.write_config(tmp_path / "site.yaml"))
     ds = DriverSet(build_drivers(loaded))
@@ -87,8 +101,10 @@ async def test_every_point_reads_good_and_matches_the_plant(sim, dset):
 
 async def test_writes_reach_the_plant(sim, dset):
     await poll(lambda: all_good(dset), 5.0)
+    # A new heartbeat too: the shared sim may be in its BMS fallback from an earlier test.
+    beat = float(sim.state()["commanded"]["heartbeat"] + 1)
     results = await dset.write({"p1_speed": 80.0, "boiler_enable": 1.0, "power_cap": 20000.0,
-                                "nonexistent": 1.0})
+                                "heartbeat": beat, "nonexistent": 1.0})
     by_point = {r.point: r for r in results}
     assert by_point["p1_speed"].ok and by_point["boiler_enable"].ok and by_point["power_cap"].ok
     assert not by_point["nonexistent"].ok and by_point["nonexistent"].reason == "unknown_point"

@@ -11,7 +11,7 @@ subscription's first values, an IPMI login) is read again until its points are n
 Writing: refused (exit 2, one line) without a reason, for an unknown point, a reading, or a value
 outside the point's range. The value is written through the driver (which verifies it), the point is
 read back, and the verb says whether it took (exit 0) or not (exit 1). The operator's reason is
-printed with the result and logged.
+printed with the result.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import math
+import os
 import sys
 import time
 
@@ -67,11 +68,16 @@ def _err(msg: str, code: int) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    quiet_libraries()
     try:
         return _run(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `heatctl points | head`: the reader left, nothing to say
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
+        except OSError:
+            pass
+        return 1
     except Exception as exc:  # noqa: BLE001 - never a traceback for the operator
         return _err(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}", 1)
 
@@ -94,6 +100,7 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     if args.write is not None:
         return _write(loaded, args.write, args.reason.strip(), args.settle)
+    quiet_libraries()
     return _read(loaded, args.json, args.settle)
 
 
@@ -239,14 +246,12 @@ def _write(loaded: LoadedConfig, spec: str, reason: str, settle_s: float) -> int
     if src is None:
         return _err(f"point {name!r} has no source: no driver can write it", 2)
     driver = src.driver  # type: ignore[attr-defined]
+    # Only now, on the way to the devices: refusals above leave the process's logging alone.
+    quiet_libraries()
     try:
         result, row = asyncio.run(_write_and_read(loaded, driver, name, value, settle_s))
     except ValueError as exc:
         return _err(str(exc), 1)
-    import structlog
-
-    structlog.get_logger("heatctl.points").info(
-        "manual_write", point=name, value=value, reason=reason, ok=result.ok)
     readback = row["raw_value"] if row is not None else None
     shown = _fmt_value(readback, cfg.unit)
     if result.ok:
