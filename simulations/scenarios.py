@@ -39,6 +39,25 @@ class Scenario:
     tick_s: float | None = None
     # What the run must show, checked by tests and printed by `heatctl simulate`.
     expect: dict = field(default_factory=dict)
+    # --- year and fault-week scenarios (simulations/year_scenarios.py); defaults keep day ones as they were
+    # Simulated time of the first tick (s from 1 January 00:00): profiles are functions of the
+    # time of year, so a window of a year scenario starts where it is in the year.
+    start_s: float = 0.0
+    # The site config to run on, relative to the repository (None: --config or the reference plant).
+    config: str | None = None
+    # Trace sample period (s); None: the runner's default (60 s).
+    trace_every_s: float | None = None
+    # Snapshot-level faults: (start_s, end_s) windows in which every BMS reading (Modbus, OPC-UA) is
+    # LOST and no BMS write arrives (the heartbeat with them); the BMCs (IPMI) still answer.
+    comms_loss: tuple[tuple[float, float], ...] = ()
+    # Controller restarts: (at_s, down_s): the controller's state is lost at at_s, nothing is
+    # written for down_s (the plant's heartbeat fallback takes over), then a new controller state
+    # is built with initial_state() while the plant has kept running.
+    restarts: tuple[tuple[float, float], ...] = ()
+    # Run the baseline controller and the physical bound beside heatctl (`heatctl simulate`).
+    compare: bool = False
+    # A short window of a year scenario that holds its interesting season: (start_s, hours), for tests.
+    window: tuple[float, float] | None = None
 
     def loads(self, t: float) -> Loads:
         return Loads(self.it_load(t), self.demand_w(t), self.available(t), self.ambient_c(t))
@@ -138,3 +157,7 @@ _add(Scenario(
     ambient_c=lambda t: 5.0,
     expect={"settle_within_k": 1.0, "settle_after_h": 2.5},
 ))
+
+
+# Year scenarios and fault weeks (they import this module's Scenario and SCENARIOS).
+from simulations import year_scenarios as _year_scenarios  # noqa: E402,F401

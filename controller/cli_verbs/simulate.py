@@ -1,4 +1,10 @@
-"""`heatctl simulate --scenario NAME [--hours H] [--json]`: the closed loop on simulated time."""
+"""`heatctl simulate --scenario NAME [--hours H] [--report DIR] [--json]`: the closed loop on simulated time.
+
+Year scenarios (Scenario.compare) run heatctl and the baseline side by side in two processes and
+compute the physical bound; every run prints its KPI table and writes a report folder (default
+reports/NAME/: KPIs as JSON and Markdown, PNG plots; simulations/report.py). The progress bar is
+drawn on a terminal only.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", choices=["compute_first", "heat_first"], default=None,
                    help="run under this site policy instead of the config's")
     p.add_argument("--json", action="store_true", help="print the KPIs as JSON")
+    p.add_argument("--report", default=None, metavar="DIR",
+                   help="write the report folder here (default: reports/NAME/)")
+    p.add_argument("--no-report", action="store_true", help="print the KPIs only; write no report folder")
+    p.add_argument("--compare", action=argparse.BooleanOptionalAction, default=None,
+                   help="also run the baseline and compute the physical bound (default: on for year scenarios)")
+    p.add_argument("--window", action="store_true",
+                   help="run only the scenario's short test window (a few days of its interesting season)")
     p.set_defaults(func=run)
 
 
@@ -42,14 +55,23 @@ def run(args: argparse.Namespace) -> int:
         if not args.list:
             print("heatctl simulate: --scenario is required; one of:", file=sys.stderr)
         for name, s in SCENARIOS.items():
-            print(f"  {name:18s} {s.hours:5g} h  {s.description}", file=sys.stdout if args.list else sys.stderr)
+            print(f"  {name:26s} {s.hours:6g} h  {s.description}", file=sys.stdout if args.list else sys.stderr)
         return 0 if args.list else 2
     scenario = SCENARIOS.get(args.scenario)
     if scenario is None:
         print(f"heatctl simulate: unknown scenario {args.scenario!r}; expected one of: {', '.join(SCENARIOS)}",
               file=sys.stderr)
         return 2
-    path = args.config or default_config_path()
+    from pathlib import Path
+
+    from simulations.year_scenarios import window_of
+
+    if args.window:
+        scenario = window_of(scenario)
+    if args.config is None and scenario.config:
+        path = str(Path(__file__).resolve().parents[2] / scenario.config)
+    else:
+        path = args.config or default_config_path()
     try:
         site = load_config(path).site
     except ConfigError as exc:
@@ -67,16 +89,50 @@ def run(args: argparse.Namespace) -> int:
             bar = "#" * int(frac * 30)
             sys.stderr.write(f"\r  simulating {scenario.name}: [{bar:30s}] {frac * 100:3.0f} %")
             sys.stderr.flush()
-    kpis, _ = run_scenario(site, scenario, hours=hours, tick_s=args.tick, progress=progress)
+    compare = scenario.compare if args.compare is None else args.compare
+    from simulations.closed_loop import run_compare
+    from simulations.report import Result, format_table, to_json, write_report
+
+    if compare:
+        c = run_compare(site, scenario, hours=hours, tick_s=args.tick, progress=progress)
+        result = Result(scenario.name, scenario.description, c.runs, c.bound, c.wall_s)
+    else:
+        kpis, trace = run_scenario(site, scenario, hours=hours, tick_s=args.tick, progress=progress)
+        result = Result(scenario.name, scenario.description, {"heatctl": (kpis, trace)}, None,
+                        time.perf_counter() - started)
     wall = time.perf_counter() - started
+    result.wall_s = wall
     if progress is not None:
         sys.stderr.write("\r" + " " * 60 + "\r")
+    kpis = result.runs["heatctl"][0]
+    written = []
+    if not args.no_report:
+        out_dir = args.report or str(Path("reports") / scenario.name)
+        try:
+            written = write_report(result, site, out_dir)
+        except OSError as exc:
+            print(f"heatctl simulate: cannot write the report to {out_dir}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
     if args.json:
+        # heatctl's KPIs at the top level (what `heatctl cost` reads), the comparison beside them.
         out = kpis.as_dict()
         out.update(scenario=scenario.name, wall_s=round(wall, 2), config=str(path))
-        print(json.dumps(out, indent=2))
+        if compare:
+            out["comparison"] = to_json(result)
+        print(json.dumps(out, indent=2, default=str))
         return 0
-    print(format_kpis(scenario.name, scenario.description, kpis, wall))
+    if compare:
+        print(format_table(result))
+        events = kpis.events
+        if events:
+            print("\n  heatctl events")
+            print("\n".join(f"    {e}" for e in events[:40]))
+            if len(events) > 40:
+                print(f"    ... {len(events) - 40} more")
+    else:
+        print(format_kpis(scenario.name, scenario.description, kpis, wall))
+    if written:
+        print(f"\n  report: {Path(written[0]).parent}/ ({', '.join(Path(p).name for p in written)})")
     return 0
 
 
