@@ -88,11 +88,12 @@ FAULT_WEEKS = [
                   FaultEvent(D2 + 12 * H, "clear", Fault("sensor_stuck", "it_supply_c"))),
           requests=(ack((D2 + (12 + 10 / 60) * H) / H, "sensor_lost", "transmitter replaced"),)),
     _week("week-leak", "a January week; the rack leak detector goes wet on day 2 at 10:00, dried by 10:30",
-          {"trips": ["leak", "low_flow"], "safe_degrade_h": (0.5, 1.0)},
+          # Only leak: the trip drops the cap to the floor, below low_flow's idle threshold, within
+          # one 30 s tick (at a 1 s tick the day scenario `leak` also sees low_flow first).
+          {"trips": ["leak"], "safe_degrade_h": (0.5, 1.0)},
           faults=(FaultEvent(D2 + 10 * H, "inject", Fault("leak", 1)),
                   FaultEvent(D2 + 10.5 * H, "clear", Fault("leak", 1))),
-          requests=(ack((D2 + 10.5 * H + 60) / H, "leak", "drip tray dried, fitting tightened"),
-                    ack((D2 + 10.5 * H + 60) / H, "low_flow", "pumps stopped by the leak trip; restarting"))),
+          requests=(ack((D2 + 10.5 * H + 60) / H, "leak", "drip tray dried, fitting tightened"),)),
     _week("week-bms-comms-loss", "a January week; every BMS reading is LOST for an hour on day 2 (10:00-11:00), "
           "the trip acknowledged at 11:10",
           {"trips": ["sensor_lost"], "safe_degrade_h": (1.0, 1.6), "fallback_h": (0.8, 1.0)},
