@@ -159,6 +159,13 @@ class _TickCollector:
         self.readings = tuple(n for n in site.points if point_kind(site, n) is PointKind.READING)
         self.actuators = tuple(n for n in site.points if point_kind(site, n) is PointKind.ACTUATOR)
         self.trips = tuple(site.trips)
+        self.trip_thresholds = tuple(
+            (name, t.point, level, v) for name, t in site.trips.items()
+            if t.point is not None and t.point in self.points
+            for level, v in (("alarm", t.alarm), ("limit", t.limit)) if v is not None)
+        pw = site.power
+        self.power_settings = (("max", pw.max_w), ("floor", pw.floor_w),
+                               ("safe_degrade", pw.safe_degrade_w), ("idle", pw.idle_w))
         self.loop_units = {
             name: (self._unit(getattr(site.loops, name).measurement),
                    self._unit(getattr(site.loops, name).output))
@@ -309,6 +316,26 @@ class _TickCollector:
         yield latched
         yield active
         yield acked
+
+        # Trip thresholds and the site's power settings, from the config: a dashboard draws limits
+        # and the throttled share (1 - cap / max) without copying the site's numbers.
+        thr: dict[str, GaugeMetricFamily] = {}
+        for t, point, _level, _v in self.trip_thresholds:
+            suffix, _, help_unit = self._unit(point)
+            if suffix not in thr:
+                thr[suffix] = G(f"heatctl_trip_threshold_{suffix}",
+                                f"Trip thresholds (alarm, limit) in {help_unit}, from the site config.",
+                                labels=["trip", "point", "level"])
+        power_cfg = G("heatctl_power_config_watts",
+                      "The site's IT power settings (W): max and floor of the cap, safe_degrade cap, idle.",
+                      labels=["setting"])
+        if not describe:
+            for t, point, level, v in self.trip_thresholds:
+                thr[self._unit(point)[0]].add_metric([t, point, level], v * self.scale(point))
+            for setting, v in self.power_settings:
+                power_cfg.add_metric([setting], v)
+        yield from thr.values()
+        yield power_cfg
 
         # Mode details beyond the heatctl_mode enum.
         held = G("heatctl_mode_held", "1 while an operator holds the mode (automatic transitions suspended).")
