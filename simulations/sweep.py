@@ -176,14 +176,19 @@ def _strip_location(line: str, path: str) -> str:
     return line
 
 
-def configs_for(base_text: str, spec: SweepSpec, path: str = "<config>") -> list[tuple[Any, str | None, str | None]]:
+def configs_for(base_text: str, spec: SweepSpec, path: str = "<config>",
+                base_set: dict[tuple[str | int, ...], Any] | None = None
+                ) -> list[tuple[Any, str | None, str | None]]:
     """For each value: (value, config text if valid, else None, the one-line reason if invalid).
 
+    `base_set` edits the base first, for every value (e.g. {("site", "policy"): "heat_first"}).
     Raises SweepError if the key does not name a value of the site config.
     """
     base = yaml.safe_load(base_text)
     if not isinstance(base, dict):
         raise SweepError("the site config is not a mapping")
+    for k, v in (base_set or {}).items():
+        _set_path(base, k, v)
     out: list[tuple[Any, str | None, str | None]] = []
     label = f"{path} [{spec.key_text}]"
     for value in spec.values:
@@ -203,15 +208,18 @@ def configs_for(base_text: str, spec: SweepSpec, path: str = "<config>") -> list
     return out
 
 
-def _run_one(args: tuple[str, str, float | None, float | None]) -> tuple[dict[str, Any], float]:
+def _run_one(args: tuple[str, str, float | None, float | None, bool]) -> tuple[dict[str, Any], float]:
     """Worker: parse the config text, run the scenario, return the KPI row (picklable)."""
     import time
 
     from simulations.closed_loop import run_scenario
 
-    text, scenario_name, hours, tick_s = args
+    text, scenario_name, hours, tick_s, window = args
     site = parse_config_text(text, "<sweep>").site
     scenario = find_scenario(scenario_name)
+    if window:
+        from simulations.year_scenarios import window_of
+        scenario = window_of(scenario)
     t0 = time.perf_counter()
     k, _ = run_scenario(site, scenario, hours=hours, tick_s=tick_s)
     wall = time.perf_counter() - t0
@@ -259,13 +267,18 @@ def scenario_names() -> list[str]:
 
 def run_sweep(base_text: str, spec: SweepSpec, scenario_name: str, hours: float | None = None,
               tick_s: float | None = None, workers: int = 2, path: str = "<config>",
-              progress: Callable[[Row], None] | None = None) -> list[Row]:
-    """One row per value, in the order of the values. Invalid values are rows with `error` set."""
+              progress: Callable[[Row], None] | None = None, window: bool = False,
+              base_set: dict[tuple[str | int, ...], Any] | None = None) -> list[Row]:
+    """One row per value, in the order of the values. Invalid values are rows with `error` set.
+
+    `window`: run the scenario's short test window (year scenarios); `base_set`: see configs_for.
+    """
     if find_scenario(scenario_name) is None:
         raise SweepError(f"unknown scenario {scenario_name!r}; expected one of: {', '.join(scenario_names())}")
-    prepared = configs_for(base_text, spec, path)
+    prepared = configs_for(base_text, spec, path, base_set)
     rows = [Row(v, error=err) for v, _, err in prepared]
-    jobs = [(i, (text, scenario_name, hours, tick_s)) for i, (_, text, _) in enumerate(prepared) if text is not None]
+    jobs = [(i, (text, scenario_name, hours, tick_s, window)) for i, (_, text, _) in enumerate(prepared)
+            if text is not None]
     if workers <= 1 or len(jobs) <= 1:
         results = ((i, _run_one(a)) for i, a in jobs)
         for i, (kpis, wall) in results:

@@ -108,3 +108,10 @@ def test_sweep_verb():
         assert p.stderr.count("\n") == 1 and msg in p.stderr and "Traceback" not in p.stderr
     p = _heatctl("sweep", "--scenario", "no-such", "--set", "modes.min_dwell_s=1..2/1")
     assert p.returncode == 2 and "unknown scenario" in p.stderr
+
+
+def test_base_edits_apply_to_every_value():
+    import yaml
+    out = configs_for(BASE, parse_set("modes.min_dwell_s=60,120"), base_set={("site", "policy"): "heat_first"})
+    for _, text, err in out:
+        assert err is None and yaml.safe_load(text)["site"]["policy"] == "heat_first"

@@ -24,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, help="site configuration (default: the reference plant)")
     p.add_argument("--hours", type=_positive_float, default=None, help="simulated hours (default: the scenario's)")
     p.add_argument("--tick", type=_positive_float, default=None, help="control tick in seconds (default: the config's)")
+    p.add_argument("--policy", choices=["compute_first", "heat_first"], default=None,
+                   help="run under this site policy instead of the config's")
+    p.add_argument("--window", action="store_true",
+                   help="run only the scenario's short test window (year scenarios)")
     p.add_argument("--workers", type=int, default=2, help="parallel runs (default 2)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=run)
@@ -41,12 +45,13 @@ def _positive_float(text: str) -> float:
 
 def run(args: argparse.Namespace) -> int:
     return sweep_main(args.scenario, args.set_spec, config=args.config, hours=args.hours, tick_s=args.tick,
-                      as_json=args.json, workers=args.workers, prog="heatctl sweep")
+                      as_json=args.json, workers=args.workers, prog="heatctl sweep", policy=args.policy,
+                      window=args.window)
 
 
 def sweep_main(scenario: str, set_spec: str, config: str | None = None, hours: float | None = None,
                tick_s: float | None = None, as_json: bool = False, workers: int = 2,
-               prog: str = "heatctl sweep") -> int:
+               prog: str = "heatctl sweep", policy: str | None = None, window: bool = False) -> int:
     """The sweep as a verb: prints the table (or JSON); returns the exit code. Also used by `simulate --sweep`."""
     from controller.config_loader import ConfigError, load_config
     from simulations.sweep import SweepError, find_scenario, format_rows, parse_set, run_sweep
@@ -61,6 +66,16 @@ def sweep_main(scenario: str, set_spec: str, config: str | None = None, hours: f
         from simulations.sweep import scenario_names
         print(f"{prog}: unknown scenario {scenario!r}; expected one of: {', '.join(scenario_names())}",
               file=sys.stderr)
+        return 2
+    if window:
+        if getattr(sc, "window", None) is None:
+            print(f"{prog}: scenario {scenario!r} has no test window (--window is for year scenarios)",
+                  file=sys.stderr)
+            return 2
+        from simulations.year_scenarios import window_of
+        sc = window_of(sc)
+    if policy is not None and spec.key == ("site", "policy"):
+        print(f"{prog}: --policy and a sweep of site.policy contradict each other; drop --policy", file=sys.stderr)
         return 2
     if config is None and getattr(sc, "config", None):
         from controller.paths import REPO_ROOT
@@ -83,7 +98,8 @@ def sweep_main(scenario: str, set_spec: str, config: str | None = None, hours: f
             sys.stderr.flush()
     try:
         rows = run_sweep(loaded.text, spec, scenario, hours=hours, tick_s=tick_s, workers=max(1, workers),
-                         path=str(path), progress=progress)
+                         path=str(path), progress=progress, window=window,
+                         base_set={("site", "policy"): policy} if policy is not None else None)
     except SweepError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
@@ -93,6 +109,7 @@ def sweep_main(scenario: str, set_spec: str, config: str | None = None, hours: f
     if as_json:
         print(json.dumps({
             "scenario": scenario, "key": spec.key_text, "config": str(path), "hours": hours, "tick_s": tick_s,
+            "policy": policy, "window": window,
             "wall_s": round(wall, 2),
             "rows": [{"value": r.value, "error": r.error, **(r.kpis or {})} for r in rows],
         }, indent=2))
