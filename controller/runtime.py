@@ -96,6 +96,10 @@ READ_MARGIN_S = 0.1
 # this long: OPC-UA subscriptions take a few hundred ms to deliver their first values, and an outage
 # and recovery in the audit at every start-up would only be noise. Past it, the outage is declared.
 CONNECT_GRACE_S = 5.0
+# A driver is declared down (audited, logged) only after every one of its points has been LOST for
+# this long and at least two reads running: one read skipped because a slow write was still in
+# flight is a lost tick (the step sees LOST readings), not an outage worth an audit entry.
+OUTAGE_AFTER_S = 1.0
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -226,6 +230,8 @@ class DriverSupervisor:
         self.outage_since: float | None = None
         self.created = clock()
         self.ever_good = False
+        self.lost_since: float | None = None   # all points LOST since (not yet an outage)
+        self.lost_reads = 0
         self.last_read_s: float | None = None
         self.write_failing: dict[str, str] = {}
         self.writes_skipped_total = 0
@@ -352,12 +358,20 @@ class DriverSupervisor:
         all_lost = all(r.quality is Quality.LOST for r in mine)
         if not all_lost:
             self.ever_good = True
-        elif not self.ever_good and now - self.created < CONNECT_GRACE_S:
-            return None  # still connecting (see CONNECT_GRACE_S)
+            self.lost_since, self.lost_reads = None, 0
+        else:
+            if self.lost_since is None:
+                self.lost_since = now
+            self.lost_reads += 1
+            if not self.ever_good and now - self.created < CONNECT_GRACE_S:
+                return None  # still connecting (see CONNECT_GRACE_S)
         if all_lost and self.outage is None:
+            if self.lost_reads < 2 or now - self.lost_since < OUTAGE_AFTER_S:
+                return None  # not yet an outage (see OUTAGE_AFTER_S)
             reason = mine[0].reason or "lost"
-            self.outage, self.outage_since = reason, now
-            return "driver_outage", f"driver {self.name}: no readings ({reason})"
+            self.outage, self.outage_since = reason, self.lost_since
+            return "driver_outage", (f"driver {self.name}: no readings for {now - self.lost_since:.1f} s "
+                                     f"({reason})")
         if not all_lost and self.outage is not None:
             was, since = self.outage, self.outage_since
             self.outage, self.outage_since = None, None

@@ -134,11 +134,11 @@ async def test_ready_after_first_completed_tick_and_watchdog_per_completed_tick(
 
 
 async def test_watchdog_real_time_and_a_hung_loop_stops_pinging(tmp_path, harness):
-    """Real clock, 0.1 s tick, WATCHDOG_USEC 0.4 s: a ping at least every 0.2 s while ticking; none
-    while the loop hangs in a tick."""
+    """Real clock, 0.1 s tick, WATCHDOG_USEC 1 s: pings rate-limited to one per 0.25 s, well inside
+    the watchdog period while ticking; none while the loop hangs in a tick for 2 s."""
     config = write_config(tmp_path, 0.1)
     drivers = FakeDrivers()
-    notifier = SystemdNotifier(env=harness.env(400_000))
+    notifier = SystemdNotifier(env=harness.env(1_000_000))
     d = Daemon(RuntimeOptions(str(config), str(tmp_path / "state")), load(config),
                driver_factory=drivers, notifier=notifier, metrics=None)
     await d.start()
@@ -146,11 +146,11 @@ async def test_watchdog_real_time_and_a_hung_loop_stops_pinging(tmp_path, harnes
 
     async def tick():
         if d.ticks == 10:
-            await asyncio.sleep(1.0)  # the loop is stuck for 1 s
+            await asyncio.sleep(2.0)  # the loop is stuck for 2 s
         return await orig()
 
     d.tick = tick
-    task = asyncio.ensure_future(d.run(max_ticks=20))
+    task = asyncio.ensure_future(d.run(max_ticks=30))
     deadline = time.monotonic() + 10
     while not task.done() and time.monotonic() < deadline:
         harness.drain()
@@ -161,8 +161,8 @@ async def test_watchdog_real_time_and_a_hung_loop_stops_pinging(tmp_path, harnes
     assert msgs[0] == "READY=1"
     pings = [t for t, m in harness.messages if m == "WATCHDOG=1"]
     gaps = sorted(b - a for a, b in zip(pings, pings[1:]))
-    assert len(pings) >= 8
-    assert gaps[-1] >= 0.9          # nothing while the loop hung
-    assert gaps[-2] < 0.35          # otherwise well inside WATCHDOG_USEC (0.4 s)
-    assert all(g >= 0.09 for g in gaps)  # rate-limited to a quarter of the watchdog period
+    assert len(pings) >= 6
+    assert gaps[-1] >= 1.9          # nothing while the loop hung
+    assert gaps[-2] < 0.9           # otherwise inside WATCHDOG_USEC (1 s), with room for a loaded CI
+    assert all(g >= 0.24 for g in gaps)  # rate-limited to a quarter of the watchdog period
     assert d.overruns_total >= 1
