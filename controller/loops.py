@@ -13,7 +13,6 @@ transfer back to automatic. This touches simple-pid's `_integral`, which is why 
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 from simple_pid import PID
@@ -62,9 +61,22 @@ class LoopRunner:
     def run(self, st: LoopState, measurement: float | None, setpoint: float,
             lo: float, hi: float, now: float, dt: float) -> tuple[PID, float, bool]:
         """Compute this tick's slew-limited output. Returns (pid copy, output, held)."""
-        pid = copy.copy(st.pid)
+        src = st.pid
+        # copy.copy of a plain object, without copy's dispatch: a new instance with the same __dict__.
+        pid = _new(src.__class__)
+        pid.__dict__.update(src.__dict__)
         pid.time_fn = lambda: now
-        pid.output_limits = (lo, hi)
+        # simple-pid's output_limits setter, inlined (same checks, same clamps, in the same order).
+        if hi < lo:
+            raise ValueError('lower limit must be less than upper limit')
+        pid._min_output = lo
+        pid._max_output = hi
+        i = pid._integral
+        if i is not None:
+            pid._integral = hi if i > hi else lo if i < lo else i
+        last_out = pid._last_output
+        if last_out is not None:
+            pid._last_output = hi if last_out > hi else lo if last_out < lo else last_out
         last = st.output if st.output is not None else lo
         last = min(max(last, lo), hi)
         if measurement is None:
@@ -92,4 +104,22 @@ class LoopRunner:
                 integral = min(integral, hi)
             pid._integral = integral  # tracking anti-windup (see module docstring)
             pid._last_output = applied
-        return LoopState(pid=pid, output=applied, auto=not held)
+        return _loop_state(pid, applied, not held)
+
+
+_new = object.__new__
+
+
+def _loop_state(pid: PID, output: float | None, auto: bool) -> LoopState:
+    """LoopState(pid, output, auto) without the frozen __init__'s per-field object.__setattr__."""
+    st = _new(LoopState)
+    st.__dict__.update(pid=pid, output=output, auto=auto)
+    return st
+
+
+def loop_result(output: float, p: float, i: float, d: float, setpoint: float, measurement: float | None,
+                held: bool) -> LoopResult:
+    """LoopResult(...) as the step builds it each tick, without the frozen __init__'s cost."""
+    r = _new(LoopResult)
+    r.__dict__.update(output=output, p=p, i=i, d=d, setpoint=setpoint, measurement=measurement, held=held)
+    return r

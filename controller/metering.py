@@ -9,7 +9,7 @@ plus pumps and fans).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
 from typing import Mapping
 
 from controller.config import SiteConfig
@@ -85,6 +85,95 @@ def tank_energy_j(site: SiteConfig, soc: float) -> float:
     return soc * mass * cp_j_per_kg_k(t_mid) * (full - m.tank_empty_temp_c)
 
 
+class FlowPlan:
+    """What heat_flows needs from the site, resolved once: point names by role, tank constants.
+
+    The step builds one per config and calls `flows`: looking roles up (Enum keys) and water
+    properties up every tick showed in its profile. Same arithmetic as heat_flows, same results.
+    """
+
+    def __init__(self, site: SiteConfig, idx: RoleIndex):
+        def one(role: Role) -> str | None:
+            names = idx[role]
+            return names[0] if len(names) == 1 else None
+
+        self.servers = tuple(idx[Role.SERVER_POWER])
+        self.f1, self.t_its, self.t_itr = one(Role.IT_FLOW), one(Role.IT_SUPPLY_TEMP), one(Role.IT_RETURN_TEMP)
+        self.f2, self.t_bs, self.t_br = one(Role.B_FLOW), one(Role.B_SUPPLY_TEMP), one(Role.B_RETURN_TEMP)
+        self.top, self.bottom = one(Role.TANK_TOP_TEMP), one(Role.TANK_BOTTOM_TEMP)
+        self.consumer_heat = one(Role.CONSUMER_HEAT)
+        self.has_consumer_meter = bool(idx[Role.CONSUMER_HEAT])
+        self.dump, self.boiler, self.aux = one(Role.DUMP_HEAT), one(Role.BOILER_HEAT), one(Role.AUX_POWER)
+        m = site.modes
+        # As tank_soc and tank_energy_j compute them (kept as separate factors: same rounding).
+        self.empty = m.tank_empty_temp_c
+        self.full = m.tank_full_temp_c + site.policy_settings.tank_full_offset_k
+        self.span = self.full - self.empty
+        t_mid = 0.5 * (m.tank_empty_temp_c + self.full)
+        self.mass = site.metering.tank_volume_m3 * density_kg_m3(t_mid)
+        self.cp = cp_j_per_kg_k(t_mid)
+
+    def flows(self, checked: Mapping[str, Checked], v1_pct: float | None, prev_soc: float | None,
+              dt: float) -> HeatFlows:
+        """heat_flows(site, idx, checked, v1_pct, prev_soc, dt) for this plan's site."""
+        get = checked.get
+
+        def v(name: str | None) -> float | None:
+            if name is None:
+                return None
+            c = get(name)
+            return c.value if c is not None and c.good else None
+
+        servers = [get(n) for n in self.servers]
+        it_w = sum(c.value for c in servers) if servers and all(c is not None and c.good for c in servers) else None  # type: ignore[misc]
+        f1, t_its, t_itr = v(self.f1), v(self.t_its), v(self.t_itr)
+        captured = heat_flow_w(f1, t_itr, t_its) if None not in (f1, t_its, t_itr) else None
+        f2, t_bs, t_br = v(self.f2), v(self.t_bs), v(self.t_br)
+        transferred = heat_flow_w(f2, t_bs, t_br) if None not in (f2, t_bs, t_br) else None
+        top, bottom = v(self.top), v(self.bottom)
+        if top is None or bottom is None:
+            soc = None
+        else:
+            soc = (0.5 * (top + bottom) - self.empty) / self.span
+            soc = min(max(soc, 0.0), 1.0)
+        to_tank = None
+        if soc is not None and prev_soc is not None and dt > 0:
+            to_tank = (soc * self.mass * self.cp * self.span - prev_soc * self.mass * self.cp * self.span) / dt
+        delivered = v(self.consumer_heat)
+        estimated = False
+        if delivered is None and not self.has_consumer_meter \
+                and transferred is not None and v1_pct is not None:
+            delivered = max(transferred * (1.0 - v1_pct / 100.0), 0.0)
+            estimated = True
+        f = _new(HeatFlows)
+        _F_IT(f, it_w)
+        _F_CAPTURED(f, captured)
+        _F_TRANSFERRED(f, transferred)
+        _F_DELIVERED(f, delivered)
+        _F_TO_TANK(f, to_tank)
+        _F_DUMPED(f, v(self.dump))
+        _F_BOILER(f, v(self.boiler))
+        _F_AUX(f, v(self.aux))
+        _F_SOC(f, soc)
+        _F_EST(f, estimated)
+        return f
+
+
+# Frozen, slotted dataclasses built through their slot descriptors: the same objects, without one
+# object.__setattr__ per field (which showed in the step's profile).
+_new = object.__new__
+(_F_IT, _F_CAPTURED, _F_TRANSFERRED, _F_DELIVERED, _F_TO_TANK, _F_DUMPED, _F_BOILER, _F_AUX, _F_SOC,
+ _F_EST) = (getattr(HeatFlows, n).__set__ for n in (
+    "it_w", "captured_w", "transferred_w", "delivered_w", "to_tank_w", "dumped_w", "boiler_w", "aux_w",
+    "tank_soc", "delivered_estimated"))
+_ENERGY_FIELDS = ("it_j", "captured_j", "transferred_j", "delivered_j", "stored_in_j", "stored_out_j",
+                  "dumped_j", "boiler_j", "aux_j", "metered_s", "unmetered_s")
+_E_SET = tuple(getattr(EnergyCounters, n).__set__ for n in _ENERGY_FIELDS)
+# A field added to either class must be added above too (else it would be left unset).
+assert tuple(f.name for f in fields(EnergyCounters)) == _ENERGY_FIELDS
+assert len(fields(HeatFlows)) == 10
+
+
 def heat_flows(site: SiteConfig, idx: RoleIndex, checked: Mapping[str, Checked], v1_pct: float | None,
                prev_soc: float | None, dt: float) -> HeatFlows:
     servers = [checked.get(n) for n in idx[Role.SERVER_POWER]]
@@ -117,21 +206,30 @@ def integrate(e: EnergyCounters, f: HeatFlows, dt: float, max_gap_s: float) -> E
     if dt <= 0:
         return e
     if dt > max_gap_s or f.it_w is None or f.delivered_w is None:
-        return replace(e, unmetered_s=e.unmetered_s + dt)
+        # replace(e, unmetered_s=e.unmetered_s + dt), without replace's per-call field walk.
+        out = _new(EnergyCounters)
+        for setter, name in zip(_E_SET, _ENERGY_FIELDS):
+            setter(out, getattr(e, name))
+        _E_SET[-1](out, e.unmetered_s + dt)
+        return out
 
     def add(total: float, w: float | None) -> float:
         return total + max(w, 0.0) * dt if w is not None else total
 
-    return EnergyCounters(
-        it_j=add(e.it_j, f.it_w),
-        captured_j=add(e.captured_j, f.captured_w),
-        transferred_j=add(e.transferred_j, f.transferred_w),
-        delivered_j=add(e.delivered_j, f.delivered_w),
-        stored_in_j=add(e.stored_in_j, f.to_tank_w),
-        stored_out_j=add(e.stored_out_j, -f.to_tank_w if f.to_tank_w is not None else None),
-        dumped_j=add(e.dumped_j, f.dumped_w),
-        boiler_j=add(e.boiler_j, f.boiler_w),
-        aux_j=add(e.aux_j, f.aux_w),
-        metered_s=e.metered_s + dt,
-        unmetered_s=e.unmetered_s,
+    values = (
+        add(e.it_j, f.it_w),
+        add(e.captured_j, f.captured_w),
+        add(e.transferred_j, f.transferred_w),
+        add(e.delivered_j, f.delivered_w),
+        add(e.stored_in_j, f.to_tank_w),
+        add(e.stored_out_j, -f.to_tank_w if f.to_tank_w is not None else None),
+        add(e.dumped_j, f.dumped_w),
+        add(e.boiler_j, f.boiler_w),
+        add(e.aux_j, f.aux_w),
+        e.metered_s + dt,
+        e.unmetered_s,
     )
+    out = _new(EnergyCounters)  # EnergyCounters(*values), without its frozen __init__'s cost
+    for setter, value in zip(_E_SET, values):
+        setter(out, value)
+    return out

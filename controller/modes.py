@@ -156,6 +156,7 @@ class ModeMachine:
                 conditions=[self._guard(g) for g in t.guards],
             )
             self._by_source[t.source].append(t)
+        self._by_value = {m.value: self._by_source[m] for m in Mode}
 
     def _guard(self, fn: Callable[[ModeContext], bool]) -> Callable[[], bool]:
         model = self._model
@@ -171,9 +172,10 @@ class ModeMachine:
 
         While held (commissioning), only the transition to safe_degrade is automatic.
         """
-        self._model.state = mode.value
+        self._model.state = mode._value_
         self._model.ctx = ctx
-        for t in self._by_source[mode]:
+        # Keyed by the mode's value (a str), not the Enum: Enum hashing is Python code in 3.11.
+        for t in self._by_value[mode._value_]:
             if held and t.dest is not S:
                 continue
             # The guards are evaluated here first (cheap, pure); the machine then applies the

@@ -13,15 +13,15 @@ inputs give the same outputs. One tick, in order:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Iterable, Mapping
 
 from controller.commands import Output, OutputSource
 from controller.config import SiteConfig
 from controller.config_checks import point_kind
 from controller.events import Event
-from controller.loops import LoopResult, LoopRunner, LoopState
-from controller.metering import EnergyCounters, HeatFlows, heat_flows, integrate
+from controller.loops import LoopResult, LoopRunner, LoopState, loop_result
+from controller.metering import EnergyCounters, FlowPlan, HeatFlows, integrate
 from controller.modes import Mode, ModeContext, ModeMachine, refusal_for_request
 from controller.readings import Snapshot
 from controller.requests import (AckTripRequest, ClearOverrideRequest, HoldRequest, ModeRequest,
@@ -48,6 +48,13 @@ TANK_DISCHARGE_MARGIN_K = 2.0
 SAFE_DEGRADE_DUMP_OFFSET_K = 10.0
 
 
+# Enum members as module constants for the hot path: in Python 3.11 `Mode.NORMAL` costs a
+# descriptor call on the Enum class, ~10x a global lookup, and the step does it many times a tick.
+_NORMAL, _BUFFER_CHARGING, _BYPASS, _SAFE_DEGRADE = Mode.NORMAL, Mode.BUFFER_CHARGING, Mode.BYPASS, Mode.SAFE_DEGRADE
+_SRC_AUTO, _SRC_TRIP, _SRC_SAFE_DEGRADE, _SRC_STARTUP, _SRC_OVERRIDE = (
+    OutputSource.AUTO, OutputSource.TRIP, OutputSource.SAFE_DEGRADE, OutputSource.STARTUP, OutputSource.OVERRIDE)
+
+
 class Controller:
     """Everything derived from one site config, built once; `step` is the pure function."""
 
@@ -72,6 +79,27 @@ class Controller:
         self.overtemp = next(t for t in site.trips.values()
                              if t.kind == "high" and t.point == L.power_cap.measurement)
         self.safe_outputs = self._safe_outputs()
+        # Role point names as plain attributes, and the actuators' ranges as tuples: Role members
+        # are Enums, whose attribute lookup and hashing are Python code in 3.11, and pydantic
+        # attribute access adds up, per tick. Speed only: the same names and values as above.
+        r = self.role
+        self._p_p1, self._p_p2, self._p_p3 = r[Role.P1_SPEED], r[Role.P2_SPEED], r[Role.P3_SPEED]
+        self._p_v1, self._p_d1, self._p_boiler = r[Role.V1_POSITION], r[Role.D1_FAN], r[Role.BOILER_ENABLE]
+        self._p_cap, self._p_hb = r[Role.POWER_CAP], r[Role.HEARTBEAT]
+        self._p_it_ret, self._p_it_sup = r[Role.IT_RETURN_TEMP], r[Role.IT_SUPPLY_TEMP]
+        self._p_b_ret, self._p_top = r[Role.B_RETURN_TEMP], r[Role.TANK_TOP_TEMP]
+        self._p_cons_sup = r[Role.CONSUMER_SUPPLY_TEMP]
+        self._p_avail, self._p_demand = r[Role.CONSUMER_AVAILABLE], r[Role.CONSUMER_DEMAND]
+        self._leak_points = self.idx[Role.LEAK]
+        self._server_points = self.idx[Role.SERVER_POWER]
+        self._act_ranges = {n: tuple(site.points[n].range) for n in self.actuators}
+        self._flow_plan = FlowPlan(site, self.idx)
+        m = site.modes
+        self._mode_thresholds = dict(
+            surplus_enter_w=m.surplus_enter_w, surplus_exit_w=m.surplus_exit_w,
+            tank_full_soc=m.tank_full_soc, tank_resume_soc=m.tank_resume_soc,
+            min_dwell_s=m.min_dwell_s, exit_dwell_s=m.safe_degrade_exit_dwell_s,
+        )
 
     # --- set-up --------------------------------------------------------------------------------
 
@@ -100,22 +128,26 @@ class Controller:
 
     def step(self, state: ControllerState, snapshot: Snapshot, requests: Iterable[Request],
              now: float) -> StepResult:
-        site, r = self.site, self.role
+        site = self.site
         events: list[Event] = []
         ev = lambda kind, msg, **f: events.append(Event(now, kind, msg, f))  # noqa: E731
         dt = 0.0 if state.last_now is None else max(now - state.last_now, 0.0)
         requests = list(requests)
 
         # 1. validation
-        checked, history = validate(self.limits, snapshot, state.history, now, self.reading_points)
+        old_history = state.history
+        checked, history = validate(self.limits, snapshot, old_history, now, self.reading_points)
+        was_started = state.started
         for name in self.reading_points:
-            was_bad = state.history.get(name) is not None and state.history[name].bad_since is not None
+            h = old_history.get(name)
+            was_bad = h is not None and h.bad_since is not None
             c = checked[name]
-            if not c.good and not was_bad and state.started:
+            if c.good:
+                if was_bad:
+                    ev("reading_recovered", f"{name}: good again", point=name)
+            elif not was_bad and was_started:
                 ev("reading_bad", f"{name}: {c.reason}", point=name, reason=c.reason,
                    critical=site.points[name].critical)
-            elif c.good and was_bad:
-                ev("reading_recovered", f"{name}: good again", point=name)
         started = state.started or all(checked[n].good for n in self.critical)
 
         # Requests that do not depend on the mode.
@@ -158,11 +190,14 @@ class Controller:
         # 2. trips, on validated readings only
         it_w = self._it_power(checked)
         for name, trip in self.trip_list:
-            cause = forced.get(name) or trips_mod.condition(name, trip, self.idx[Role.LEAK], checked, self.critical, it_w)
+            cause = forced.get(name) or trips_mod.condition(name, trip, self._leak_points, checked, self.critical, it_w)
             if not started and trip.kind == "sensor_lost" and name not in forced:
                 cause = None  # at start-up, missing readings are the start-up hold, not a trip
             prev = trip_states.get(name, trips_mod.NOT_TRIPPED)
-            new = trips_mod.update(prev, cause, now)
+            if cause is None and not prev.active and not (prev.latched and prev.acked):
+                new = prev  # what update() would return: an equal state (speed: no new object)
+            else:
+                new = trips_mod.update(prev, cause, now)
             if new.latched and not prev.latched:
                 ev("trip", f"TRIP {name}: {cause}", trip=name, cause=cause,
                    actions=dict(trip.actions))
@@ -180,7 +215,7 @@ class Controller:
         else:
             clear_since = state.causes_clear_since if state.causes_clear_since is not None else now
         # Heat flows over the interval that ends now, with the valve position that was applied in it.
-        flows = heat_flows(site, self.idx, checked, state.outputs.get(r[Role.V1_POSITION]), state.tank_soc, dt)
+        flows = self._flow_plan.flows(checked, state.outputs.get(self._p_v1), state.tank_soc, dt)
         mode, mode_since, mode_cause, held = state.mode, state.mode_since, state.mode_cause, state.held
         ctx_args = dict(
             surplus_w=self._surplus(checked, flows),
@@ -189,15 +224,10 @@ class Controller:
             causes_clear_for_s=None if clear_since is None else now - clear_since,
             latched_trips=latched,
             in_mode_for_s=now - state.mode_since,
-            surplus_enter_w=site.modes.surplus_enter_w,
-            surplus_exit_w=site.modes.surplus_exit_w,
-            tank_full_soc=site.modes.tank_full_soc,
-            tank_resume_soc=site.modes.tank_resume_soc,
-            min_dwell_s=site.modes.min_dwell_s,
-            exit_dwell_s=site.modes.safe_degrade_exit_dwell_s,
+            **self._mode_thresholds,
             starting=started and not state.started,
         )
-        ctx = ModeContext(**ctx_args)
+        ctx = _frozen(ModeContext, ctx_args)
         for req in requests:
             if isinstance(req, ModeRequest) and self._basic_refusal(req) is None:
                 refusal = refusal_for_request(req.mode, ctx)
@@ -219,10 +249,10 @@ class Controller:
                 held = False
                 ev("request_accepted", "released to automatic", request="release", reason=req.reason, user=req.user)
         if mode_since != state.mode_since:
-            ctx = ModeContext(**{**ctx_args, "in_mode_for_s": now - mode_since})
+            ctx = _frozen(ModeContext, {**ctx_args, "in_mode_for_s": now - mode_since})
         new_mode, cause = self.machine.next_mode(mode, ctx, held)
         if new_mode is not mode:
-            if new_mode is Mode.SAFE_DEGRADE:
+            if new_mode is _SAFE_DEGRADE:
                 cause = "; ".join(causes)
                 if held:
                     held = False  # a fault ends a commissioning hold: the operator's plan no longer applies
@@ -242,46 +272,49 @@ class Controller:
         # 5. arbitration: trip > safe_degrade > override > automatic
         trip_out = trips_mod.trip_outputs(site, trip_states)
         commands: dict[str, Output] = {}
-        hb_point = r[Role.HEARTBEAT]
+        hb_point = self._p_hb
+        act_ranges = self._act_ranges
+        mode_value = mode.value
         for point in self.actuators:
-            lo, hi = site.points[point].range
+            lo, hi = act_ranges[point]
             if point == hb_point:
                 value = float((state.heartbeat + 1) % (int(hi) + 1))
-                commands[point] = Output(value, OutputSource.AUTO, "heartbeat")
+                commands[point] = _output(value, _SRC_AUTO, "heartbeat")
                 continue
             if point in trip_out:
                 value, trip_name = trip_out[point]
-                commands[point] = Output(value, OutputSource.TRIP, trip_name)
-            elif mode is Mode.SAFE_DEGRADE and point in self.safe_outputs:
-                src = OutputSource.SAFE_DEGRADE if started else OutputSource.STARTUP
+                commands[point] = _output(value, _SRC_TRIP, trip_name)
+            elif mode is _SAFE_DEGRADE and point in self.safe_outputs:
+                src = _SRC_SAFE_DEGRADE if started else _SRC_STARTUP
                 value = self.safe_outputs[point]
-                if point == r[Role.POWER_CAP] and started:
+                if point == self._p_cap and started:
                     value = min(auto[point], value)  # the cap loop may cap lower still
-                if point == r[Role.D1_FAN] and started and auto.get("__dump_safe") is not None:
+                if point == self._p_d1 and started and auto.get("__dump_safe") is not None:
                     # With the building return readable, the dump runs its loop at a lower
                     # setpoint instead of flat out: full fan in a frost would cool the loops
                     # toward freezing. Blind (return bad), it runs flat out.
                     value = auto["__dump_safe"]
-                commands[point] = Output(min(max(value, lo), hi), src, mode_cause)
+                commands[point] = _output(min(max(value, lo), hi), src, mode_cause)
             elif point in overrides:
                 ov = overrides[point]
-                commands[point] = Output(ov.value, OutputSource.OVERRIDE, ov.reason)
+                commands[point] = _output(ov.value, _SRC_OVERRIDE, ov.reason)
             else:
-                commands[point] = Output(min(max(auto[point], lo), hi), OutputSource.AUTO, mode.value)
+                commands[point] = _output(min(max(auto[point], lo), hi), _SRC_AUTO, mode_value)
 
         # 6. fold back into the loops, meter
         applied = {p: o.value for p, o in commands.items()}
         loops = self._settle(loop_pids, applied, loop_results)
         energy = integrate(state.energy, flows, dt, site.metering.max_gap_s) if state.started else state.energy
-        new_state = ControllerState(
+        new_state = _frozen(ControllerState, dict(
             tick=state.tick + 1, last_now=now, started=started, mode=mode, mode_since=mode_since,
             mode_cause=mode_cause, held=held, trips=trip_states, overrides=overrides,
             history=history, loops=loops, outputs=applied, energy=energy,
             heartbeat=int(applied[hb_point]), degrade_causes=causes,
             causes_clear_since=clear_since, tank_soc=flows.tank_soc if flows.tank_soc is not None else state.tank_soc,
             boiler_on=boiler_on,
-        )
-        return StepResult(new_state, commands, events, checked, flows, loop_results)
+        ))
+        return _frozen(StepResult, dict(state=new_state, commands=commands, events=events, checked=checked,
+                                        flows=flows, loops=loop_results))
 
     # --- parts of the step ---------------------------------------------------------------------
 
@@ -306,7 +339,7 @@ class Controller:
         return None
 
     def _it_power(self, checked: Mapping[str, Checked]) -> float | None:
-        vals = [checked[n] for n in self.idx[Role.SERVER_POWER]]
+        vals = [checked[n] for n in self._server_points]
         if not vals or not all(c.good for c in vals):
             good = [c.value for c in vals if c.good]
             # For low_flow, a partial sum is a lower bound on IT power: still usable.
@@ -333,9 +366,8 @@ class Controller:
         return tuple(causes)
 
     def _surplus(self, checked: Mapping[str, Checked], flows: HeatFlows) -> float | None:
-        r = self.role
-        avail = checked[r[Role.CONSUMER_AVAILABLE]]
-        demand = checked[r[Role.CONSUMER_DEMAND]]
+        avail = checked[self._p_avail]
+        demand = checked[self._p_demand]
         heat = flows.captured_w
         if heat is None:
             return None
@@ -346,14 +378,17 @@ class Controller:
         return heat - demand.value  # type: ignore[operator]
 
     def _consumer_online(self, checked: Mapping[str, Checked]) -> bool:
-        c = checked[self.role[Role.CONSUMER_AVAILABLE]]
+        c = checked[self._p_avail]
         return c.good and c.value >= 0.5  # type: ignore[operator]
 
     def _automatic(self, state: ControllerState, checked: Mapping[str, Checked], mode: Mode,
                    now: float, dt: float) -> tuple[dict[str, float], dict[str, LoopResult], dict]:
-        site, r = self.site, self.role
+        site = self.site
         pol = site.policy_settings
-        val = lambda role: checked[r[role]].value if checked[r[role]].good else None  # noqa: E731
+
+        def val(point: str) -> float | None:
+            c = checked[point]
+            return c.value if c.good else None
         results: dict[str, LoopResult] = {}
         pids: dict[str, tuple] = {}
 
@@ -367,12 +402,12 @@ class Controller:
             else:
                 pid, out, held = runner.run(st, meas, sp, lo, hi, now, dt)
             p, i, d = pid.components if not held else (0.0, 0.0, 0.0)
-            results[name] = LoopResult(out, p, i, d, sp, meas, held)
+            results[name] = loop_result(out, p, i, d, sp, meas, held)
             pids[name] = (pid, held)
             return out
 
         # P1 holds the IT loop dT.
-        t_ret, t_sup = val(Role.IT_RETURN_TEMP), val(Role.IT_SUPPLY_TEMP)
+        t_ret, t_sup = val(self._p_it_ret), val(self._p_it_sup)
         dT = t_ret - t_sup if t_ret is not None and t_sup is not None else None
         L = site.loops
         p1 = run("it_delta_t", dT, pol.it_delta_t_k, L.it_delta_t.output_min, L.it_delta_t.output_max)
@@ -382,18 +417,18 @@ class Controller:
         online = self._consumer_online(checked)
         soc = state.tank_soc
         forced = None
-        if mode is Mode.NORMAL:
+        if mode is _NORMAL:
             lo, hi = -m, m
-        elif mode is Mode.BUFFER_CHARGING:
+        elif mode is _BUFFER_CHARGING:
             lo, hi = 0.0, m
-        elif mode is Mode.BYPASS:
+        elif mode is _BYPASS:
             # The tank is full: sending flow through it returns it hot to the dump, which is the
             # only way to keep surplus heat off a consumer that cannot take it.
             lo, hi = -m, m
         else:
             lo, hi = -m, m
-        top = val(Role.TANK_TOP_TEMP)
-        t_c_now = val(Role.CONSUMER_SUPPLY_TEMP)
+        top = val(self._p_top)
+        t_c_now = val(self._p_cons_sup)
         if top is None or t_c_now is None or top < t_c_now + TANK_DISCHARGE_MARGIN_K:
             # Discharging a tank no hotter than the consumer circuit would cool it: P3 stays off.
             lo = max(lo, 0.0)
@@ -401,27 +436,27 @@ class Controller:
         if not online:
             # Nobody takes heat at the consumer: charge the tank while it has room, else nothing.
             has_room = soc is not None and soc < site.modes.tank_full_soc
-            forced = m if (has_room and mode is not Mode.BYPASS) else 0.0
+            forced = m if (has_room and mode is not _BYPASS) else 0.0
             lo, hi = min(lo, forced), max(hi, forced)
-        u = run("consumer_supply", val(Role.CONSUMER_SUPPLY_TEMP), L.consumer_supply.setpoint, lo, hi, forced)
+        u = run("consumer_supply", val(self._p_cons_sup), L.consumer_supply.setpoint, lo, hi, forced)
 
         # D1 keeps the building return low enough; in safe_degrade, lower still.
-        b_ret = val(Role.B_RETURN_TEMP)
+        b_ret = val(self._p_b_ret)
         dump_sp = L.dump.setpoint + pol.dump_offset_k
-        if mode is Mode.SAFE_DEGRADE:
+        if mode is _SAFE_DEGRADE:
             dump_sp = L.dump.setpoint - SAFE_DEGRADE_DUMP_OFFSET_K
         d1 = run("dump", b_ret, dump_sp, L.dump.output_min, L.dump.output_max)
-        dump_safe = d1 if (mode is Mode.SAFE_DEGRADE and b_ret is not None) else None
+        dump_safe = d1 if (mode is _SAFE_DEGRADE and b_ret is not None) else None
 
         # The power cap: held below the over-temperature limit by the policy's margin.
-        cap_hi = site.power.safe_degrade_w if mode is Mode.SAFE_DEGRADE else site.power.max_w
+        cap_hi = site.power.safe_degrade_w if mode is _SAFE_DEGRADE else site.power.max_w
         cap_sp = (self.overtemp.limit or 0.0) - pol.cap_margin_k
         cap = run("power_cap", t_sup, cap_sp, site.power.floor_w, cap_hi)
         if t_sup is None:
             cap = min(cap, site.power.safe_degrade_w)  # blind to the IT supply: do not hand power back
 
         # Boiler: tops the consumer up when recovered heat falls short (with 0.5 K hysteresis).
-        t_c = val(Role.CONSUMER_SUPPLY_TEMP)
+        t_c = val(self._p_cons_sup)
         threshold = L.consumer_supply.setpoint - pol.boiler_on_below_k
         if not online:
             boiler = False
@@ -433,10 +468,10 @@ class Controller:
             boiler = t_c < threshold
 
         out = {
-            r[Role.P1_SPEED]: p1, r[Role.P2_SPEED]: site.outputs.p2_auto_pct,
-            r[Role.V1_POSITION]: max(u, 0.0), r[Role.P3_SPEED]: max(0.0, -u) if online else 0.0,
-            r[Role.D1_FAN]: d1, r[Role.BOILER_ENABLE]: 1.0 if boiler else 0.0,
-            r[Role.POWER_CAP]: cap, "__boiler_state": 1.0 if boiler else 0.0,
+            self._p_p1: p1, self._p_p2: site.outputs.p2_auto_pct,
+            self._p_v1: max(u, 0.0), self._p_p3: max(0.0, -u) if online else 0.0,
+            self._p_d1: d1, self._p_boiler: 1.0 if boiler else 0.0,
+            self._p_cap: cap, "__boiler_state": 1.0 if boiler else 0.0,
         }
         if dump_safe is not None:
             out["__dump_safe"] = dump_safe
@@ -444,17 +479,40 @@ class Controller:
 
     def _settle(self, pids: dict, applied: Mapping[str, float],
                 results: Mapping[str, LoopResult]) -> dict[str, LoopState]:
-        r = self.role
         applied_internal = {
-            "it_delta_t": applied[r[Role.P1_SPEED]],
-            "consumer_supply": applied[r[Role.V1_POSITION]] - applied[r[Role.P3_SPEED]],
-            "dump": applied[r[Role.D1_FAN]],
-            "power_cap": applied[r[Role.POWER_CAP]],
+            "it_delta_t": applied[self._p_p1],
+            "consumer_supply": applied[self._p_v1] - applied[self._p_p3],
+            "dump": applied[self._p_d1],
+            "power_cap": applied[self._p_cap],
         }
         out = {}
         for name, (pid, held) in pids.items():
             out[name] = LoopRunner.settle(pid, applied_internal[name], held)
         return out
+
+
+_new = object.__new__
+_O_VALUE, _O_SOURCE, _O_WHY = Output.value.__set__, Output.source.__set__, Output.why.__set__  # type: ignore[attr-defined]
+_N_FIELDS = {cls: len(fields(cls)) for cls in (ModeContext, ControllerState, StepResult)}
+
+
+def _output(value: float, source: OutputSource, why: str) -> Output:
+    """Output(value, source, why), set through its slots: a frozen __init__ costs one
+    object.__setattr__ per field, which showed in the step's profile. The same object."""
+    o = _new(Output)
+    _O_VALUE(o, value)
+    _O_SOURCE(o, source)
+    _O_WHY(o, why)
+    return o
+
+
+def _frozen(cls, values: dict):
+    """cls(**values) for a frozen dataclass without slots, given every field (else the real __init__)."""
+    if len(values) != _N_FIELDS[cls]:
+        return cls(**values)
+    o = _new(cls)
+    o.__dict__.update(values)
+    return o
 
 
 def _describe(req: Request) -> str:

@@ -126,6 +126,19 @@ def check_point(name: str, cfg: PointConfig | PointLimits, reading: Reading | No
     return checked, new_hist
 
 
+# Building a frozen, slotted dataclass through its __init__ costs one object.__setattr__ per field,
+# which dominated the step's profile (two objects per point per tick). These set the same slots
+# through their descriptors: the same objects (equal, frozen, same type), made ~3x faster.
+_new = object.__new__
+_C_VALUE, _C_GOOD, _C_REASON, _C_BAD = (Checked.value.__set__, Checked.good.__set__,  # type: ignore[attr-defined]
+                                        Checked.reason.__set__, Checked.bad_for_s.__set__)  # type: ignore[attr-defined]
+_H_VALUE, _H_TS, _H_CHANGED, _H_BAD, _H_REASON = (
+    PointHistory.last_value.__set__, PointHistory.last_ts.__set__,  # type: ignore[attr-defined]
+    PointHistory.changed_at.__set__, PointHistory.bad_since.__set__,  # type: ignore[attr-defined]
+    PointHistory.last_reason.__set__)  # type: ignore[attr-defined]
+_GOOD = Quality.GOOD
+
+
 def validate(points: Mapping[str, PointConfig | PointLimits], snapshot: Snapshot,
              history: Mapping[str, PointHistory], now: float,
              names: tuple[str, ...] | None = None
@@ -133,9 +146,42 @@ def validate(points: Mapping[str, PointConfig | PointLimits], snapshot: Snapshot
     """Check every reading point (or `names`); return verdicts and the new history."""
     checked: dict[str, Checked] = {}
     new_history: dict[str, PointHistory] = {}
+    readings = snapshot.readings
+    hist_get = history.get
     for name in names if names is not None else points:
-        c, h = check_point(name, points[name], snapshot.readings.get(name),
-                           history.get(name, GOOD_HISTORY), now)
+        cfg = points[name]
+        reading = readings.get(name)
+        hist = hist_get(name, GOOD_HISTORY)
+        # check_point's fast path, inlined (same conditions, same results); anything else takes
+        # check_point itself.
+        if (reading is not None and reading.quality is _GOOD and type(cfg) is PointLimits
+                and cfg.frozen_after_s is None and hist.bad_since is None):
+            v = reading.value
+            if v is not None:
+                ts = reading.ts
+                rate = cfg.max_rate_per_s
+                last = hist.last_value
+                rate_ok = True
+                if rate is not None and last is not None:
+                    dt_r = ts - hist.last_ts  # type: ignore[operator]
+                    rate_ok = dt_r > 0 and abs(v - last) <= rate * dt_r
+                if rate_ok and cfg.lo <= v <= cfg.hi and now - ts <= cfg.max_age_s:
+                    c = _new(Checked)
+                    _C_VALUE(c, v)
+                    _C_GOOD(c, True)
+                    _C_REASON(c, "")
+                    _C_BAD(c, 0.0)
+                    h = _new(PointHistory)
+                    _H_VALUE(h, v)
+                    _H_TS(h, ts)
+                    changed = hist.changed_at
+                    _H_CHANGED(h, changed if (v == last and changed is not None) else ts)
+                    _H_BAD(h, None)
+                    _H_REASON(h, "")
+                    checked[name] = c
+                    new_history[name] = h
+                    continue
+        c, h = check_point(name, cfg, reading, hist, now)
         checked[name] = c
         new_history[name] = h
     return checked, new_history

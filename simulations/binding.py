@@ -34,17 +34,26 @@ SCALAR_FIELDS: dict[Role, str] = {
 class MeterRates:
     """Heat meters as a site has them: average power over the last interval, from energy registers."""
 
+    # The order of `values` (and of the registers in update()).
+    ROLES = (Role.CONSUMER_HEAT, Role.DUMP_HEAT, Role.BOILER_HEAT, Role.AUX_POWER)
+
     def __init__(self) -> None:
         self._prev: tuple[float, float, float, float] | None = None
-        self.rates: dict[Role, float] = {Role.CONSUMER_HEAT: 0.0, Role.DUMP_HEAT: 0.0,
-                                         Role.BOILER_HEAT: 0.0, Role.AUX_POWER: 0.0}
+        # The rates in ROLES order (W). A tuple, not a dict keyed by Role, on the hot path: Enum
+        # hashing is Python code in 3.11 and showed in the closed loop's profile.
+        self.values: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+
+    @property
+    def rates(self) -> dict[Role, float]:
+        """Role -> average power over the last interval (W)."""
+        return dict(zip(self.ROLES, self.values))
 
     def update(self, m: Meters, dt: float) -> None:
         now = (m.delivered_j - m.returned_j, m.dumped_j, m.boiler_j, m.pumps_j + m.fans_j)
-        if self._prev is not None and dt > 0:
-            d = [(a - b) / dt for a, b in zip(now, self._prev)]
-            self.rates = {Role.CONSUMER_HEAT: max(d[0], 0.0), Role.DUMP_HEAT: max(d[1], 0.0),
-                          Role.BOILER_HEAT: max(d[2], 0.0), Role.AUX_POWER: max(d[3], 0.0)}
+        prev = self._prev
+        if prev is not None and dt > 0:
+            self.values = (max((now[0] - prev[0]) / dt, 0.0), max((now[1] - prev[1]) / dt, 0.0),
+                           max((now[2] - prev[2]) / dt, 0.0), max((now[3] - prev[3]) / dt, 0.0))
         self._prev = now
 
 
@@ -57,6 +66,8 @@ class PlantBinding:
         self.leaks = idx[Role.LEAK]
         self.meters = [(idx[r][0], r) for r in (Role.CONSUMER_HEAT, Role.DUMP_HEAT, Role.BOILER_HEAT, Role.AUX_POWER)
                        if idx[r]]
+        # The same, as (point, index into MeterRates.values).
+        self._meter_slots = [(point, MeterRates.ROLES.index(r)) for point, r in self.meters]
         one = {r: names[0] for r, names in idx.items() if len(names) == 1}
         self.act = {
             "p1_pct": one[Role.P1_SPEED], "p2_pct": one[Role.P2_SPEED], "p3_pct": one[Role.P3_SPEED],
@@ -75,8 +86,9 @@ class PlantBinding:
         for i, point in enumerate(self.leaks):
             out[point] = 1.0 if i < len(meas.leak) and meas.leak[i] else 0.0
         if rates is not None:
-            for point, role in self.meters:
-                out[point] = rates.rates[role]
+            values = rates.values
+            for point, i in self._meter_slots:
+                out[point] = values[i]
         return out
 
     def actuators(self, values: Mapping[str, float], prev: Actuators | None = None) -> Actuators:
