@@ -45,6 +45,21 @@ ENERGY_EVERY_TICKS = 10
 # past this many the oldest are dropped, and that is logged loudly with the count, never silently.
 MAX_PENDING_EVENTS = 100_000
 
+# History columns added for the monthly SLA report and the capacity envelope (NULL in older rows):
+#   period_s               the tick period the minute's samples were taken at (samples x period_s
+#                          = seconds of the minute the controller saw; less than 60 is a partial minute)
+#   throttled_s            seconds the IT power cap held the servers (cap within THROTTLE margin of
+#                          IT power and below the site's max): compute availability
+#   consumer_supply_min_c  the lowest consumer supply temperature of the minute
+#   below_setpoint_s       seconds the consumer supply was below its setpoint while the consumer was
+#                          available and demanding; deficit_ks the K.s of that shortfall
+#   demand_w, ambient_c, tank_soc, power_cap_w   minute means: the envelope's forecast inputs
+HISTORY_EXTRA_COLUMNS = {
+    "period_s": "REAL", "throttled_s": "REAL", "consumer_supply_min_c": "REAL",
+    "below_setpoint_s": "REAL", "deficit_ks": "REAL", "demand_w": "REAL", "ambient_c": "REAL",
+    "tank_soc": "REAL", "power_cap_w": "REAL",
+}
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events(
@@ -173,6 +188,7 @@ class AuditStore:
             self.db.executescript(_SCHEMA)
             self.db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                             (str(SCHEMA_VERSION),))
+            self._add_history_columns()
         self.db.row_factory = sqlite3.Row
 
     def close(self) -> None:
@@ -280,12 +296,37 @@ class AuditStore:
             return None
         return counters_from_json(r["counters"]), float(r["ts"])
 
+    # --- latched trips ----------------------------------------------------------------------
+
+    def save_latched_trips(self, trips: Mapping[str, Mapping[str, Any]], ts: float) -> None:
+        """Latched trips (name -> cause, acked): a restart must not act as an acknowledgement."""
+        with self._tx():
+            self.db.execute(
+                "INSERT INTO meta(key, value) VALUES ('latched_trips', ?)"
+                " ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+                (json.dumps({"ts": ts, "trips": trips}),))
+
+    def load_latched_trips(self) -> dict[str, dict[str, Any]]:
+        r = self.db.execute("SELECT value FROM meta WHERE key = 'latched_trips'").fetchone()
+        if r is None:
+            return {}
+        return dict(json.loads(r["value"]).get("trips", {}))
+
     # --- per-minute history -----------------------------------------------------------------
+
+    def _add_history_columns(self) -> None:
+        """Columns added after the first release (SLA report, capacity envelope): added in place to
+        an older database; its old rows read them as NULL ("not recorded"), never as 0."""
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(history)").fetchall()}
+        for name, kind in HISTORY_EXTRA_COLUMNS.items():
+            if name not in have:
+                self.db.execute(f"ALTER TABLE history ADD COLUMN {name} {kind}")
 
     def write_history(self, row: Mapping[str, Any]) -> None:
         cols = ["minute", "ts", "mode", "samples", "degraded_s", "it_w", "captured_w", "transferred_w",
                 "delivered_w", "to_tank_w", "dumped_w", "boiler_w", "it_supply_c", "b_supply_c",
-                "consumer_supply_c", "consumer_setpoint_c", "boiler_on_s", "counters"]
+                "consumer_supply_c", "consumer_setpoint_c", "boiler_on_s", "counters",
+                *HISTORY_EXTRA_COLUMNS]
         with self._tx():
             self.db.execute(
                 f"INSERT OR REPLACE INTO history({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",

@@ -88,6 +88,11 @@ START_TIMEOUT_S = 5.0
 CLOSE_TIMEOUT_S = 2.0
 # Overrun log lines: at most one per this many seconds, with the count since the last one.
 OVERRUN_LOG_EVERY_S = 10.0
+# The history's throttled flag: IT power within this of the cap (W, or share of the cap) means the
+# cap holds the servers back. 500 W: servers follow a lowered limit with a ~5 s lag, and the cap loop
+# hands power back at 50 W/s, so a capped site runs 250 W under its cap at most while it recovers.
+THROTTLE_MARGIN_W = 500.0
+THROTTLE_MARGIN_SHARE = 0.02
 # The window the status verb's loop-stability figures cover.
 STABILITY_WINDOW_S = 300.0
 # Added to a driver's own read budget before the daemon stops waiting for it.
@@ -531,6 +536,10 @@ class _Minute:
     samples: int = 0
     degraded_s: float = 0.0
     boiler_on_s: float = 0.0
+    throttled_s: float = 0.0
+    below_s: float = 0.0
+    deficit_ks: float = 0.0
+    low: float | None = None
     sums: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -663,6 +672,7 @@ class Daemon:
         self.tick_failures_total = 0
         self.last_tick_s = 0.0
         self._tick_durations: collections.deque[tuple[float, float]] = collections.deque()
+        self._saved_latched: dict[str, dict[str, Any]] | None = None
         self._overruns_unlogged = 0
         self._overrun_logged_at: float | None = None
         self.tick_starts: list[float] = []  # the last few, for tests and status
@@ -695,6 +705,7 @@ class Daemon:
         energy = restored[0] if restored else EnergyCounters()
         now = self.clock()
         self.state = self.ctrl.initial_state(now, energy)
+        self._restore_latched_trips(now)
         self.audit.record_config(self.wall(), self.loaded.path, self.loaded.sha256, self.loaded.text,
                                  True, cause="start-up")
         self._audit([AuditEvent(self.wall(), "daemon_start",
@@ -1008,6 +1019,11 @@ class Daemon:
                  driver_events: list[tuple[str, str, str]], now: float) -> None:
         state = result.state
         wall = self.wall()
+        if any(e.kind in ("trip", "trip_reset", "trip_acked") for e in result.events):
+            try:
+                self._save_latched_trips()  # at once: a crash right after a trip must not lose it
+            except Exception as exc:  # noqa: BLE001 - the energy save retries it; never stop the tick
+                log.error("latched_trips_save_failed", error=str(exc))
         uids = {p.request.user: p.caller.uid for p in pending}
         rows: list[AuditEvent] = []
         for e in result.events:
@@ -1077,10 +1093,39 @@ class Daemon:
             parts.append(f"trips latched: {', '.join(latched)}")
         return "; ".join(parts)
 
+    def _restore_latched_trips(self, now: float) -> None:
+        """Trips latched before a restart stay latched: only an operator's ack resets them."""
+        assert self.audit is not None and self.state is not None
+        saved = self.audit.load_latched_trips()
+        trips = dict(self.state.trips)
+        restored = []
+        for name, info in saved.items():
+            if name not in self.ctrl.site.trips:
+                continue
+            trips[name] = trips_mod.TripState(latched=True, active=False, acked=bool(info.get("acked")), since=now,
+                                    cause=f"latched before restart: {info.get('cause', '')}")
+            restored.append(name)
+        if restored:
+            self.state = dataclasses.replace(self.state, trips=trips)
+            self._audit([AuditEvent(self.wall(), "trips_restored",
+                                    f"trips latched before the restart stay latched: {', '.join(restored)}"
+                                    " (acknowledge to reset)", mode=self.state.mode.value,
+                                    fields={"trips": restored})])
+            log.warning("trips_restored", trips=restored)
+
+    def _save_latched_trips(self) -> None:
+        if self.audit is None or self.state is None:
+            return
+        latched = {n: {"cause": t.cause, "acked": t.acked} for n, t in self.state.trips.items() if t.latched}
+        if latched != self._saved_latched:
+            self.audit.save_latched_trips(latched, self.wall())
+            self._saved_latched = latched
+
     def _save_energy(self) -> None:
         if self.audit is None or self.state is None:
             return
         try:
+            self._save_latched_trips()
             self.audit.save_energy(self.state.energy, self.wall(), self.state.tick, self.loaded.sha256)
             self._ticks_since_energy = 0
         except Exception as exc:  # noqa: BLE001 - logged; retried next time
@@ -1132,6 +1177,33 @@ class Daemon:
         boiler = result.commands.get(self.ctrl.role.get(Role.BOILER_ENABLE, ""))
         if boiler is not None and boiler.value >= 0.5:
             m.boiler_on_s += self.period
+        self._history_sla(m, result)
+
+    def _history_sla(self, m: _Minute, result: StepResult) -> None:
+        """The SLA report's and the envelope's per-minute figures (audit.HISTORY_EXTRA_COLUMNS)."""
+        site, f = self.ctrl.site, result.flows
+        t_c = self._role_value(result, Role.CONSUMER_SUPPLY_TEMP)
+        demand = self._role_value(result, Role.CONSUMER_DEMAND)
+        avail = self._role_value(result, Role.CONSUMER_AVAILABLE)
+        sp = site.loops.consumer_supply.setpoint
+        if t_c is not None:
+            m.low = t_c if m.low is None else min(m.low, t_c)
+            if avail is not None and avail >= 0.5 and demand is not None and demand > 0 and t_c < sp:
+                m.below_s += self.period
+                m.deficit_ks += (sp - t_c) * self.period
+        cap = result.commands.get(self.ctrl.role.get(Role.POWER_CAP, ""))
+        if cap is not None:
+            m.add("power_cap_w", cap.value)
+            # Throttled: the cap is below the site's max and the servers are pressed against it
+            # (within THROTTLE_MARGIN of it: their power follows a lowered limit within seconds).
+            it_w = f.it_w if f is not None else None
+            if it_w is not None and cap.value < site.power.max_w - 1.0 and \
+                    it_w >= cap.value - max(THROTTLE_MARGIN_W, THROTTLE_MARGIN_SHARE * cap.value):
+                m.throttled_s += self.period
+        m.add("demand_w", demand)
+        m.add("ambient_c", self._role_value(result, Role.AMBIENT_TEMP))
+        if f is not None:
+            m.add("tank_soc", f.tank_soc)
 
     def _flush_minute(self) -> None:
         m, self._minute = self._minute, None
@@ -1141,6 +1213,10 @@ class Daemon:
                                       "dumped_w", "boiler_w", "it_supply_c", "b_supply_c", "consumer_supply_c")}
         row.update(minute=m.minute, ts=m.minute * 60.0, mode=self.state.mode.value, samples=m.samples,
                    degraded_s=m.degraded_s, boiler_on_s=m.boiler_on_s,
+                   period_s=self.period, throttled_s=m.throttled_s, consumer_supply_min_c=m.low,
+                   below_setpoint_s=m.below_s, deficit_ks=m.deficit_ks, demand_w=m.mean("demand_w"),
+                   ambient_c=m.mean("ambient_c"), tank_soc=m.mean("tank_soc"),
+                   power_cap_w=m.mean("power_cap_w"),
                    consumer_setpoint_c=self.ctrl.site.loops.consumer_supply.setpoint,
                    counters=counters_to_json(self.state.energy))
         try:
@@ -1255,6 +1331,14 @@ class Daemon:
         return build_status(self)
 
 
+def _quantile(xs: list[float], q: float) -> float | None:
+    """The q-quantile of the last minute's tick durations (nearest rank), for status and bench/."""
+    if not xs:
+        return None
+    ordered = sorted(xs)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 def build_status(d: Daemon) -> dict[str, Any]:
     """Everything `heatctl status` shows, as plain JSON-able values."""
     now = d.clock()
@@ -1274,6 +1358,9 @@ def build_status(d: Daemon) -> dict[str, Any]:
             "count": d.ticks, "period_s": d.period, "last_s": d.last_tick_s,
             "max_1min_s": max(durations) if durations else None,
             "mean_1min_s": sum(durations) / len(durations) if durations else None,
+            "p50_1min_s": _quantile(durations, 0.50),
+            "p99_1min_s": _quantile(durations, 0.99),
+            "samples_1min": len(durations),
             "overruns_total": d.overruns_total, "skipped_total": d.skipped_total,
             "failures_total": d.tick_failures_total,
         },

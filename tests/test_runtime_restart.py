@@ -1,0 +1,64 @@
+"""A restart is not an acknowledgement: trips latched before it stay latched after it."""
+
+from __future__ import annotations
+
+import structlog
+import pytest
+
+from controller.modes import Mode
+from tests.runtime_fakes import FakeClock
+from tests.test_runtime import make_daemon
+
+
+@pytest.fixture(autouse=True)
+def _default_structlog():
+    structlog.reset_defaults()
+    yield
+
+
+async def test_latched_trip_survives_a_crash_and_needs_an_ack(tmp_path):
+    d, clock, drivers = make_daemon(tmp_path)
+    await d.start()
+    assert await d.tick()
+    drivers.plant.values["leak_rack"] = 1.0
+    clock.advance(1.0)
+    assert await d.tick()
+    assert d.state.trips["leak"].latched
+    # A crash: no shutdown, nothing flushed but what the tick itself saved.
+    drivers.plant.values["leak_rack"] = 0.0
+    d2, clock2, drivers2 = make_daemon(tmp_path, clock=FakeClock(9000.0))
+    await d2.start()
+    assert d2.state.trips["leak"].latched and "before restart" in d2.state.trips["leak"].cause
+    for _ in range(200):  # well past the safe_degrade exit dwell: still held by the trip
+        clock2.advance(1.0)
+        assert await d2.tick()
+    assert d2.state.mode is Mode.SAFE_DEGRADE and d2.state.trips["leak"].latched
+    restored, _ = d2.audit.events(kinds=["trips_restored"])
+    assert len(restored) == 1 and "leak" in restored[0].message
+    await d2.shutdown()
+
+
+async def test_an_acknowledged_and_reset_trip_is_not_restored(tmp_path):
+    import asyncio
+
+    from controller.requests import AckTripRequest
+    from tests.test_runtime import _caller
+    d, clock, drivers = make_daemon(tmp_path)
+    await d.start()
+    assert await d.tick()
+    drivers.plant.values["leak_rack"] = 1.0
+    clock.advance(1.0)
+    assert await d.tick()
+    drivers.plant.values["leak_rack"] = 0.0
+    clock.advance(1.0)
+    assert await d.tick()
+    ack = asyncio.ensure_future(d.api_change(AckTripRequest(reason="dried", user="eng", trip="leak"), _caller()))
+    await asyncio.sleep(0)
+    clock.advance(1.0)
+    assert await d.tick()
+    assert (await ack)["accepted"] and not d.state.trips["leak"].latched
+    # A crash after the reset: nothing to restore.
+    d2, _, _ = make_daemon(tmp_path, clock=FakeClock(9000.0))
+    await d2.start()
+    assert not d2.state.trips.get("leak") or not d2.state.trips["leak"].latched
+    await d2.shutdown()
