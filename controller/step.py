@@ -458,10 +458,13 @@ class Controller:
         # Boiler: tops the consumer up when recovered heat falls short (with 0.5 K hysteresis).
         t_c = val(self._p_cons_sup)
         threshold = L.consumer_supply.setpoint - pol.boiler_on_below_k
-        if not online:
-            boiler = False
-        elif t_c is None:
-            boiler = True  # cannot see the consumer: let its own boiler thermostat decide
+        avail = checked[self._p_avail]
+        if avail.good and not online:
+            boiler = False  # the consumer says it is offline: it takes no heat from anyone
+        elif not avail.good or t_c is None:
+            # Cannot see the consumer (comms to its BMS lost): the boiler keeps the pool warm under
+            # its own thermostat. Recovered heat still goes to the tank meanwhile (not online).
+            boiler = True
         elif state.boiler_on:
             boiler = t_c < threshold + 0.5
         else:

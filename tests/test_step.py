@@ -320,3 +320,16 @@ def test_policy_changes_setpoints_not_trip_limits():
     assert comp._last.loops["power_cap"].setpoint == 52.0
     assert heat._last.loops["it_delta_t"].setpoint == 10.0
     assert heat.site.trips == comp.site.trips
+
+
+def test_consumer_unseen_enables_the_boiler_but_offline_does_not(ctrl):
+    from controller.readings import Quality
+    st = started(ctrl)
+    # The consumer's BMS link is lost: availability unknown -> the boiler is enabled (fail warm).
+    res = ctrl.step(st, snap(ctrl.site, 1, bad={"consumer_available": Quality.LOST,
+                                                "consumer_supply_temp": Quality.LOST}), [], 1.0)
+    assert res.commands["boiler_enable"].value == 1.0
+    assert res.commands["p3_speed"].value == 0.0
+    # The consumer says it is offline: no boiler from us.
+    res = ctrl.step(res.state, snap(ctrl.site, 2, consumer_available=0, consumer_supply_temp=30.0), [], 2.0)
+    assert res.commands["boiler_enable"].value == 0.0
