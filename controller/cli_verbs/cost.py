@@ -78,7 +78,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"heatctl cost: unknown scenario {args.scenario!r}; expected one of: {', '.join(SCENARIOS)}",
                   file=sys.stderr)
             return 2
-        path = args.config or default_config_path()
+        if args.config is None and getattr(scenario, "config", None):
+            from controller.paths import REPO_ROOT
+            path = REPO_ROOT / scenario.config  # a year scenario of another site runs on its own config
+        else:
+            path = args.config or default_config_path()
         try:
             site = load_config(path).site
         except ConfigError as exc:
