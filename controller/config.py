@@ -12,6 +12,8 @@ Shape (see config/reference-plant.yaml for a commented example):
     power:     the site's IT power range and the safe_degrade cap
     policy:    the setpoints each site policy uses
     simulation: optional, the plant model's parameters (used by `heatctl simulate` and `sim-plant`)
+    alarms:    optional, operator alarms (ISA-18.2) on points and derived signals, with owners
+    raci:      optional, area (thermal, compute, controller, safety) -> owning team
 
 Structural checks (types, unknown keys, ranges of single values) are pydantic's; checks across
 sections (a loop naming a point that does not exist, a trip on the wrong side of its alarm) are in
@@ -189,6 +191,51 @@ class MeteringConfig(StrictModel):
     max_gap_s: float = Field(10.0, gt=0)
 
 
+AlarmKind = Literal["high", "low", "bad_reading", "condition"]
+AlarmPriority = Literal["high", "medium", "low"]
+# Who answers: the plant-room team, the IT operations team, or both (routing label `owner`).
+Owner = Literal["facilities", "it_operations", "both"]
+Area = Literal["thermal", "compute", "controller", "safety"]
+
+
+class AlarmConfig(StrictModel):
+    """An alarm (ISA-18.2): tells an operator something needs a response; it never acts on the plant.
+
+    high: `point` >= `limit`, returns below `limit - deadband`; low: `point` <= `limit`, returns above
+    `limit + deadband`; bad_reading: `point`'s reading fails validation; condition: a derived
+    `signal` (see controller.alarms.SIGNALS) is true, or for a numeric signal, >= `limit`.
+    """
+
+    kind: AlarmKind
+    point: str | None = None
+    signal: str | None = None
+    limit: float | None = None
+    deadband: float = Field(0.0, ge=0)
+    priority: AlarmPriority = "medium"
+    # The condition must hold this long before the alarm goes active (filters noise)...
+    on_delay_s: float = Field(0.0, ge=0)
+    # ... and be gone this long before it returns (with the deadband: against chattering).
+    off_delay_s: float = Field(0.0, ge=0)
+    # The team that answers; unset: the raci table's owner of the alarm's area.
+    owner: Owner | None = None
+    # thermal, compute, controller or safety; unset: from the point's role or the signal.
+    area: Area | None = None
+    # Out of service by design (a sensor being replaced): evaluated, never annunciated.
+    out_of_service: bool = False
+    # Shelving longer than this is refused: a shelved alarm must come back on its own.
+    max_shelve_s: float = Field(8 * 3600.0, gt=0)
+    description: str = ""
+
+
+class RaciConfig(StrictModel):
+    """Area -> the owner responsible for it (RACI's R): who an alarm in that area is routed to."""
+
+    thermal: Owner = "facilities"
+    compute: Owner = "it_operations"
+    controller: Owner = "it_operations"
+    safety: Owner = "both"
+
+
 class SiteConfig(StrictModel):
     site: SiteInfo
     tick_period_s: float = Field(1.0, ge=0.1, le=60)
@@ -202,6 +249,9 @@ class SiteConfig(StrictModel):
     outputs: OutputsConfig = OutputsConfig()
     metering: MeteringConfig = MeteringConfig()
     simulation: PlantConfig = PlantConfig()
+    # Alarms (optional): name -> what is watched, priority, delays, owner.
+    alarms: dict[str, AlarmConfig] = Field(default_factory=dict)
+    raci: RaciConfig = RaciConfig()
 
     # Filled by the loader after the cross-section checks pass: role -> point names, and each
     # point's source parsed by its driver's schema. Not part of the YAML.

@@ -51,6 +51,7 @@ def check_site(site: SiteConfig) -> Iterator[Problem]:
     yield from _check_loops(site)
     yield from _check_trips(site)
     yield from _check_modes_and_power(site)
+    yield from _check_alarms(site)
 
 
 def _check_points(site: SiteConfig) -> Iterator[Problem]:
@@ -204,3 +205,72 @@ def _check_modes_and_power(site: SiteConfig) -> Iterator[Problem]:
         yield Problem(("loops", "power_cap", "output_min"),
                       f"expected the cap loop's limits to be power.floor_w and power.max_w "
                       f"({pw.floor_w}, {pw.max_w}), got ({cap.output_min}, {cap.output_max})")
+
+
+def _check_alarms(site: SiteConfig) -> Iterator[Problem]:
+    """Each alarm watches something that exists, with the keys its kind needs and no others, and a
+    high (low) alarm comes before the trip on the same point: below (above) the trip's limit."""
+    from controller.alarms import DRIVER_DOWN, SIGNALS, signal_spec  # the signals live with the alarms
+
+    for name, a in site.alarms.items():
+        base = ("alarms", name)
+        if name in site.trips:
+            yield Problem(base, f"alarm {name!r} has a trip's name; `heatctl ack {name}` could not tell "
+                                "them apart: expected a different name")
+        if a.kind == "condition":
+            if a.point is not None:
+                yield Problem(base + ("point",), "a condition alarm watches a signal, not a point; expected no point")
+            sig = signal_spec(a.signal or "")
+            known = ", ".join(sorted(SIGNALS))
+            if a.signal is None:
+                yield Problem(base, f"missing required key 'signal' (one of: {known})")
+                continue
+            if sig is None:
+                yield Problem(base + ("signal",), f"unknown signal {a.signal!r}; expected one of: {known}")
+                continue
+            if a.signal.startswith(DRIVER_DOWN) and a.signal[len(DRIVER_DOWN):] not in site.drivers:
+                yield Problem(base + ("signal",), f"names driver {a.signal[len(DRIVER_DOWN):]!r}, which is not "
+                                                  f"under drivers (have: {', '.join(sorted(site.drivers)) or 'none'})")
+            if sig[0] and a.limit is None:
+                yield Problem(base, f"missing required key 'limit': signal {a.signal} is a number ({sig[2]})")
+            if not sig[0] and a.limit is not None:
+                yield Problem(base + ("limit",), f"signal {a.signal} is true or false; expected no limit")
+            if not sig[0] and a.deadband:
+                yield Problem(base + ("deadband",), f"signal {a.signal} is true or false; expected no deadband")
+            continue
+        if a.signal is not None:
+            yield Problem(base + ("signal",), f"a {a.kind} alarm watches a point; expected no signal")
+        if a.point is None:
+            yield Problem(base, f"missing required key 'point': a {a.kind} alarm watches a reading")
+            continue
+        if a.point not in site.points:
+            yield Problem(base + ("point",), f"names point {a.point!r}, which is not under points")
+            continue
+        if point_kind(site, a.point) is not PointKind.READING:
+            yield Problem(base + ("point",), f"point {a.point!r} is an actuator; an alarm watches a reading")
+            continue
+        if a.kind == "bad_reading":
+            if a.limit is not None:
+                yield Problem(base + ("limit",), "a bad_reading alarm has no limit (it is the reading's quality)")
+            if a.deadband:
+                yield Problem(base + ("deadband",), "a bad_reading alarm has no deadband")
+            continue
+        if a.limit is None:
+            yield Problem(base, f"missing required key 'limit': a {a.kind} alarm needs its limit")
+            continue
+        lo, hi = site.points[a.point].range
+        if not lo <= a.limit <= hi:
+            yield Problem(base + ("limit",), f"expected a limit within the valid range {[lo, hi]} of point "
+                                             f"{a.point!r}, got {a.limit}")
+        if a.deadband >= hi - lo:
+            yield Problem(base + ("deadband",), f"expected a deadband smaller than the point's range "
+                                                f"{[lo, hi]}, got {a.deadband}")
+        for tname, trip in site.trips.items():
+            if trip.point != a.point or trip.limit is None:
+                continue
+            if a.kind == "high" and trip.kind == "high" and not a.limit < trip.limit:
+                yield Problem(base + ("limit",), f"a high alarm must come before trip {tname}: expected a limit "
+                                                 f"below its limit {trip.limit:g}, got {a.limit:g}")
+            if a.kind == "low" and trip.kind in ("low", "low_flow") and not a.limit > trip.limit:
+                yield Problem(base + ("limit",), f"a low alarm must come before trip {tname}: expected a limit "
+                                                 f"above its limit {trip.limit:g}, got {a.limit:g}")

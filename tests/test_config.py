@@ -412,7 +412,10 @@ def _(t):
     "    actions: {d1_fan: 100}\n", DUMP_AT_36))
 def _(t):
     return [f"{F}:{ln(t, DUMP_SETPOINT, at='    setpoint')}: loops.dump.setpoint: setpoint 36.0 is at or above trip "
-            "b_return_high's alarm 36.0; expected below it"]
+            "b_return_high's alarm 36.0; expected below it",
+            # the reference's building_return_high alarm (50 degC) is now above this trip: also reported
+            f"{F}:{ln(t, 'building_return_high: {kind')}: alarms.building_return_high.limit: a high alarm must "
+            "come before trip b_return_high: expected a limit below its limit 45, got 50"]
 
 
 @case("loop-setpoint-above-high-trip-limit", _extra_trip(
@@ -420,7 +423,10 @@ def _(t):
     DUMP_AT_36))
 def _(t):
     return [f"{F}:{ln(t, DUMP_SETPOINT, at='    setpoint')}: loops.dump.setpoint: setpoint 36.0 is at or above trip "
-            "b_return_high's limit 35.0; expected below it"]
+            "b_return_high's limit 35.0; expected below it",
+            # the reference's building_return_high alarm (50 degC) is now above this trip: also reported
+            f"{F}:{ln(t, 'building_return_high: {kind')}: alarms.building_return_high.limit: a high alarm must "
+            "come before trip b_return_high: expected a limit below its limit 35, got 50"]
 
 
 @case("loop-setpoint-below-low-trip-alarm", _extra_trip(
