@@ -30,9 +30,15 @@ VERB_MODULES = [
     "controller.cli_verbs.release",
     "controller.cli_verbs.override",
     "controller.cli_verbs.ack",
+    "controller.cli_verbs.alarms",
+    "controller.cli_verbs.shelve",
+    "controller.cli_verbs.unshelve",
     "controller.cli_verbs.trip_test",
     "controller.cli_verbs.events",
     "controller.cli_verbs.config_history",
+    "controller.cli_verbs.report",
+    "controller.cli_verbs.envelope",
+    "controller.cli_verbs.commission",
 ]
 
 
