@@ -181,6 +181,10 @@ class OutputsConfig(StrictModel):
     p2_auto_pct: float = Field(70.0, ge=0, le=100)
     # Operator overrides longer than this are refused: every override must expire.
     max_override_s: float = Field(8 * 3600.0, gt=0)
+    # The boiler thermostat's band (K above the switch-on point before it switches off) and the
+    # least time between two automatic switches (s).
+    boiler_hysteresis_k: float = Field(1.0, gt=0)
+    boiler_min_switch_s: float = Field(600.0, ge=0)
 
 
 class MeteringConfig(StrictModel):

@@ -47,3 +47,5 @@ class ControllerState:
     causes_clear_since: float | None = None
     tank_soc: float | None = None
     boiler_on: bool = False
+    # When the automatic boiler decision last changed (for the minimum time between switches).
+    boiler_since: float = float("-inf")

@@ -312,6 +312,7 @@ class Controller:
             heartbeat=int(applied[hb_point]), degrade_causes=causes,
             causes_clear_since=clear_since, tank_soc=flows.tank_soc if flows.tank_soc is not None else state.tank_soc,
             boiler_on=boiler_on,
+            boiler_since=now if boiler_on != state.boiler_on else state.boiler_since,
         ))
         return _frozen(StepResult, dict(state=new_state, commands=commands, events=events, checked=checked,
                                         flows=flows, loops=loop_results))
@@ -455,7 +456,10 @@ class Controller:
         if t_sup is None:
             cap = min(cap, site.power.safe_degrade_w)  # blind to the IT supply: do not hand power back
 
-        # Boiler: tops the consumer up when recovered heat falls short (with 0.5 K hysteresis).
+        # Boiler: tops the consumer up when recovered heat falls short. A thermostat with a
+        # hysteresis band and a minimum time between switches: boilers are rated for a limited
+        # number of starts, and the valve loop's ripple must not toggle it (seen: 87 starts a day
+        # with a 0.5 K band and no minimum time).
         t_c = val(self._p_cons_sup)
         threshold = L.consumer_supply.setpoint - pol.boiler_on_below_k
         avail = checked[self._p_avail]
@@ -465,10 +469,10 @@ class Controller:
             # Cannot see the consumer (comms to its BMS lost): the boiler keeps the pool warm under
             # its own thermostat. Recovered heat still goes to the tank meanwhile (not online).
             boiler = True
-        elif state.boiler_on:
-            boiler = t_c < threshold + 0.5
         else:
-            boiler = t_c < threshold
+            want = t_c < threshold + site.outputs.boiler_hysteresis_k if state.boiler_on else t_c < threshold
+            may_switch = now - state.boiler_since >= site.outputs.boiler_min_switch_s
+            boiler = want if (want == state.boiler_on or may_switch) else state.boiler_on
 
         out = {
             self._p_p1: p1, self._p_p2: site.outputs.p2_auto_pct,

@@ -333,3 +333,21 @@ def test_consumer_unseen_enables_the_boiler_but_offline_does_not(ctrl):
     # The consumer says it is offline: no boiler from us.
     res = ctrl.step(res.state, snap(ctrl.site, 2, consumer_available=0, consumer_supply_temp=30.0), [], 2.0)
     assert res.commands["boiler_enable"].value == 0.0
+
+
+def test_boiler_does_not_chatter(ctrl):
+    st = started(ctrl)
+    sp = ctrl.site.loops.consumer_supply.setpoint
+    on_below = ctrl.site.policy.compute_first.boiler_on_below_k
+    switches, last = 0, st.outputs["boiler_enable"]
+    for t in range(1, 1801):
+        # The consumer supply swings 1.6 K across both switch points every 20 s.
+        t_c = sp - on_below + (1.3 if (t // 10) % 2 else -0.3)
+        res = ctrl.step(st, snap(ctrl.site, t, consumer_supply_temp=t_c), [], float(t))
+        st = res.state
+        v = res.commands["boiler_enable"].value
+        if last is not None and v != last:
+            switches += 1
+        last = v
+    # 30 minutes: at most one switch per boiler_min_switch_s (600 s), whatever the ripple.
+    assert 1 <= switches <= 1800 // ctrl.site.outputs.boiler_min_switch_s + 1
