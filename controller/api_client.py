@@ -36,7 +36,7 @@ def socket_path(arg: str | None = None) -> str:
 def call(path: str, request: dict, timeout_s: float | None = None) -> dict:
     """Send one request and return the daemon's response; raise ApiError (never anything else)."""
     if timeout_s is None:
-        timeout_s = READ_TIMEOUT_S if request.get("op") in ("status", "events") else CHANGE_TIMEOUT_S
+        timeout_s = READ_TIMEOUT_S if request.get("op") in ("status", "events", "alarms") else CHANGE_TIMEOUT_S
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout_s)
     try:

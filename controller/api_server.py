@@ -3,12 +3,17 @@
 Requests (one JSON object per line; every change needs a non-empty `reason`):
   {"op": "status"}                                   read
   {"op": "events", "since": UNIX_TS|null, "limit": N} read
+  {"op": "envelope"}                                 read: the 24-hour capacity envelope
   {"op": "mode", "mode": "normal", "reason": "..."}
   {"op": "hold", "reason": "..."}  {"op": "release", "reason": "..."}
   {"op": "override", "point": "v1_position", "value": 30, "duration_s": 900, "reason": "..."}
   {"op": "override_clear", "point": "v1_position", "reason": "..."}
   {"op": "ack", "trip": "it_overtemp", "reason": "..."}
   {"op": "trip_test", "trip": "it_overtemp", "reason": "..."}
+  {"op": "alarms"}                                   read: every alarm, its state, owner; NE 107
+  {"op": "alarm_ack", "alarm": "it_supply_high", "reason": "..."}
+  {"op": "shelve", "alarm": "...", "duration_s": 7200, "reason": "..."}  {"op": "unshelve", ...}
+  {"op": "out_of_service", "alarm": "...", "reason": "..."}  {"op": "in_service", ...}
 Responses: {"ok": true, ...} or {"ok": false, "error": "one line"}. A change becomes a
 controller.requests object fed into the next tick; its response comes after that tick and says
 whether the step accepted it, or its refusal.
@@ -35,6 +40,7 @@ from typing import Any, Awaitable, Callable, Protocol
 
 import structlog
 
+from controller.alarms import ALARM_OPS, AlarmRequest
 from controller.modes import Mode
 from controller.requests import (AckTripRequest, ClearOverrideRequest, HoldRequest, ModeRequest,
                                  OverrideRequest, ReleaseRequest, Request, TripTestRequest)
@@ -45,8 +51,9 @@ SOCKET_GROUP = "heatctl"
 OPERATOR_GROUP = "heatctl-operators"
 SOCKET_MODE = 0o660
 MAX_LINE = 64 * 1024
-READ_OPS = frozenset({"status", "events"})
-CHANGE_OPS = frozenset({"mode", "hold", "release", "override", "override_clear", "ack", "trip_test"})
+READ_OPS = frozenset({"status", "events", "alarms", "envelope"})
+CHANGE_OPS = frozenset({"mode", "hold", "release", "override", "override_clear", "ack", "trip_test"}
+                       | set(ALARM_OPS))
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,8 @@ class ApiHandler(Protocol):
 
     def api_events(self, since: float | None, limit: int) -> dict[str, Any]: ...
 
+    def api_alarms(self) -> dict[str, Any]: ...
+
     def api_change(self, request: Request, caller: Caller) -> Awaitable[dict[str, Any]]: ...
 
     def api_refused(self, op: str, caller: Caller, why: str, reason: str) -> None: ...
@@ -153,6 +162,9 @@ def parse_request(msg: dict[str, Any], user: str) -> Request:
         return AckTripRequest(reason=reason, user=user, trip=text("trip"))
     if op == "trip_test":
         return TripTestRequest(reason=reason, user=user, trip=text("trip"))
+    if op in ALARM_OPS:
+        return AlarmRequest(reason=reason, user=user, op=op, alarm=text("alarm"),
+                            duration_s=number("duration_s") if op == "shelve" else None)
     raise ValueError(f"unknown op {op!r}")
 
 
@@ -256,6 +268,8 @@ class ApiServer:
         op = msg.get("op")
         if op == "status":
             return {"ok": True, "status": self.handler.api_status()}
+        if op == "envelope" and hasattr(self.handler, "api_envelope"):
+            return {"ok": True, **self.handler.api_envelope()}
         if op == "events":
             since = msg.get("since")
             limit = msg.get("limit", 50)
@@ -264,6 +278,8 @@ class ApiServer:
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
                 return {"ok": False, "error": "'limit' must be an integer >= 1"}
             return {"ok": True, **self.handler.api_events(since, limit)}
+        if op == "alarms":
+            return {"ok": True, **self.handler.api_alarms()}
         if op not in CHANGE_OPS:
             return {"ok": False, "error": f"unknown op {op!r}; expected one of "
                                           f"{', '.join(sorted(READ_OPS | CHANGE_OPS))}"}

@@ -446,6 +446,61 @@ class _TickCollector:
         yield period
 
 
+class _AlarmCollector:
+    """Alarm families from the last `Alarms.view` the daemon observed. Labels: alarm names from the
+    config, states, priorities, owners and NE 107 classes from controller.alarms' fixed tuples; every
+    series exists from construction (alarms normal, points good until the first tick says otherwise)."""
+
+    def __init__(self, site: SiteConfig):
+        from controller.alarms import Alarms
+        self.lock = threading.Lock()
+        self.alarms = Alarms(site)
+        self.view: dict | None = None
+
+    def observe(self, view: dict) -> None:
+        with self.lock:
+            self.view = view
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self._families(None)
+
+    def collect(self) -> Iterator[Metric]:
+        with self.lock:
+            view = self.view
+        yield from self._families(view)
+
+    def _families(self, view: dict | None) -> Iterable[Metric]:
+        from controller.alarms import NE107_CLASSES, STATES
+        G, C = GaugeMetricFamily, CounterMetricFamily
+        rows = {a["name"]: a for a in (view or {}).get("alarms", [])}
+        active = G("heatctl_alarm_active", "1 while the alarm is active and annunciated (unacknowledged or "
+                   "acknowledged; not shelved or out of service).", labels=["alarm", "priority", "owner"])
+        state = G("heatctl_alarm_state", "The alarm's ISA-18.2 state: 1 for the current one, 0 for the others.",
+                  labels=["alarm", "state"])
+        chatter = C("heatctl_alarm_chatter", "Activations of the alarm while chattering (3 or more in a minute).",
+                    labels=["alarm"])
+        flood = G("heatctl_alarm_flood", "Most alarms annunciated to one operator (owner) in the last 10 minutes; "
+                  "more than 10 is a flood (EEMUA 191, ISA-18.2).")
+        ne107 = G("heatctl_point_ne107", "The point's NAMUR NE 107 status: 1 for its current class (failure, "
+                  "function_check, out_of_specification, maintenance_required, good), 0 for the others.",
+                  labels=["point", "class"])
+        for name, spec in self.alarms.specs.items():
+            a = rows.get(name)
+            cur = a["state"] if a is not None else "normal"
+            active.add_metric([name, spec.priority, spec.owner],
+                              1.0 if cur in ("unacknowledged", "acknowledged") else 0.0)
+            for st in STATES:
+                state.add_metric([name, st], 1.0 if st == cur else 0.0)
+            chatter.add_metric([name], float(a["chatter_total"] if a is not None else 0))
+        flood.add_metric([], float(max((view or {}).get("flood", {}).values(), default=0)))
+        classes = (view or {}).get("ne107") or {}
+        for point in self.alarms.points:
+            cur = classes.get(point, "good")
+            for cls in NE107_CLASSES:
+                ne107.add_metric([point, cls], 1.0 if cls == cur else 0.0)
+        yield from (active, state, chatter, flood, ne107)
+
+
 class DaemonMetrics:
     """All of the daemon's metrics, in their own registry (never the process-global one)."""
 
@@ -475,6 +530,13 @@ class DaemonMetrics:
         ProcessCollector(namespace="", registry=r)
         self._ticks = _TickCollector(site)
         r.register(self._ticks)
+        self.envelope = Gauge("heatctl_envelope_carryable_watts",
+                              "IT power the site can carry without throttling, per hour ahead (0..23).",
+                              labelnames=["hour"], registry=r)
+        for h in range(24):  # bounded labels, created at start-up (NaN until the first estimate)
+            self.envelope.labels(hour=str(h)).set(NAN)
+        self._alarms = _AlarmCollector(site)
+        r.register(self._alarms)
 
     def observe_tick(self, result: StepResult, drivers: Mapping[str, DriverHealth], tick_duration_s: float,
                      overrun: bool) -> None:
@@ -485,6 +547,15 @@ class DaemonMetrics:
         self.ticks.inc()
         if overrun:
             self.overruns.inc()
+
+    def observe_alarms(self, view: dict) -> None:
+        """Record the alarms after a tick (controller.alarms.Alarms.view)."""
+        self._alarms.observe(view)
+
+    def observe_envelope(self, carryable_w) -> None:
+        """The 24-hour capacity envelope: carryable IT power per hour ahead (controller/envelope.py)."""
+        for h, w in enumerate(carryable_w[:24]):
+            self.envelope.labels(hour=str(h)).set(w)
 
     def observe_config_reload(self, ok: bool) -> None:
         """Record a reload attempt: ok (applied) or refused (the running config stays)."""

@@ -61,6 +61,7 @@ from controller.roles import Role
 from controller.state import ControllerState
 from controller.step import Controller, StepResult
 from controller import trips as trips_mod
+from controller.alarms import AlarmRequest, Alarms, accepted_kind
 from drivers.base import Driver, DriverHealth, WriteResult
 
 try:  # written in parallel; until it lands the daemon runs without metrics
@@ -499,6 +500,8 @@ def _request_key(req: Request) -> tuple[set[str], set[str], Callable[[Event], bo
         return {"trip_acked"}, {f"ack {req.trip}"}, lambda e: e.fields.get("trip") == req.trip
     if isinstance(req, TripTestRequest):
         return {"trip_test"}, {f"trip-test {req.trip}"}, lambda e: e.fields.get("trip") == req.trip
+    if isinstance(req, AlarmRequest):
+        return {accepted_kind(req)}, {req.describe()}, lambda e: e.fields.get("alarm") == req.alarm
     return set(), set(), lambda e: False
 
 
@@ -652,6 +655,10 @@ class Daemon:
         self._metrics_stop: Callable[[], None] | None = None
         self.ctrl = Controller(loaded.site)
         self.state: ControllerState | None = None
+        # Operator alarms, evaluated after each step on this clock (controller/alarms.py).
+        self.alarms = Alarms(loaded.site)
+        self.alarm_state = self.alarms.initial_state(clock())
+        self.alarm_failures_total = 0
         self.last: StepResult | None = None
         self.supervisors: dict[str, DriverSupervisor] = {}
         self.point_driver: dict[str, str] = {}
@@ -983,7 +990,7 @@ class Daemon:
             snapshot = Snapshot(now, readings)
 
             # 2. step
-            requests = [p.request for p in pending]
+            requests = [p.request for p in pending if not isinstance(p.request, AlarmRequest)]
             result = self.ctrl.step(self.state, snapshot, requests, now)
 
             # 3. write
@@ -1007,6 +1014,7 @@ class Daemon:
             return False
 
         # 4. publish
+        result = self._evaluate_alarms(result, pending, now)
         self.state = result.state
         self.last = result
         self.ticks += 1
@@ -1256,6 +1264,8 @@ class Daemon:
             self.point_driver = {p: n for n, s in new_sups.items() for p in s.driver.points}
             await asyncio.gather(*(s.start() for s in new_sups.values()))
         self.loaded, self.ctrl, self.state, self._fingerprint = loaded, ctrl, state, new_fp
+        self.alarms = Alarms(loaded.site)
+        self.alarm_state = self.alarms.carry_over(self.alarm_state, self.clock())
         self.reloads_ok += 1
         self.last_reload = {"ok": True, "at": wall, "sha256": loaded.sha256, "notes": notes}
         self.audit and self.audit.record_config(wall, loaded.path, loaded.sha256, loaded.text, True, cause="SIGHUP")
@@ -1330,6 +1340,47 @@ class Daemon:
     def api_status(self) -> dict[str, Any]:
         return build_status(self)
 
+    def api_alarms(self) -> dict[str, Any]:
+        return self.alarms.view(self.alarm_state, self.clock())
+
+    # -- alarms --
+
+    def _evaluate_alarms(self, result: StepResult, pending: list[_Pending], now: float) -> StepResult:
+        """Evaluate the alarms on this tick's result; their events join the step's (audited, and
+        answering the alarm requests of this tick). A failure here is logged and counted, and never
+        fails the control tick: alarms tell, they do not control."""
+        reqs = [p.request for p in pending if isinstance(p.request, AlarmRequest)]
+        try:
+            down, reconnects = set(), {}
+            for name, sup in self.supervisors.items():
+                if sup.outage is not None or sup.crashed is not None:
+                    down.add(name)
+                try:
+                    reconnects[name] = int(sup.driver.health().reconnects_total)
+                except Exception:  # noqa: BLE001 - a driver's health is best effort
+                    pass
+            inputs = self.alarms.inputs_from(result, down, reconnects)
+            self.alarm_state, events = self.alarms.evaluate(self.alarm_state, inputs, reqs, now)
+        except Exception as exc:  # noqa: BLE001
+            self.alarm_failures_total += 1
+            log.exception("alarms_failed", error=f"{type(exc).__name__}: {exc}")
+            return result
+        observe = getattr(self.metrics, "observe_alarms", None)
+        if observe is not None:
+            try:
+                observe(self.alarms.view(self.alarm_state, now))
+            except Exception as exc:  # noqa: BLE001 - metrics never stop the controller
+                log.error("metrics_failed", error=f"{type(exc).__name__}: {exc}")
+        return dataclasses.replace(result, events=[*result.events, *events]) if events else result
+
+
+def _quantile(xs: list[float], q: float) -> float | None:
+    """The q-quantile of the last minute's tick durations (nearest rank), for status and bench/."""
+    if not xs:
+        return None
+    ordered = sorted(xs)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
 
 def _quantile(xs: list[float], q: float) -> float | None:
     """The q-quantile of the last minute's tick durations (nearest rank), for status and bench/."""
@@ -1377,6 +1428,7 @@ def build_status(d: Daemon) -> dict[str, Any]:
     e = st.energy
     out["energy"] = {**dataclasses.asdict(e), "erf": e.erf}
     out["drivers"] = {n: s.status() for n, s in d.supervisors.items()}
+    out["alarms"] = d.api_alarms()
     if res is None:
         return out
     readings = {}
@@ -1385,7 +1437,8 @@ def build_status(d: Daemon) -> dict[str, Any]:
         p = site.points[name]
         readings[name] = {"value": None if c is None else c.value, "unit": p.unit, "role": p.role,
                           "good": bool(c and c.good), "reason": "" if c is None else c.reason,
-                          "critical": p.critical, "driver": d.point_driver.get(name)}
+                          "critical": p.critical, "driver": d.point_driver.get(name),
+                          "ne107": d.alarm_state.ne107.get(name)}
     out["readings"] = readings
     out["outputs"] = {pt: {"value": o.value, "source": o.source.value, "why": o.why,
                            "role": site.points[pt].role, "unit": site.points[pt].unit}

@@ -96,6 +96,9 @@ def format_status(st: dict) -> str:
         f"{sm['consumer_setpoint_c']:.1f} ({_signed(err)}), demand {_kw(sm['consumer_demand_w'])}, "
         f"{'available' if avail else 'NOT available' if avail is False else 'availability unknown'}; "
         f"boiler {'ON' if sm['boiler_on'] else 'off'} ({sm['boiler_source']})")
+    if st.get("alarms") is not None:  # a daemon with alarms: unacknowledged first, by priority
+        from controller.cli_verbs.alarms import summary_line
+        add(f"Alarms       {summary_line(st['alarms'].get('counts') or {})}")
     add("")
     # --- mode, hold, trips, overrides ---
     add(f"Mode         {mode['mode']} for {_dur(mode['for_s'])}: {mode['cause']}")
@@ -121,7 +124,9 @@ def format_status(st: dict) -> str:
     for n, r in st.get("readings", {}).items():
         q = "good" if r["good"] else f"BAD ({r['reason']})"
         crit = " critical" if r["critical"] else ""
-        add(f"  {n:22s} {_num(r['value'], '.2f'):>10s} {r['unit']:5s} {q}{crit}")
+        ne = r.get("ne107")
+        ne = f" NE107 {_NE107.get(ne, '?')} ({ne})" if ne and ne != "good" else ""
+        add(f"  {n:22s} {_num(r['value'], '.2f'):>10s} {r['unit']:5s} {q}{crit}{ne}")
     add("Outputs")
     for p, o in st.get("outputs", {}).items():
         add(f"  {p:22s} {o['value']:>10.1f} {o['unit']:5s} {o['source']:12s} {o['why']}")
@@ -147,6 +152,9 @@ def format_status(st: dict) -> str:
     add(f"Daemon       pid {dmn['pid']}, up {_dur(dmn['uptime_s'])}, config {dmn['config_path']} "
         f"(sha256 {dmn['config_sha256'][:12]}), site {dmn['site']}, policy {dmn['policy']}")
     return "\n".join(lines)
+
+
+_NE107 = {"failure": "F", "function_check": "C", "out_of_specification": "S", "maintenance_required": "M"}
 
 
 def _ms(s) -> str:
