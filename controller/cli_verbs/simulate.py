@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-report", action="store_true", help="print the KPIs only; write no report folder")
     p.add_argument("--compare", action=argparse.BooleanOptionalAction, default=None,
                    help="also run the baseline and compute the physical bound (default: on for year scenarios)")
+    p.add_argument("--sweep", default=None, metavar="KEY=A..B/STEP",
+                   help="run once per value of one config key (a YAML path) and tabulate the KPIs")
     p.add_argument("--window", action="store_true",
                    help="run only the scenario's short test window (a few days of its interesting season)")
     p.set_defaults(func=run)
@@ -62,6 +64,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"heatctl simulate: unknown scenario {args.scenario!r}; expected one of: {', '.join(SCENARIOS)}",
               file=sys.stderr)
         return 2
+    if args.sweep is not None:
+        from controller.cli_verbs.sweep import sweep_main
+        return sweep_main(args.scenario, args.sweep, config=args.config, hours=args.hours, tick_s=args.tick,
+                          as_json=args.json, prog="heatctl simulate --sweep", policy=args.policy,
+                          window=args.window)
     from pathlib import Path
 
     from simulations.year_scenarios import window_of
