@@ -332,6 +332,14 @@ class AuditStore:
                 f"INSERT OR REPLACE INTO history({','.join(cols)}) VALUES ({','.join('?' * len(cols))})",
                 [row.get(c) for c in cols])
 
+    def hourly_means(self, since_minute: int) -> dict[int, tuple[float | None, float | None, int]]:
+        """UTC hour of day -> (mean demand W, mean ambient degC, minutes) since `since_minute`:
+        the capacity envelope's forecast (rows without a demand are left out)."""
+        rows = self.db.execute(
+            "SELECT (minute / 60) % 24 AS h, AVG(demand_w), AVG(ambient_c), COUNT(*) FROM history"
+            " WHERE minute >= ? AND demand_w IS NOT NULL GROUP BY h", (since_minute,)).fetchall()
+        return {int(r[0]): (r[1], r[2], int(r[3])) for r in rows}
+
     def history(self, since_minute: int | None = None) -> list[dict[str, Any]]:
         q = "SELECT * FROM history" + (" WHERE minute >= ?" if since_minute is not None else "") + " ORDER BY minute"
         rows = self.db.execute(q, () if since_minute is None else (since_minute,)).fetchall()
