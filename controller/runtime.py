@@ -94,6 +94,9 @@ OVERRUN_LOG_EVERY_S = 10.0
 # hands power back at 50 W/s, so a capped site runs 250 W under its cap at most while it recovers.
 THROTTLE_MARGIN_W = 500.0
 THROTTLE_MARGIN_SHARE = 0.02
+# The capacity envelope is recomputed this often (s): it forecasts hours, and its history query
+# (7 days of minutes, grouped by hour) costs a few ms, too much for every tick.
+ENVELOPE_EVERY_S = 300.0
 # The window the status verb's loop-stability figures cover.
 STABILITY_WINDOW_S = 300.0
 # Added to a driver's own read budget before the daemon stops waiting for it.
@@ -1086,6 +1089,33 @@ class Daemon:
         self._ticks_since_energy += 1
         if self._ticks_since_energy >= self.options.energy_every_ticks:
             self._save_energy()
+        if now >= getattr(self, "_envelope_due", -math.inf):
+            self._envelope_due = now + ENVELOPE_EVERY_S
+            self._update_envelope(result, wall)
+
+    def _update_envelope(self, result: StepResult, wall: float) -> None:
+        """The 24-hour capacity envelope (controller/envelope.py), every ENVELOPE_EVERY_S: forecast
+        from the last 7 days of history, else the current readings. Never fails the tick."""
+        from controller import envelope as env
+
+        try:
+            hourly = self.audit.hourly_means(int(wall // 60) - 7 * 1440) if self.audit is not None else {}
+            fc, basis = env.forecast_from_history(
+                hourly, int(wall // 3600) % 24, self._role_value(result, Role.CONSUMER_DEMAND),
+                self._role_value(result, Role.AMBIENT_TEMP))
+            soc = result.flows.tank_soc if result.flows is not None else None
+            e = env.estimate(env.limits_from_site(self.ctrl.site), soc, fc, basis)
+            self.envelope = {**e.as_dict(), "at": iso(wall),
+                             "forecast": [{"demand_w": h.demand_w, "ambient_c": h.ambient_c} for h in fc]}
+            observe = getattr(self.metrics, "observe_envelope", None)
+            if observe is not None:
+                observe(e.carryable_w)
+        except Exception as exc:  # noqa: BLE001 - an estimate must never stop the controller
+            log.error("envelope_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def api_envelope(self) -> dict[str, Any]:
+        env = getattr(self, "envelope", None)
+        return {"envelope": env} if env is not None else {"envelope": None, "note": "not computed yet"}
 
     def _status_line(self) -> str:
         st = self.state
@@ -1200,13 +1230,18 @@ class Daemon:
                 m.below_s += self.period
                 m.deficit_ks += (sp - t_c) * self.period
         cap = result.commands.get(self.ctrl.role.get(Role.POWER_CAP, ""))
+        # The cap in force while this tick's IT power was measured: the one written last tick.
+        prev_cap, self._sla_prev_cap_w = getattr(self, "_sla_prev_cap_w", None), None if cap is None else cap.value
         if cap is not None:
             m.add("power_cap_w", cap.value)
+        if prev_cap is not None and prev_cap < site.power.max_w - 1.0:
             # Throttled: the cap is below the site's max and the servers are pressed against it
-            # (within THROTTLE_MARGIN of it: their power follows a lowered limit within seconds).
+            # (within THROTTLE_MARGIN of it: their power follows a lowered limit within seconds),
+            # or the plant is in safe_degrade (servers may be down to idle or off by their own
+            # protection: counted as held back, not as a light load).
             it_w = f.it_w if f is not None else None
-            if it_w is not None and cap.value < site.power.max_w - 1.0 and \
-                    it_w >= cap.value - max(THROTTLE_MARGIN_W, THROTTLE_MARGIN_SHARE * cap.value):
+            if result.state.mode is Mode.SAFE_DEGRADE or (
+                    it_w is not None and it_w >= prev_cap - max(THROTTLE_MARGIN_W, THROTTLE_MARGIN_SHARE * prev_cap)):
                 m.throttled_s += self.period
         m.add("demand_w", demand)
         m.add("ambient_c", self._role_value(result, Role.AMBIENT_TEMP))
@@ -1372,14 +1407,6 @@ class Daemon:
             except Exception as exc:  # noqa: BLE001 - metrics never stop the controller
                 log.error("metrics_failed", error=f"{type(exc).__name__}: {exc}")
         return dataclasses.replace(result, events=[*result.events, *events]) if events else result
-
-
-def _quantile(xs: list[float], q: float) -> float | None:
-    """The q-quantile of the last minute's tick durations (nearest rank), for status and bench/."""
-    if not xs:
-        return None
-    ordered = sorted(xs)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _quantile(xs: list[float], q: float) -> float | None:
