@@ -97,6 +97,7 @@ THROTTLE_MARGIN_SHARE = 0.02
 # The capacity envelope is recomputed this often (s): it forecasts hours, and its history query
 # (7 days of minutes, grouped by hour) costs a few ms, too much for every tick.
 ENVELOPE_EVERY_S = 300.0
+ENVELOPE_HISTORY_EVERY_S = 3600.0
 # The window the status verb's loop-stability figures cover.
 STABILITY_WINDOW_S = 300.0
 # Added to a driver's own read budget before the daemon stops waiting for it.
@@ -1099,7 +1100,11 @@ class Daemon:
         from controller import envelope as env
 
         try:
-            hourly = self.audit.hourly_means(int(wall // 60) - 7 * 1440) if self.audit is not None else {}
+            # The 7-day hour-of-day means move little in an hour: queried hourly, not every estimate.
+            if self.audit is not None and wall >= getattr(self, "_envelope_hist_due", -math.inf):
+                self._envelope_hist_due = wall + ENVELOPE_HISTORY_EVERY_S
+                self._envelope_hourly = self.audit.hourly_means(int(wall // 60) - 7 * 1440)
+            hourly = getattr(self, "_envelope_hourly", {})
             fc, basis = env.forecast_from_history(
                 hourly, int(wall // 3600) % 24, self._role_value(result, Role.CONSUMER_DEMAND),
                 self._role_value(result, Role.AMBIENT_TEMP))
