@@ -94,6 +94,9 @@ class Controller:
         self._server_points = self.idx[Role.SERVER_POWER]
         self._act_ranges = {n: tuple(site.points[n].range) for n in self.actuators}
         self._flow_plan = FlowPlan(site, self.idx)
+        # A gap longer than this is unmetered. Never shorter than three ticks: at a coarse tick
+        # (a 60 s year run) every interval would otherwise be counted as a gap.
+        self._max_gap_s = max(site.metering.max_gap_s, 3.0 * site.tick_period_s)
         m = site.modes
         self._mode_thresholds = dict(
             surplus_enter_w=m.surplus_enter_w, surplus_exit_w=m.surplus_exit_w,
@@ -304,7 +307,7 @@ class Controller:
         # 6. fold back into the loops, meter
         applied = {p: o.value for p, o in commands.items()}
         loops = self._settle(loop_pids, applied, loop_results)
-        energy = integrate(state.energy, flows, dt, site.metering.max_gap_s) if state.started else state.energy
+        energy = integrate(state.energy, flows, dt, self._max_gap_s) if state.started else state.energy
         new_state = _frozen(ControllerState, dict(
             tick=state.tick + 1, last_now=now, started=started, mode=mode, mode_since=mode_since,
             mode_cause=mode_cause, held=held, trips=trip_states, overrides=overrides,

@@ -88,6 +88,9 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
     dt = tick_s or scenario.tick_s or site.tick_period_s
     every = trace_every_s or scenario.trace_every_s or DEFAULT_TRACE_EVERY_S
     t0 = scenario.start_s
+    if dt != site.tick_period_s and 0.1 <= dt <= 60.0:
+        # The controller runs at the scenario's tick: let it know (metering gaps, dwell in ticks).
+        site = site.model_copy(update={"tick_period_s": dt})
     ctrl = make_controller(site, controller)
     ctrl_name = controller if isinstance(controller, str) else type(controller).__name__
     binding = PlantBinding(site)

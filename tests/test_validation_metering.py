@@ -96,3 +96,17 @@ def test_no_windup_while_overridden():
     integral = st.loops["it_delta_t"].pid.components[1]
     # Tracking keeps the integral where the applied 30 % puts it, not wound up to the limit.
     assert integral < 40.0
+
+
+def test_a_coarse_tick_is_metered_not_counted_as_gaps():
+    from controller.step import Controller
+    from tests.step_helpers import reference_site
+    site = reference_site().model_copy(update={"tick_period_s": 60.0})
+    ctrl = Controller(site)
+    st = ctrl.initial_state(0.0)
+    for t in (0.0, 60.0, 120.0):
+        st = ctrl.step(st, snap(site, t, consumer_heat=20000.0, dump_heat=0.0, boiler_heat=0.0,
+                                aux_power=1000.0), [], t).state
+    assert st.energy.unmetered_s == 0.0
+    assert st.energy.delivered_j == pytest.approx(20000.0 * 120.0)
+    assert st.energy.it_j == pytest.approx(32000.0 * 120.0)
