@@ -8,6 +8,13 @@
     every panel query (Grafana's `$__rate_interval`, `$__range` and `$instance` filled in) returns a
     non-empty result through the HTTP API. That also proves each expression parses.
 
+The feeder does what the daemon does after each step (controller/runtime.py): the real operator
+alarms (controller.alarms.Alarms) are evaluated on the step's result and their view observed, and
+the capacity envelope (controller/envelope.py) is estimated every ENVELOPE_EVERY_S of its clock from
+a week of hour-of-day means and observed. The tank top sensor fails early on, so the reference
+config's `tank_top_sensor_bad` alarm is active while Prometheus watches (the active-alarm panels
+have a row to show).
+
 (b) needs /usr/bin/prometheus (Debian: `apt-get install --no-install-recommends prometheus`) and is
 skipped without it. Runtime ~20-25 s: Prometheus's first scrape lands ~5-6 s after start, then
 rate windows need a few scrapes.
@@ -30,7 +37,12 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from controller import envelope
+from controller.alarms import Alarms
 from controller.metrics import DaemonMetrics
+from controller.readings import Quality
+from controller.roles import Role
+from controller.runtime import ENVELOPE_EVERY_S
 from drivers.base import DriverHealth
 from tests.step_helpers import make_controller, snap
 from tests.test_prometheus_scrape import PROMETHEUS, free_port
@@ -46,6 +58,15 @@ JOB = "heatctl"
 # Heat meters and submeters on top of step_helpers.GOOD, so that the energy counters integrate.
 METERED = dict(consumer_heat=30000.0, dump_heat=0.0, boiler_heat=0.0, aux_power=800.0)
 DRIVERS = ("bms_modbus", "bms_opcua", "bmcs")
+# The tank top reading is BAD from this tick on: after its 30 s on-delay (one fake second a tick)
+# the reference config's tank_top_sensor_bad alarm (low priority, owner facilities) is active, and
+# it stays unacknowledged.
+TANK_TOP_FAILS_AT = 3
+FAILING_ALARM = "tank_top_sensor_bad"
+# A week of history as audit.hourly_means gives it (UTC hour -> mean demand W, mean ambient degC,
+# minutes): the pool takes most at night, the afternoon is warmest.
+HOURLY_HISTORY = {h: (30000.0 + 6000.0 * math.cos(2 * math.pi * (h - 3) / 24),
+                      10.0 + 4.0 * math.cos(2 * math.pi * (h - 15) / 24), 7 * 60) for h in range(24)}
 
 # --- PromQL: the metric names an expression selects ------------------------------------------------
 
@@ -114,13 +135,20 @@ def _snapshot_values(i: int) -> dict[str, float]:
 
 class SteppedPlant:
     """The real Controller stepped on step_helpers snapshots, handing each result to DaemonMetrics
-    as the daemon does (fake clock: one second per tick; wall time between ticks is `period_s`)."""
+    as the daemon does, with the alarms and the capacity envelope (fake clock: one second per tick;
+    wall time between ticks is `period_s`)."""
 
     def __init__(self):
         self.ctrl = make_controller()
         self.site = self.ctrl.site
         self.metrics = DaemonMetrics(self.site)
         self.state = self.ctrl.initial_state(0.0)
+        self.alarms = Alarms(self.site)
+        self.alarm_state = self.alarms.initial_state(0.0)
+        self.alarm_view: dict = {}
+        self.envelope_limits = envelope.limits_from_site(self.site)
+        self.envelope_due = -math.inf
+        self.carryable_w: tuple[float, ...] = ()
         self.i = 0
         self.requests = 0
         self._stop = threading.Event()
@@ -130,14 +158,42 @@ class SteppedPlant:
     def tick(self) -> None:
         t = float(self.i)
         start = time.perf_counter()
-        res = self.ctrl.step(self.state, snap(self.site, t, **_snapshot_values(self.i)), [], t)
+        bad = {"tank_top_temp": Quality.BAD} if self.i >= TANK_TOP_FAILS_AT else None
+        res = self.ctrl.step(self.state, snap(self.site, t, bad=bad, **_snapshot_values(self.i)), [], t)
         self.requests += 3
         health = {n: DriverHealth(name=n, kind=self.site.drivers[n].kind, connected=True,
                                   requests_total=self.requests, errors_total=self.i // 10,
                                   reconnects_total=self.i // 25) for n in DRIVERS}
+        # As Daemon._evaluate_alarms: the alarms on this step's result, then their view to the metrics.
+        inputs = self.alarms.inputs_from(res, (), {n: h.reconnects_total for n, h in health.items()})
+        self.alarm_state, _ = self.alarms.evaluate(self.alarm_state, inputs, [], t)
+        self.alarm_view = self.alarms.view(self.alarm_state, t)
+        self.metrics.observe_alarms(self.alarm_view)
         self.metrics.observe_tick(res, health, time.perf_counter() - start, False)
+        if t >= self.envelope_due:
+            self.envelope_due = t + ENVELOPE_EVERY_S
+            self._estimate_envelope(res, t)
         self.state = res.state
         self.i += 1
+
+    def _role_value(self, res, role: Role) -> float | None:
+        names = self.ctrl.idx.get(role, ())
+        c = res.checked.get(names[0]) if len(names) == 1 else None
+        return c.value if c is not None and c.good else None
+
+    def _estimate_envelope(self, res, t: float) -> None:
+        """As Daemon._update_envelope: the forecast from the week's hour-of-day means (else the
+        current readings), the tank's state of charge, the site's limits."""
+        fc, basis = envelope.forecast_from_history(
+            HOURLY_HISTORY, int(t // 3600) % 24, self._role_value(res, Role.CONSUMER_DEMAND),
+            self._role_value(res, Role.AMBIENT_TEMP))
+        soc = res.flows.tank_soc if res.flows is not None else None
+        self.carryable_w = envelope.estimate(self.envelope_limits, soc, fc, basis).carryable_w
+        self.metrics.observe_envelope(self.carryable_w)
+
+    def alarm_active(self, name: str) -> bool:
+        return any(a["name"] == name and a["state"] in ("unacknowledged", "acknowledged")
+                   for a in self.alarm_view.get("alarms", []))
 
     def start(self, period_s: float) -> None:
         def loop():
@@ -195,6 +251,44 @@ def test_dashboard_shape():
     for want in ("Mode", "Latched trips", "IT power", "Recovered heat", "IT loop dT", "Consumer",
                  "Tank state of charge", "ERF", "Tick duration"):
         assert want in titles
+    # The service summary (everything before the second row) holds the alarms and the envelope, and
+    # no placeholder is left.
+    second_row = next(k for k, p in enumerate(d["panels"]) if k > 0 and p["type"] == "row")
+    top = {p["title"]: p for p in d["panels"][1:second_row]}
+    for want in ("Active alarms", "Active alarms: who responds", "24-hour capacity envelope",
+                 "Next 24 h: lowest carryable IT power"):
+        assert want in top, f"{want} not in the service summary"
+    assert not [p["title"] for p in ps if p["type"] == "text"], "placeholder text panels left"
+
+    def exprs(title: str) -> str:
+        return " ".join(t["expr"] for t in top[title]["targets"])
+
+    assert "heatctl_alarm_active" in exprs("Active alarms") and "by (priority)" in exprs("Active alarms")
+    assert "owner" in exprs("Active alarms: who responds")
+    assert "heatctl_envelope_carryable_watts" in exprs("24-hour capacity envelope")
+    assert "min by" in exprs("Next 24 h: lowest carryable IT power")
+    # No two panels overlap on the grid.
+    cells = set()
+    for p in ps:
+        g = p["gridPos"]
+        here = {(x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])}
+        assert not here & cells, f"{p['title']} overlaps another panel"
+        cells |= here
+
+
+def test_feeder_raises_an_alarm_and_estimates_the_envelope():
+    plant = SteppedPlant()
+    for _ in range(TANK_TOP_FAILS_AT + 40):
+        plant.tick()
+    assert plant.alarm_active(FAILING_ALARM)
+    assert len(plant.carryable_w) == 24 and all(w > 0 for w in plant.carryable_w)
+    fams = {f.name: f for f in text_string_to_metric_families(generate_latest(plant.metrics.registry).decode())}
+    active = {s.labels["alarm"]: s for s in fams["heatctl_alarm_active"].samples}
+    assert active[FAILING_ALARM].value == 1.0 and active[FAILING_ALARM].labels["owner"] == "facilities"
+    assert sum(s.value for s in active.values()) == 1.0
+    assert fams["heatctl_alarm_flood"].samples[0].value >= 1.0
+    env = {s.labels["hour"]: s.value for s in fams["heatctl_envelope_carryable_watts"].samples}
+    assert env == {str(h): w for h, w in enumerate(plant.carryable_w)}
 
 
 # --- (b) every query returns data from a real Prometheus ---------------------------------------------
@@ -228,7 +322,11 @@ def grafana_to_promql(expr: str, instance: str, range_s: int) -> str:
                     reason="prometheus not installed (apt-get install --no-install-recommends prometheus)")
 def test_every_panel_query_returns_data_from_a_real_prometheus(tmp_path):
     plant = SteppedPlant()
-    plant.tick()
+    # Tick (fast, before any Prometheus) until the failing sensor's alarm is active: from the first
+    # scrape on, the active-alarm panels have a row.
+    while not plant.alarm_active(FAILING_ALARM):
+        assert plant.i < TANK_TOP_FAILS_AT + 100, "the tank top alarm never went active"
+        plant.tick()
     stop_http = plant.metrics.serve("127.0.0.1", 0)
     plant.start(period_s=0.2)
     instance = f"127.0.0.1:{stop_http.port}"
@@ -290,6 +388,11 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(tmp_path):
         # The data is live: the ticks advanced while Prometheus watched.
         r = query(api_port, f'changes(heatctl_heartbeat{{instance="{instance}"}}[1m])')
         assert float(r[0]["value"][1]) >= 3
+        # The alarm and the envelope arrived as they were observed.
+        r = query(api_port, f'heatctl_alarm_active{{instance="{instance}"}} == 1')
+        assert [(s["metric"]["alarm"], s["metric"]["owner"]) for s in r] == [(FAILING_ALARM, "facilities")]
+        r = query(api_port, f'count(heatctl_envelope_carryable_watts{{instance="{instance}"}} > 0)')
+        assert r and float(r[0]["value"][1]) == 24
     finally:
         plant.stop()
         proc.kill()
