@@ -266,11 +266,9 @@ class Controller:
             mode, mode_since, mode_cause = new_mode, now, cause or ""
 
         # 4. loops and automatic outputs
-        auto, loop_results, loop_pids = self._automatic(state, checked, mode, now, dt)
-        boiler_on = auto.pop("__boiler_state") == 1.0
-        dump_safe = auto.pop("__dump_safe", None)
-        if dump_safe is not None:
-            auto["__dump_safe"] = dump_safe
+        auto, boiler_on, loop_results, loop_pids = self._automatic(state, checked, mode, now, dt)
+        safe = self._safe_degrade_values(auto, started, checked[self._p_b_ret].good) \
+            if mode is _SAFE_DEGRADE else None
 
         # 5. arbitration: trip > safe_degrade > override > automatic
         trip_out = trips_mod.trip_outputs(site, trip_states)
@@ -287,17 +285,9 @@ class Controller:
             if point in trip_out:
                 value, trip_name = trip_out[point]
                 commands[point] = _output(value, _SRC_TRIP, trip_name)
-            elif mode is _SAFE_DEGRADE and point in self.safe_outputs:
+            elif safe is not None and point in safe:
                 src = _SRC_SAFE_DEGRADE if started else _SRC_STARTUP
-                value = self.safe_outputs[point]
-                if point == self._p_cap and started:
-                    value = min(auto[point], value)  # the cap loop may cap lower still
-                if point == self._p_d1 and started and auto.get("__dump_safe") is not None:
-                    # With the building return readable, the dump runs its loop at a lower
-                    # setpoint instead of flat out: full fan in a frost would cool the loops
-                    # toward freezing. Blind (return bad), it runs flat out.
-                    value = auto["__dump_safe"]
-                commands[point] = _output(min(max(value, lo), hi), src, mode_cause)
+                commands[point] = _output(min(max(safe[point], lo), hi), src, mode_cause)
             elif point in overrides:
                 ov = overrides[point]
                 commands[point] = _output(ov.value, _SRC_OVERRIDE, ov.reason)
@@ -386,7 +376,9 @@ class Controller:
         return c.good and c.value >= 0.5  # type: ignore[operator]
 
     def _automatic(self, state: ControllerState, checked: Mapping[str, Checked], mode: Mode,
-                   now: float, dt: float) -> tuple[dict[str, float], dict[str, LoopResult], dict]:
+                   now: float, dt: float) -> tuple[dict[str, float], bool, dict[str, LoopResult], dict]:
+        """The automatic outputs (actuator point -> value), the boiler decision, the loop results
+        and the loops' PID copies to settle after arbitration."""
         site = self.site
         pol = site.policy_settings
 
@@ -450,7 +442,6 @@ class Controller:
         if mode is _SAFE_DEGRADE:
             dump_sp = L.dump.setpoint - SAFE_DEGRADE_DUMP_OFFSET_K
         d1 = run("dump", b_ret, dump_sp, L.dump.output_min, L.dump.output_max)
-        dump_safe = d1 if (mode is _SAFE_DEGRADE and b_ret is not None) else None
 
         # The power cap: held below the over-temperature limit by the policy's margin.
         cap_hi = site.power.safe_degrade_w if mode is _SAFE_DEGRADE else site.power.max_w
@@ -481,11 +472,22 @@ class Controller:
             self._p_p1: p1, self._p_p2: site.outputs.p2_auto_pct,
             self._p_v1: max(u, 0.0), self._p_p3: max(0.0, -u) if online else 0.0,
             self._p_d1: d1, self._p_boiler: 1.0 if boiler else 0.0,
-            self._p_cap: cap, "__boiler_state": 1.0 if boiler else 0.0,
+            self._p_cap: cap,
         }
-        if dump_safe is not None:
-            out["__dump_safe"] = dump_safe
-        return out, results, pids
+        return out, boiler, results, pids
+
+    def _safe_degrade_values(self, auto: Mapping[str, float], started: bool,
+                             return_seen: bool) -> dict[str, float]:
+        """What safe_degrade drives: the fixed safe state, except two loops that keep working once
+        running. The cap loop (limited to `power.safe_degrade_w` in this mode) may cap lower still;
+        the dump loop, at its lower safe_degrade setpoint, replaces a flat-out fan while the
+        building return is seen: full fan in a frost cools the loops toward freezing."""
+        safe = dict(self.safe_outputs)
+        if started:
+            safe[self._p_cap] = auto[self._p_cap]
+            if return_seen:
+                safe[self._p_d1] = auto[self._p_d1]
+        return safe
 
     def _settle(self, pids: dict, applied: Mapping[str, float],
                 results: Mapping[str, LoopResult]) -> dict[str, LoopState]:

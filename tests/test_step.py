@@ -351,3 +351,19 @@ def test_boiler_does_not_chatter(ctrl):
         last = v
     # 30 minutes: at most one switch per boiler_min_switch_s (600 s), whatever the ripple.
     assert 1 <= switches <= 1800 // ctrl.site.outputs.boiler_min_switch_s + 1
+
+
+def test_safe_degrade_dump_runs_its_loop_while_the_return_is_seen_and_flat_out_when_blind(ctrl):
+    st = started(ctrl)
+    st = ctrl.step(st, snap(ctrl.site, 1), [ModeRequest(reason="drill", mode=Mode.SAFE_DEGRADE)], 1.0).state
+    # A cool building return (25 degC, far below the safe_degrade dump setpoint): the fan winds down.
+    for t in range(2, 40):
+        res = ctrl.step(st, snap(ctrl.site, t, b_return_temp=25.0), [], float(t))
+        st = res.state
+    assert res.commands["d1_fan"].source is OutputSource.SAFE_DEGRADE
+    assert res.commands["d1_fan"].value < 50.0
+    assert res.commands["power_cap"].value <= ctrl.site.power.safe_degrade_w
+    # The return reading is lost: flat out at once.
+    res = ctrl.step(st, snap(ctrl.site, 40, bad={"b_return_temp": Quality.LOST}), [], 40.0)
+    assert res.commands["d1_fan"].value == 100.0
+    assert res.commands["d1_fan"].source is OutputSource.SAFE_DEGRADE
