@@ -68,8 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from controller.config_loader import ConfigError
+
     try:
         return int(args.func(args) or 0)
+    except ConfigError as exc:
+        # A bad site config (or cost model, or plan) in any verb: one line per problem, exit 1.
+        for line in exc.problems:
+            sys.stderr.write(line + "\n")
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

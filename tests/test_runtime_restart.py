@@ -16,7 +16,8 @@ def _default_structlog():
     yield
 
 
-async def test_latched_trip_survives_a_crash_and_needs_an_ack(tmp_path):
+async def latch_a_leak(tmp_path):
+    """A running daemon whose leak trip has just latched."""
     d, clock, drivers = make_daemon(tmp_path)
     await d.start()
     assert await d.tick()
@@ -24,6 +25,11 @@ async def test_latched_trip_survives_a_crash_and_needs_an_ack(tmp_path):
     clock.advance(1.0)
     assert await d.tick()
     assert d.state.trips["leak"].latched
+    return d, clock, drivers
+
+
+async def test_latched_trip_survives_a_crash_and_needs_an_ack(tmp_path):
+    d, clock, drivers = await latch_a_leak(tmp_path)
     # A crash: no shutdown, nothing flushed but what the tick itself saved.
     drivers.plant.values["leak_rack"] = 0.0
     d2, clock2, drivers2 = make_daemon(tmp_path, clock=FakeClock(9000.0))
@@ -43,12 +49,7 @@ async def test_an_acknowledged_and_reset_trip_is_not_restored(tmp_path):
 
     from controller.requests import AckTripRequest
     from tests.test_runtime import _caller
-    d, clock, drivers = make_daemon(tmp_path)
-    await d.start()
-    assert await d.tick()
-    drivers.plant.values["leak_rack"] = 1.0
-    clock.advance(1.0)
-    assert await d.tick()
+    d, clock, drivers = await latch_a_leak(tmp_path)
     drivers.plant.values["leak_rack"] = 0.0
     clock.advance(1.0)
     assert await d.tick()

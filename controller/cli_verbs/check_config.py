@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from controller.config_loader import ConfigError, load_config
+from controller.config_loader import load_config
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,12 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        loaded = load_config(args.file)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
-        return 1
+    loaded = load_config(args.file)
     site = loaded.site
     print(
         f"{args.file}: OK: site {site.site.name!r}, policy {site.site.policy.value}, "

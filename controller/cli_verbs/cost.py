@@ -11,8 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from controller.config_loader import ConfigError, load_config
+from controller.config_loader import load_config
 from controller.paths import default_config_path
+from controller.cli_verbs.arg_types import positive_float
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,20 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     src.add_argument("--kpis", metavar="FILE", help="read the KPIs of `heatctl simulate --json` instead")
     p.add_argument("--config", default=None, help="site configuration (default: the reference plant)")
     p.add_argument("--cost", metavar="FILE", default=None, help="cost model (default: config/cost-model.yaml)")
-    p.add_argument("--hours", type=_positive_float, default=None, help="simulated hours (default: the scenario's)")
-    p.add_argument("--tick", type=_positive_float, default=None, help="control tick in seconds (default: the config's)")
+    p.add_argument("--hours", type=positive_float, default=None, help="simulated hours (default: the scenario's)")
+    p.add_argument("--tick", type=positive_float, default=None, help="control tick in seconds (default: the config's)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
 
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,12 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.scenario and not args.kpis:
         print("heatctl cost: one of --scenario NAME or --kpis FILE is required", file=sys.stderr)
         return 2
-    try:
-        model = load_cost_model(args.cost or DEFAULT_COST_MODEL)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
-        return 1
+    model = load_cost_model(args.cost or DEFAULT_COST_MODEL)
 
     if args.kpis:
         try:
@@ -83,12 +70,7 @@ def run(args: argparse.Namespace) -> int:
             path = REPO_ROOT / scenario.config  # a year scenario of another site runs on its own config
         else:
             path = args.config or default_config_path()
-        try:
-            site = load_config(path).site
-        except ConfigError as exc:
-            for line in exc.problems:
-                print(line, file=sys.stderr)
-            return 1
+        site = load_config(path).site
         kpis, _ = run_scenario(site, scenario, hours=args.hours, tick_s=args.tick)
         energy = SimulatedEnergy.of(kpis)
         title = f"cost model, scenario {scenario.name}: {scenario.description}"

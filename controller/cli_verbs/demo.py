@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from controller.api_client import ApiError, call
-from controller.config_loader import ConfigError, load_config
+from controller.config_loader import load_config
 from controller.paths import default_config_path
 
 # The metrics port of the demo daemon (Prometheus scrapes 127.0.0.1 only).
@@ -42,11 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.config or default_config_path())
-    try:
-        site = load_config(path).site
-    except ConfigError as exc:
-        print("\n".join(exc.problems), file=sys.stderr)
-        return 1
+    site = load_config(path).site
     if args.simulated:
         return _simulated(site, path)
     return _on_the_wire(path, args)

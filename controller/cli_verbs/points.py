@@ -25,7 +25,7 @@ import os
 import sys
 import time
 
-from controller.config_loader import ConfigError, LoadedConfig, load_config
+from controller.config_loader import LoadedConfig, load_config
 from controller.paths import default_config_path
 from controller.readings import Quality, Reading
 from controller.roles import PointKind
@@ -92,12 +92,7 @@ def _run(args: argparse.Namespace) -> int:
         # Arguments first: a refused write never touches the config's devices.
         if args.reason is None or not args.reason.strip():
             return _err("--write needs --reason TEXT (every manual write is explained)", 2)
-    try:
-        loaded = load_config(path)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
-        return 1
+    loaded = load_config(path)
     if args.write is not None:
         return _write(loaded, args.write, args.reason.strip(), args.settle)
     quiet_libraries()

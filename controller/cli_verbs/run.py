@@ -9,7 +9,7 @@ from pathlib import Path
 
 from controller.api_client import socket_path
 from controller.api_server import OPERATOR_GROUP, Authorizer
-from controller.config_loader import ConfigError, load_config
+from controller.config_loader import load_config
 from controller.paths import default_config_path
 
 
@@ -70,12 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     # Absolute: SIGHUP re-reads it, and the audit records where each configuration came from.
     path = str(Path(args.config or default_config_path()).resolve())
-    try:
-        loaded = load_config(path)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
-        return 1
+    loaded = load_config(path)
     logging_setup.configure(json_lines={"auto": None, "json": True, "console": False}[args.log_format])
     options = RuntimeOptions(
         config_path=path, state_dir=args.state_dir, socket_path=socket_path(args.socket),

@@ -13,7 +13,7 @@ import math
 import signal
 import sys
 
-from controller.config_loader import ConfigError, load_config
+from controller.config_loader import load_config
 from controller.paths import default_config_path
 
 # Default control port: next to the reference config's device ports (Modbus 15020), fixed so that
@@ -45,12 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.control_port <= 65535:
         return _err(f"--control-port must be 0..65535, got {args.control_port}", 2)
     path = args.config or default_config_path()
-    try:
-        loaded = load_config(path)
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
-        return 1
+    loaded = load_config(path)
     try:
         return asyncio.run(_serve(loaded, args))
     except KeyboardInterrupt:

@@ -13,8 +13,9 @@ import json
 import sys
 import time
 
-from controller.config_loader import ConfigError, load_config
+from controller.config_loader import load_config
 from controller.paths import default_config_path
+from controller.cli_verbs.arg_types import positive_float
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,8 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scenario", required=False, help="scenario name (see --list)")
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     p.add_argument("--config", default=None, help="site configuration (default: the reference plant)")
-    p.add_argument("--hours", type=_positive_float, default=None, help="simulated hours (default: the scenario's)")
-    p.add_argument("--tick", type=_positive_float, default=None, help="control tick in seconds (default: the config's)")
+    p.add_argument("--hours", type=positive_float, default=None, help="simulated hours (default: the scenario's)")
+    p.add_argument("--tick", type=positive_float, default=None, help="control tick in seconds (default: the config's)")
     p.add_argument("--policy", choices=["compute_first", "heat_first"], default=None,
                    help="run under this site policy instead of the config's")
     p.add_argument("--json", action="store_true", help="print the KPIs as JSON")
@@ -38,15 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run only the scenario's short test window (a few days of its interesting season)")
     p.set_defaults(func=run)
 
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,12 +71,7 @@ def run(args: argparse.Namespace) -> int:
         path = str(Path(__file__).resolve().parents[2] / scenario.config)
     else:
         path = args.config or default_config_path()
-    try:
-        site = load_config(path).site
-    except ConfigError as exc:
-        for line in exc.problems:
-            print(line, file=sys.stderr)
-        return 1
+    site = load_config(path).site
     if args.policy is not None:
         from controller.config import Policy
         site = site.model_copy(update={"site": site.site.model_copy(update={"policy": Policy(args.policy)})})
