@@ -63,3 +63,27 @@ async def test_an_acknowledged_and_reset_trip_is_not_restored(tmp_path):
     await d2.start()
     assert not d2.state.trips.get("leak") or not d2.state.trips["leak"].latched
     await d2.shutdown()
+
+
+async def test_losing_the_buildings_bms_link_keeps_the_pool_heated(tmp_path):
+    """Comm loss to the consumer's BMS (OPC-UA), end to end through the daemon: its points go LOST,
+    the daemon stays out of safe_degrade (they are not critical) and writes boiler_enable = 1 and
+    P3 = 0 to the plant; when the link returns the boiler goes back to the thermostat."""
+    d, clock, drivers = make_daemon(tmp_path)
+    await d.start()
+    for _ in range(3):
+        clock.advance(1.0)
+        assert await d.tick()
+    assert drivers.plant.actuators["boiler_enable"] == 0.0  # the pool is at setpoint: no boiler
+    drivers.current["bms_opcua"].silent = True
+    clock.advance(1.0)
+    assert await d.tick()
+    assert not d.last.checked["consumer_available"].good
+    assert d.state.mode is not Mode.SAFE_DEGRADE
+    assert drivers.plant.actuators["boiler_enable"] == 1.0
+    assert drivers.plant.actuators["p3_speed"] == 0.0
+    drivers.current["bms_opcua"].silent = False
+    clock.advance(1.0)
+    assert await d.tick()
+    assert d.last.checked["consumer_available"].good
+    await d.shutdown()
