@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from controller.api_client import ApiError, call  # noqa: E402
+from controller.ops.api_client import ApiError, call  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

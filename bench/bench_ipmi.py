@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from controller.config import PointConfig  # noqa: E402
+from controller.site.models import PointConfig  # noqa: E402
 from drivers.base import DriverPoint  # noqa: E402
-from drivers.ipmi import IpmiDriver  # noqa: E402
-from drivers.ipmi_config import BmcConfig, IpmiDriverConfig, IpmiPointSource  # noqa: E402
+from drivers.ipmi.driver import IpmiDriver  # noqa: E402
+from controller.site.ipmi_schema import BmcConfig, IpmiDriverConfig, IpmiPointSource  # noqa: E402
 from simulations.wire.bmc import start_bmcs, stop_bmcs  # noqa: E402
 
 USER, PASSWORD = "admin", "heatctl-sim"

@@ -25,10 +25,10 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from pymodbus.client import AsyncModbusTcpClient  # noqa: E402
 
-from controller.config import PointConfig  # noqa: E402
+from controller.site.models import PointConfig  # noqa: E402
 from drivers.base import DriverPoint  # noqa: E402
-from drivers.modbus import ModbusDriver  # noqa: E402
-from drivers.modbus_config import ModbusDriverConfig, ModbusPointSource  # noqa: E402
+from drivers.modbus.driver import ModbusDriver  # noqa: E402
+from controller.site.modbus_schema import ModbusDriverConfig, ModbusPointSource  # noqa: E402
 from simulations.wire.modbus_server import ModbusPlantServer  # noqa: E402
 
 

@@ -17,11 +17,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from controller.config_loader import parse_config_text  # noqa: E402
-from controller.readings import Reading, Snapshot  # noqa: E402
-from controller.step import Controller  # noqa: E402
-from simulations.closed_loop import run_scenario  # noqa: E402
-from simulations.scenarios import SCENARIOS  # noqa: E402
+from controller.site.loader import parse_config_text  # noqa: E402
+from controller.core.readings import Reading, Snapshot  # noqa: E402
+from controller.core.step import Controller  # noqa: E402
+from simulations.runners.closed_loop import run_scenario  # noqa: E402
+from simulations.scenarios.definitions import SCENARIOS  # noqa: E402
 from tests.step_helpers import GOOD, REFERENCE  # noqa: E402
 
 

@@ -41,16 +41,16 @@ def _rss_mb() -> float:
 
 def one_run(scenario_name: str, controller: str, tick_s: float, hours: float | None) -> dict:
     """One closed-loop run in this (fresh) process: times, steps, memory, and the headline KPIs."""
-    from simulations.closed_loop import run_scenario
-    from simulations.scenarios import SCENARIOS
+    from simulations.runners.closed_loop import run_scenario
+    from simulations.scenarios.definitions import SCENARIOS
 
     scenario = SCENARIOS[scenario_name]
     try:
-        from simulations.year_scenarios import site_for
+        from simulations.scenarios.year import site_for
         site = site_for(scenario)
     except ImportError:
-        from controller.config_loader import load_config
-        from controller.paths import default_config_path
+        from controller.site.loader import load_config
+        from controller.site.paths import default_config_path
         site = load_config(default_config_path()).site
     h = scenario.hours if hours is None else hours
     rss0 = _rss_mb()
@@ -104,8 +104,8 @@ def main() -> None:
                                     if abs(year_scale - 1) > 1e-9 else ""))
 
     if args.estimate_hours > 0:
-        from controller.config_loader import load_config
-        from controller.paths import default_config_path
+        from controller.site.loader import load_config
+        from controller.site.paths import default_config_path
 
         own = load_config(default_config_path()).site.tick_period_s
         r = one_run(args.scenario, "heatctl", own, args.estimate_hours)

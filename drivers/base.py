@@ -15,8 +15,8 @@ from typing import Callable, Mapping
 
 from pydantic import BaseModel
 
-from controller.config import PointConfig
-from controller.readings import Reading
+from controller.site.models import PointConfig
+from controller.core.readings import Reading
 
 Clock = Callable[[], float]
 

@@ -23,9 +23,9 @@ from typing import Iterable, Mapping
 
 import structlog
 
-from controller.config_loader import LoadedConfig
-from controller.paths import REPO_ROOT
-from controller.readings import Reading
+from controller.site.loader import LoadedConfig
+from controller.site.paths import REPO_ROOT
+from controller.core.readings import Reading
 from drivers.base import Clock, Driver, DriverPoint, WriteResult
 
 log = structlog.get_logger(__name__)
@@ -99,9 +99,9 @@ def build_drivers(loaded: LoadedConfig, clock: Clock = time.monotonic,
     Raises ValueError (one line) for a driver that cannot be built (unreadable credentials file, a
     point its driver refuses).
     """
-    from drivers.ipmi import IpmiDriver
-    from drivers.modbus import ModbusDriver
-    from drivers.opcua import OpcuaDriver
+    from drivers.ipmi.driver import IpmiDriver
+    from drivers.modbus.driver import ModbusDriver
+    from drivers.opcua.driver import OpcuaDriver
 
     wanted = None if only is None else set(only)
     drivers: dict[str, Driver] = {}

@@ -10,8 +10,8 @@ import asyncio
 from pathlib import Path
 from typing import Mapping
 
-from controller.config_loader import LoadedConfig, load_config
-from controller.readings import Quality, Reading
+from controller.site.loader import LoadedConfig, load_config
+from controller.core.readings import Quality, Reading
 from drivers.base import Driver, DriverPoint, WriteResult
 from tests.step_helpers import GOOD, REFERENCE
 

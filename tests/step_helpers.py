@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from controller.config_loader import load_config
-from controller.readings import Quality, Reading, Snapshot
-from controller.step import Controller
+from controller.site.loader import load_config
+from controller.core.readings import Quality, Reading, Snapshot
+from controller.core.step import Controller
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "config" / "reference-plant.yaml"

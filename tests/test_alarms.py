@@ -11,14 +11,14 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from controller.alarms import (ACKED, FAILURE, FLOOD_LIMIT, FUNCTION_CHECK, GOOD, MAINTENANCE, NORMAL,
+from controller.core.alarms import (ACKED, FAILURE, FLOOD_LIMIT, FUNCTION_CHECK, GOOD, MAINTENANCE, NORMAL,
                                OUT_OF_SERVICE, OUT_OF_SPEC, RTN_UNACK, SHELVED, UNACK, AlarmInputs,
                                AlarmRequest, Alarms)
-from controller.api_client import call
-from controller.api_server import Authorizer
-from controller.config_loader import ConfigError, parse_config_text
-from controller.requests import OverrideRequest, TripTestRequest
-from controller.validation import Checked
+from controller.ops.api_client import call
+from controller.daemon.api_server import Authorizer
+from controller.site.loader import ConfigError, parse_config_text
+from controller.core.requests import OverrideRequest, TripTestRequest
+from controller.core.validation import Checked
 from tests.step_helpers import REFERENCE, make_controller, reference_site, snap
 from tests.test_api import heatctl, sockdir, start_daemon  # noqa: F401 - sockdir is a fixture
 

@@ -16,9 +16,9 @@ import structlog
 from structlog.testing import capture_logs
 
 from controller import cli
-from controller.api_client import ApiError, call, parse_duration
-from controller.api_server import Authorizer
-from controller.runtime import Daemon, RuntimeOptions, SystemdNotifier
+from controller.ops.api_client import ApiError, call, parse_duration
+from controller.daemon.api_server import Authorizer
+from controller.daemon.runtime import Daemon, RuntimeOptions, SystemdNotifier
 from tests.runtime_fakes import FakeClock, FakeDrivers, load, write_config
 
 

@@ -7,8 +7,8 @@ import sqlite3
 import pytest
 import structlog
 
-from controller.audit import AuditEvent, AuditStore, counters_from_json, counters_to_json
-from controller.metering import EnergyCounters
+from controller.daemon.audit import AuditEvent, AuditStore, counters_from_json, counters_to_json
+from controller.core.metering import EnergyCounters
 
 @pytest.fixture(autouse=True)
 def _default_structlog():

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from controller import cli
-from controller.commission import Expect, PlanError, Runner, Step, Plan, load_plan
+from controller.ops.commissioning import Expect, PlanError, Runner, Step, Plan, load_plan
 from tests.test_e2e_daemon import Daemon, Sim, ROOT
 
 PLAN = ROOT / "config" / "commissioning" / "reference-plant.yaml"

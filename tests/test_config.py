@@ -19,9 +19,9 @@ import pydantic
 import pytest
 import yaml
 
-from controller.config import SiteConfig
-from controller.config_loader import ConfigError, LoadedConfig, load_config, parse_config_text
-from controller.roles import KNOWN_UNITS, Role
+from controller.site.models import SiteConfig
+from controller.site.loader import ConfigError, LoadedConfig, load_config, parse_config_text
+from controller.site.roles import KNOWN_UNITS, Role
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config" / "reference-plant.yaml"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.config_loader import ConfigError
-from simulations.cost import (DEFAULT_COST_MODEL, SimulatedEnergy, evaluate, format_report,
+from controller.site.loader import ConfigError
+from simulations.analysis.cost import (DEFAULT_COST_MODEL, SimulatedEnergy, evaluate, format_report,
                               load_cost_model, parse_cost_model)
 
 ROOT = Path(__file__).resolve().parents[1]

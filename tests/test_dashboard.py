@@ -8,9 +8,9 @@
     every panel query (Grafana's `$__rate_interval`, `$__range` and `$instance` filled in) returns a
     non-empty result through the HTTP API. That also proves each expression parses.
 
-The feeder does what the daemon does after each step (controller/runtime.py): the real operator
-alarms (controller.alarms.Alarms) are evaluated on the step's result and their view observed, and
-the capacity envelope (controller/envelope.py) is estimated every ENVELOPE_EVERY_S of its clock from
+The feeder does what the daemon does after each step (controller/daemon/runtime.py): the real operator
+alarms (controller.core.alarms.Alarms) are evaluated on the step's result and their view observed, and
+the capacity envelope (controller/core/envelope.py) is estimated every ENVELOPE_EVERY_S of its clock from
 a week of hour-of-day means and observed. The tank top sensor fails early on, so the reference
 config's `tank_top_sensor_bad` alarm is active while Prometheus watches (the active-alarm panels
 have a row to show).
@@ -37,12 +37,12 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller import envelope
-from controller.alarms import Alarms
-from controller.metrics import DaemonMetrics
-from controller.readings import Quality
-from controller.roles import Role
-from controller.runtime import ENVELOPE_EVERY_S
+from controller.core import envelope
+from controller.core.alarms import Alarms
+from controller.daemon.metrics import DaemonMetrics
+from controller.core.readings import Quality
+from controller.site.roles import Role
+from controller.daemon.runtime import ENVELOPE_EVERY_S
 from drivers.base import DriverHealth
 from tests.step_helpers import make_controller, snap
 from tests.test_prometheus_scrape import PROMETHEUS, free_port

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from controller import cli
-from controller.audit import AuditStore
+from controller.daemon.audit import AuditStore
 from tests.step_helpers import REFERENCE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ HEARTBEAT_TIMEOUT_S = 2.0
 
 SIM_SCRIPT = """
 import asyncio, json, signal, sys
-from controller.config_loader import load_config
+from controller.site.loader import load_config
 from simulations.wire.sim_plant import SimPlant
 
 async def main(cfg, out):

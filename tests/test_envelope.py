@@ -15,14 +15,14 @@ import math
 
 import pytest
 
-from controller.envelope import (HourForecast, estimate, forecast_from_history, forecast_from_profile,
+from controller.core.envelope import (HourForecast, estimate, forecast_from_history, forecast_from_profile,
                                  limits_from_site)
-from simulations.closed_loop import run_scenario
-from simulations.scenarios import SCENARIOS
-from simulations.year_scenarios import site_for
-import simulations.year_scenarios  # noqa: F401
+from simulations.runners.closed_loop import run_scenario
+from simulations.scenarios.definitions import SCENARIOS
+from simulations.scenarios.year import site_for
+import simulations.scenarios.year  # noqa: F401
 from tests.step_helpers import REFERENCE
-from controller.config_loader import load_config
+from controller.site.loader import load_config
 
 
 def realised_vs_estimate(scenario, site, t0: float, warm_h: float = 24.0):

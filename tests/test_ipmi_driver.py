@@ -14,12 +14,12 @@ import time
 import pytest
 from structlog.testing import capture_logs
 
-import drivers.ipmi as ipmi
-from controller.config import PointConfig
-from controller.readings import Quality
+import drivers.ipmi.driver as ipmi
+from controller.site.models import PointConfig
+from controller.core.readings import Quality
 from drivers.base import DriverPoint
-from drivers.ipmi import IpmiDriver, load_credentials, share_cap
-from drivers.ipmi_config import BmcConfig, IpmiDriverConfig, IpmiPointSource
+from drivers.ipmi.driver import IpmiDriver, load_credentials, share_cap
+from controller.site.ipmi_schema import BmcConfig, IpmiDriverConfig, IpmiPointSource
 from simulations.wire.bmc import (CC_LIMIT_OUT_OF_RANGE, CC_NO_ACTIVE_LIMIT, CMD_ACTIVATE_POWER_LIMIT,
                                   CMD_GET_POWER_LIMIT, CMD_SET_POWER_LIMIT, SimBmc, start_bmcs,
                                   stop_bmcs)

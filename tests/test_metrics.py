@@ -21,10 +21,10 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.metrics import QUALITIES, DaemonMetrics, quality_of
-from controller.metering import EnergyCounters
-from controller.readings import Quality
-from controller.requests import TripTestRequest
+from controller.daemon.metrics import QUALITIES, DaemonMetrics, quality_of
+from controller.core.metering import EnergyCounters
+from controller.core.readings import Quality
+from controller.core.requests import TripTestRequest
 from drivers.base import DriverHealth
 from tests.step_helpers import make_controller, snap
 

@@ -14,17 +14,17 @@ from typing import Any, Awaitable, Callable
 import pytest
 from structlog.testing import capture_logs
 
-from controller.config import PointConfig
-from controller.readings import Quality
+from controller.site.models import PointConfig
+from controller.core.readings import Quality
 from drivers.base import DriverPoint
-from drivers.modbus import (
+from drivers.modbus.driver import (
     ModbusDriver,
     decode_raw,
     encode_raw,
     plan_reads,
     to_raw,
 )
-from drivers.modbus_config import ModbusDriverConfig, ModbusPointSource
+from controller.site.modbus_schema import ModbusDriverConfig, ModbusPointSource
 from simulations.wire.modbus_server import ModbusPlantServer
 
 # Short enough to keep the file fast, long enough for a loaded CI box on loopback.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-from controller.modes import Mode, ModeContext, ModeMachine, mermaid_diagram, refusal_for_request
+from controller.core.modes import Mode, ModeContext, ModeMachine, mermaid_diagram, refusal_for_request
 from tests.step_helpers import ROOT
 
 CTX = ModeContext(surplus_w=0.0, tank_soc=0.5, degrade_causes=(), causes_clear_for_s=1000.0,

@@ -20,18 +20,18 @@ import pytest_asyncio
 from asyncua import ua
 from structlog.testing import capture_logs
 
-from controller.config import PointConfig
-from controller.readings import Quality, Reading
+from controller.site.models import PointConfig
+from controller.core.readings import Quality, Reading
 from drivers.base import DriverPoint
-from drivers.opcua import (
-    Mode,
+from drivers.opcua.driver import (
+    ReadMode,
     OpcuaDriver,
     datavalue_to_reading,
     describe_error,
     to_variant,
     variant_type_of,
 )
-from drivers.opcua_config import OpcuaDriverConfig, OpcuaPointSource
+from controller.site.opcua_schema import OpcuaDriverConfig, OpcuaPointSource
 from simulations.wire.opcua_server import OpcuaPlantServer
 from tests.opcua_helpers import ChannelRejectingServer, make_cert, wait_for, write_credentials
 
@@ -202,7 +202,7 @@ def test_error_wording_is_one_clear_line():
 async def test_subscription_delivers_initial_values_and_changes(plant: OpcuaPlantServer,
                                                                 driver: OpcuaDriver):
     await wait_for(lambda: all_good(driver, INITIAL), WAIT_S, "initial values")
-    assert driver.mode is Mode.SUBSCRIPTION and driver.health().connected
+    assert driver.mode is ReadMode.SUBSCRIPTION and driver.health().connected
     await plant.set_value("consumer_supply_temp", 43.25)
     await plant.set_value("consumer_available", 0.0)
     await wait_for(lambda: all_good(driver, {"consumer_supply_temp": 43.25, "consumer_available": 0.0}),
@@ -261,7 +261,7 @@ async def test_polling_mode_reads_all_nodes(plant: OpcuaPlantServer):
     drv = driver_for(plant.endpoint, PLANT_POINTS, use_subscription=False)
     await drv.start()
     try:
-        assert drv.mode is Mode.POLLING
+        assert drv.mode is ReadMode.POLLING
         await wait_for(lambda: all_good(drv, INITIAL), WAIT_S, "polled values")
         await plant.set_value("tank_top_temp", 0.0, status="BadOutOfService")
         rs = await drv.read()
@@ -278,7 +278,7 @@ async def test_refused_subscription_falls_back_to_polling(plant: OpcuaPlantServe
     try:
         await drv.start()
         await wait_for(lambda: all_good(drv, INITIAL), WAIT_S, "polled values")
-        assert drv.mode is Mode.POLLING
+        assert drv.mode is ReadMode.POLLING
         await plant.set_value("consumer_demand", 777.0)
         assert (await drv.read())["consumer_demand"].value == 777.0  # one Read per read()
     finally:
@@ -344,7 +344,7 @@ async def test_server_stop_is_lost_at_once_and_restart_recovers(plant: OpcuaPlan
                            WAIT_S, "fresh values after the restart")
             h = drv.health()
             assert h.connected and h.reconnects_total >= 1
-            assert drv.mode is Mode.SUBSCRIPTION
+            assert drv.mode is ReadMode.SUBSCRIPTION
         finally:
             await drv.close()
     failures = [e for e in logs if e["event"] == "opcua_failure"]
@@ -494,5 +494,5 @@ async def test_missing_credentials_file_is_a_config_error(plant: OpcuaPlantServe
 
 
 def test_reading_type_is_the_projects():
-    # Guard against a silent API drift: the driver returns controller.readings.Reading.
+    # Guard against a silent API drift: the driver returns controller.core.readings.Reading.
     assert datavalue_to_reading(None, "W", 1.0) == Reading.lost("W", 1.0, "no value yet")

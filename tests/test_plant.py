@@ -1,4 +1,4 @@
-"""Tests of the physical plant model (simulations/plant.py): energy books, physics, faults, fallback."""
+"""Tests of the physical plant model (simulations/plant/model.py): energy books, physics, faults, fallback."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulations.faults import Fault
-from simulations.plant import Actuators, Loads, Meters, Plant
-from simulations.plant_config import PlantConfig
+from simulations.plant.faults import Fault
+from simulations.plant.model import Actuators, Loads, Meters, Plant
+from simulations.plant.config import PlantConfig
 
 CFG = PlantConfig()
 NORMAL = Loads(it_load_fraction=0.85, consumer_demand_w=30000.0, consumer_available=True, ambient_c=10.0)

@@ -11,8 +11,8 @@ import pytest
 import pytest_asyncio
 
 from controller import cli
-from controller.config_loader import load_config
-from controller.paths import REPO_ROOT
+from controller.site.loader import load_config
+from controller.site.paths import REPO_ROOT
 from simulations.wire.sim_plant import SimPlant
 
 from tests.test_sim_plant import sim_config

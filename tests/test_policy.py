@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from controller.config_loader import parse_config_text
-from simulations.closed_loop import run_scenario
-from simulations.scenarios import SCENARIOS
+from controller.site.loader import parse_config_text
+from simulations.runners.closed_loop import run_scenario
+from simulations.scenarios.definitions import SCENARIOS
 from tests.step_helpers import REFERENCE
 
 

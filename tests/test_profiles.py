@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from simulations.profiles import (DAY, H, TEMPERATE, BurstyLoad, Climate, DhwDemand, DiurnalLoad, DistrictDemand,
+from simulations.scenarios.profiles import (DAY, H, TEMPERATE, BurstyLoad, Climate, DhwDemand, DiurnalLoad, DistrictDemand,
                                   PoolDemand, ProfileError, SpaceHeatingDemand, day_start_s, load_csv_profile,
                                   month_of)
 

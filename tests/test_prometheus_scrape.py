@@ -20,7 +20,7 @@ import urllib.request
 
 import pytest
 
-from controller.metrics import DaemonMetrics
+from controller.daemon.metrics import DaemonMetrics
 from tests.step_helpers import make_controller, snap
 
 PROMETHEUS = shutil.which("prometheus") or next(

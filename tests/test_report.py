@@ -1,6 +1,6 @@
 """The monthly SLA report against the truth: the real Daemon for a simulated January on the plant model.
 
-simulations.daemon_simtime runs controller.runtime.Daemon on simulated time (a 60 s tick) with
+simulations.runners.daemon_simtime runs controller.daemon.runtime.Daemon on simulated time (a 60 s tick) with
 SimulatedPlantDriver reading the plant model directly, writing the real SQLite history and events.
 The month has a pump failure (a low_flow trip, acknowledged by an operator) and the daemon down for
 three hours. `heatctl report --month 2026-01` is then compared with the plant's own meters over the
@@ -19,15 +19,15 @@ import pytest
 import structlog
 
 from controller import cli
-from controller.api_server import user_name
-from controller.audit import AuditStore
-from controller.config_loader import load_config
-from controller.report import build_report, parse_period, ReportError
-from controller.requests import AckTripRequest
-from simulations.daemon_simtime import SimClock, SimulatedPlant, make_daemon, request, run_daemon_for
-from simulations.faults import Fault
-from simulations.scenarios import SCENARIOS
-import simulations.year_scenarios  # noqa: F401 - registers pool-year
+from controller.daemon.api_server import user_name
+from controller.daemon.audit import AuditStore
+from controller.site.loader import load_config
+from controller.ops.monthly_report import build_report, parse_period, ReportError
+from controller.core.requests import AckTripRequest
+from simulations.runners.daemon_simtime import SimClock, SimulatedPlant, make_daemon, request, run_daemon_for
+from simulations.plant.faults import Fault
+from simulations.scenarios.definitions import SCENARIOS
+import simulations.scenarios.year  # noqa: F401 - registers pool-year
 from tests.step_helpers import REFERENCE
 
 JAN_2026 = 1767225600.0  # 2026-01-01T00:00:00Z

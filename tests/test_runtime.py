@@ -9,14 +9,14 @@ import signal
 import pytest
 import structlog
 
-from controller.audit import AuditStore
-from controller.commands import OutputSource
-from controller.modes import Mode
-from controller.readings import Quality
-from controller.requests import OverrideRequest, TripTestRequest
-from controller.runtime import (Daemon, RuntimeOptions, SystemdNotifier, carry_over, schedule_next,
+from controller.daemon.audit import AuditStore
+from controller.core.commands import OutputSource
+from controller.core.modes import Mode
+from controller.core.readings import Quality
+from controller.core.requests import OverrideRequest, TripTestRequest
+from controller.daemon.runtime import (Daemon, RuntimeOptions, SystemdNotifier, carry_over, schedule_next,
                                 verdict)
-from controller.step import Controller
+from controller.core.step import Controller
 from tests.runtime_fakes import FakeClock, FakeDrivers, FakePlant, load, write_config
 
 @pytest.fixture(autouse=True)
@@ -266,7 +266,7 @@ def test_carry_over_keeps_what_still_exists():
 # --- requests --------------------------------------------------------------------------------
 
 def test_verdict_matches_each_request_to_its_own_event():
-    from controller.events import Event
+    from controller.core.events import Event
     a = OverrideRequest(reason="r1", user="u", point="d1_fan", value=40.0, duration_s=100)
     b = OverrideRequest(reason="r2", user="u", point="nope", value=1.0, duration_s=100)
     events = [Event(0, "override_set", "", {"point": "d1_fan", "user": "u", "reason": "r1"}),
@@ -278,7 +278,7 @@ def test_verdict_matches_each_request_to_its_own_event():
 
 
 def _caller():
-    from controller.api_server import Caller
+    from controller.daemon.api_server import Caller
     return Caller(pid=os.getpid(), uid=os.getuid(), gid=os.getgid())
 
 
@@ -286,7 +286,7 @@ async def test_requests_are_answered_after_the_tick_with_the_steps_verdict(tmp_p
     d, clock, _ = make_daemon(tmp_path)
     await d.start()
     assert await d.tick()
-    from controller.requests import AckTripRequest, ModeRequest
+    from controller.core.requests import AckTripRequest, ModeRequest
     f1 = asyncio.ensure_future(d.api_change(ModeRequest(reason="commissioning", user="eng", mode=Mode.BYPASS), _caller()))
     f2 = asyncio.ensure_future(d.api_change(AckTripRequest(reason="nothing", user="eng", trip="leak"), _caller()))
     await asyncio.sleep(0)
@@ -451,7 +451,7 @@ async def test_bad_quality_is_data_not_a_crash(tmp_path):
 
 
 async def test_a_driver_that_never_connects_is_down_after_the_connect_grace(tmp_path):
-    from controller.runtime import CONNECT_GRACE_S
+    from controller.daemon.runtime import CONNECT_GRACE_S
     d, clock, drivers = make_daemon(tmp_path)
     drivers_built = drivers
     await d.start()
@@ -469,7 +469,7 @@ async def test_a_driver_that_never_connects_is_down_after_the_connect_grace(tmp_
 
 async def test_metrics_observed_each_tick_and_served(tmp_path):
     import urllib.request
-    pytest.importorskip("controller.metrics")
+    pytest.importorskip("controller.daemon.metrics")
     clock = FakeClock()
     config = write_config(tmp_path, 1.0)
     options = RuntimeOptions(config_path=str(config), state_dir=str(tmp_path / "state"), socket_path=None,

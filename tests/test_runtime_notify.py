@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from controller.runtime import Daemon, RuntimeOptions, SystemdNotifier
+from controller.daemon.runtime import Daemon, RuntimeOptions, SystemdNotifier
 from tests.runtime_fakes import FakeClock, FakeDrivers, load, write_config
 
 @pytest.fixture(autouse=True)

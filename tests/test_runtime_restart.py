@@ -5,7 +5,7 @@ from __future__ import annotations
 import structlog
 import pytest
 
-from controller.modes import Mode
+from controller.core.modes import Mode
 from tests.runtime_fakes import FakeClock
 from tests.test_runtime import make_daemon
 
@@ -47,7 +47,7 @@ async def test_latched_trip_survives_a_crash_and_needs_an_ack(tmp_path):
 async def test_an_acknowledged_and_reset_trip_is_not_restored(tmp_path):
     import asyncio
 
-    from controller.requests import AckTripRequest
+    from controller.core.requests import AckTripRequest
     from tests.test_runtime import _caller
     d, clock, drivers = await latch_a_leak(tmp_path)
     drivers.plant.values["leak_rack"] = 0.0

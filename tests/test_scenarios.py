@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from simulations.closed_loop import run_scenario
-from simulations.scenarios import SCENARIOS
+from simulations.runners.closed_loop import run_scenario
+from simulations.scenarios.definitions import SCENARIOS
 from tests.step_helpers import reference_site
 
 SITE = reference_site()

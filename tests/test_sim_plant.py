@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from controller.config_loader import LoadedConfig, load_config, parse_config_text
-from controller.paths import REPO_ROOT
-from controller.readings import Quality
+from controller.site.loader import LoadedConfig, load_config, parse_config_text
+from controller.site.paths import REPO_ROOT
+from controller.core.readings import Quality
 from drivers.registry import DriverSet, build_drivers, read_budget_s
 from simulations.wire.sim_plant import ControlError, SimPlant, SimPlantClient, control_request
 

@@ -6,10 +6,10 @@ import math
 
 import pytest
 
-from controller.commands import OutputSource
-from controller.modes import Mode
-from controller.readings import Quality
-from controller.requests import (AckTripRequest, ClearOverrideRequest, HoldRequest, ModeRequest,
+from controller.core.commands import OutputSource
+from controller.core.modes import Mode
+from controller.core.readings import Quality
+from controller.core.requests import (AckTripRequest, ClearOverrideRequest, HoldRequest, ModeRequest,
                                  OverrideRequest, ReleaseRequest, TripTestRequest)
 from tests.step_helpers import GOOD, make_controller, snap
 
@@ -305,8 +305,8 @@ def test_step_is_deterministic(ctrl):
 
 
 def test_policy_changes_setpoints_not_trip_limits():
-    from controller.config_loader import parse_config_text
-    from controller.step import Controller
+    from controller.site.loader import parse_config_text
+    from controller.core.step import Controller
     from tests.step_helpers import REFERENCE
     text = REFERENCE.read_text().replace("policy: compute_first", "policy: heat_first")
     heat = Controller(parse_config_text(text, "heat.yaml").site)
@@ -323,7 +323,7 @@ def test_policy_changes_setpoints_not_trip_limits():
 
 
 def test_consumer_unseen_enables_the_boiler_but_offline_does_not(ctrl):
-    from controller.readings import Quality
+    from controller.core.readings import Quality
     st = started(ctrl)
     # The consumer's BMS link is lost: availability unknown -> the boiler is enabled (fail warm).
     res = ctrl.step(st, snap(ctrl.site, 1, bad={"consumer_available": Quality.LOST,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from simulations.sweep import SweepError, configs_for, parse_set, run_sweep
+from simulations.analysis.sweep import SweepError, configs_for, parse_set, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "config" / "reference-plant.yaml"

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from controller.cli import main
-from controller.config_loader import load_config
-from simulations.scenarios import SCENARIOS
+from controller.site.loader import load_config
+from controller.site.roles import Role
+from simulations.scenarios.definitions import SCENARIOS
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATES = sorted((ROOT / "config" / "templates").glob("*.yaml"))
@@ -27,7 +28,7 @@ def test_check_config_accepts_each_template(path, capsys):
     site = load_config(path).site
     sim = site.simulation
     # The plant model matches the config: one server point per simulated server, the same setpoint.
-    assert len(site.role_index()[__import__("controller.roles").roles.Role.SERVER_POWER]) == sim.servers
+    assert len(site.role_index()[Role.SERVER_POWER]) == sim.servers
     assert sim.consumer_setpoint_c == site.loops.consumer_supply.setpoint
     assert site.power.max_w == sim.servers * sim.server_max_w
     # Each template has a year scenario that names it.

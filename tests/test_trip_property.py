@@ -12,10 +12,10 @@ import math
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.commands import OutputSource
-from controller.modes import Mode
-from controller.readings import Quality, Reading, Snapshot
-from controller.requests import (AckTripRequest, ClearOverrideRequest, HoldRequest, ModeRequest,
+from controller.core.commands import OutputSource
+from controller.core.modes import Mode
+from controller.core.readings import Quality, Reading, Snapshot
+from controller.core.requests import (AckTripRequest, ClearOverrideRequest, HoldRequest, ModeRequest,
                                  OverrideRequest, ReleaseRequest, TripTestRequest)
 from tests.step_helpers import GOOD, make_controller
 

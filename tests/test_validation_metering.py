@@ -6,12 +6,12 @@ import math
 
 import pytest
 
-from controller.config import PointConfig
-from controller.metering import EnergyCounters, HeatFlows, integrate
-from controller.readings import Quality, Reading
-from controller.requests import OverrideRequest
-from controller.validation import GOOD_HISTORY, check_point
-from controller.water import cp_j_per_kg_k, density_kg_m3, heat_flow_w
+from controller.site.models import PointConfig
+from controller.core.metering import EnergyCounters, HeatFlows, integrate
+from controller.core.readings import Quality, Reading
+from controller.core.requests import OverrideRequest
+from controller.core.validation import GOOD_HISTORY, check_point
+from controller.core.water import cp_j_per_kg_k, density_kg_m3, heat_flow_w
 from tests.step_helpers import make_controller, snap
 
 TEMP = PointConfig(unit="degC", range=(0.0, 90.0), max_age_s=3.0, frozen_after_s=60.0, max_rate_per_s=2.0)
@@ -99,7 +99,7 @@ def test_no_windup_while_overridden():
 
 
 def test_a_coarse_tick_is_metered_not_counted_as_gaps():
-    from controller.step import Controller
+    from controller.core.step import Controller
     from tests.step_helpers import reference_site
     site = reference_site().model_copy(update={"tick_period_s": 60.0})
     ctrl = Controller(site)

@@ -12,10 +12,10 @@ import json
 
 import pytest
 
-from simulations.closed_loop import run_compare, run_scenario
-from simulations.report import Result, format_table, write_report
-from simulations.scenarios import SCENARIOS
-from simulations.year_scenarios import FAULT_WEEKS, YEAR_SCENARIOS, YEAR_TICK_S, site_for, window_of
+from simulations.runners.closed_loop import run_compare, run_scenario
+from simulations.analysis.kpi_report import Result, format_table, write_report
+from simulations.scenarios.definitions import SCENARIOS
+from simulations.scenarios.year import FAULT_WEEKS, YEAR_SCENARIOS, YEAR_TICK_S, site_for, window_of
 
 
 @functools.lru_cache(maxsize=None)

@@ -46,7 +46,7 @@ import pyghmi.ipmi.bmc as pyghmi_bmc
 import pyghmi.ipmi.private.serversession as serversession
 import pyghmi.ipmi.private.session as ipmisession
 
-from drivers.ipmi import install_pyghmi_fixes, wake_io_thread
+from drivers.ipmi.driver import install_pyghmi_fixes, wake_io_thread
 
 # The same pyghmi I/O fix as the driver's: servers and clients share pyghmi's one I/O thread.
 install_pyghmi_fixes()

@@ -28,7 +28,7 @@ from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusTcpServer
 
 from drivers.base import DriverPoint
-from drivers.modbus_config import ModbusPointSource
+from controller.site.modbus_schema import ModbusPointSource
 
 # Function code -> table (Modbus Application Protocol v1.1b3, 6.1-6.17).
 _FC_TABLE = {1: "coil", 5: "coil", 15: "coil", 2: "discrete_input",

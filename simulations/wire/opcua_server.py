@@ -32,7 +32,7 @@ from asyncua.crypto import uacrypto
 from asyncua.crypto.permission_rules import User, UserRole
 from cryptography import x509
 
-from controller.roles import ROLE_SPECS, PointKind, Role
+from controller.site.roles import ROLE_SPECS, PointKind, Role
 from drivers.base import DriverPoint
 
 _log = logging.getLogger(__name__)

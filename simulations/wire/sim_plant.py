@@ -1,6 +1,6 @@
 """The simulated plant on the wire: the plant model in real time, served exactly as a site serves it.
 
-`SimPlant(loaded)` runs `simulations.plant.Plant` in real time (an asyncio task advances it every
+`SimPlant(loaded)` runs `simulations.plant.model.Plant` in real time (an asyncio task advances it every
 `step_s` by the elapsed time of `clock`, times `speed`) and serves every configured point on
 127.0.0.1:
 
@@ -19,7 +19,7 @@ Ports: from the config's driver entries unless overridden (`ports={"bms_modbus":
 keys are driver names or BMC names; 0 = a free port; `free_ports=True` sets them all to 0).
 `write_config(path)` writes a copy of the site config that points at the ports actually served.
 
-Loads come from a profile (default: the winter pool day of simulations.scenarios, 85 % IT load),
+Loads come from a profile (default: the winter pool day of simulations.scenarios.definitions, 85 % IT load),
 indexed by time of day: `start_time_of_day_s` (default: the local time at start) plus the simulated
 time elapsed. `set_load(...)` overrides any of its four quantities at run time.
 
@@ -60,16 +60,16 @@ from urllib.parse import urlsplit
 import structlog
 import yaml
 
-from controller.config_loader import LoadedConfig
-from controller.roles import Role
-from drivers.ipmi import load_credentials as load_ipmi_credentials
-from drivers.opcua import load_credentials as load_opcua_credentials
+from controller.site.loader import LoadedConfig
+from controller.site.roles import Role
+from drivers.ipmi.driver import load_credentials as load_ipmi_credentials
+from drivers.opcua.driver import load_credentials as load_opcua_credentials
 from drivers.registry import driver_config, driver_points
-from simulations import faults as F
-from simulations.binding import MeterRates, PlantBinding
-from simulations.faults import Fault
-from simulations.plant import Actuators, Loads, Measurements, Plant
-from simulations.scenarios import SCENARIOS, Scenario
+from simulations.plant import faults as F
+from simulations.plant.binding import MeterRates, PlantBinding
+from simulations.plant.faults import Fault
+from simulations.plant.model import Actuators, Loads, Measurements, Plant
+from simulations.scenarios.definitions import SCENARIOS, Scenario
 from simulations.wire.bmc import SimBmc, stop_bmcs
 from simulations.wire.modbus_server import ModbusPlantServer
 from simulations.wire.opcua_server import OpcuaPlantServer
@@ -483,7 +483,7 @@ class SimPlant:
         return out
 
     def inject(self, kind: str, target: str | int | None = None, value: float | None = None) -> None:
-        """Start a fault: a plant fault (simulations.faults) or "silent" for a server or BMC.
+        """Start a fault: a plant fault (simulations.plant.faults) or "silent" for a server or BMC.
 
         Raises ValueError (one line) for an unknown kind or target.
         """

@@ -1,0 +1,70 @@
+"""`heatctl config-history [--show N] [--diff A B]`: every configuration the daemon loaded or refused.
+
+Reads the audit database in the state directory directly (read-only), so that it works with the
+daemon stopped. To restore configuration N: `heatctl config-history --show N > site.yaml`, check it
+with `heatctl check-config site.yaml`, put it in place and `systemctl reload heatctl` (SIGHUP).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sqlite3
+import sys
+
+from controller.daemon.audit import AuditStore, iso
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("config-history", help="list, show or compare the configurations loaded")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--show", type=int, metavar="N", help="print configuration N exactly as loaded")
+    g.add_argument("--diff", type=int, nargs=2, metavar=("A", "B"), help="unified diff of configurations A and B")
+    p.add_argument("--state-dir", default="/var/lib/heatctl", metavar="DIR",
+                   help="the daemon's state directory (default: /var/lib/heatctl)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        store = AuditStore(args.state_dir, read_only=True)
+    except (FileNotFoundError, sqlite3.Error) as exc:
+        print(f"heatctl config-history: cannot open the audit database in {args.state_dir}: {exc}",
+              file=sys.stderr)
+        return 1
+    try:
+        if args.show is not None:
+            rec = store.config(args.show)
+            if rec is None:
+                print(f"heatctl config-history: no configuration {args.show} (see `heatctl config-history`)",
+                      file=sys.stderr)
+                return 1
+            sys.stdout.write(rec.text)
+            return 0
+        if args.diff is not None:
+            a, b = (store.config(n) for n in args.diff)
+            for n, rec in zip(args.diff, (a, b)):
+                if rec is None:
+                    print(f"heatctl config-history: no configuration {n}", file=sys.stderr)
+                    return 1
+            sys.stdout.writelines(difflib.unified_diff(
+                a.text.splitlines(keepends=True), b.text.splitlines(keepends=True),
+                fromfile=f"#{a.id} {a.sha256[:12]} {iso(a.ts)}", tofile=f"#{b.id} {b.sha256[:12]} {iso(b.ts)}"))
+            return 0
+        records = store.configs()
+        if not records:
+            print("no configuration loaded yet")
+            return 0
+        print(f"{'#':>4}  {'time (UTC)':24s} {'sha256':12s}  {'status':8s} {'cause':9s} path")
+        for r in records:
+            status = "loaded" if r.accepted else "REFUSED"
+            print(f"{r.id:>4}  {iso(r.ts):24s} {(r.sha256 or '-')[:12]:12s}  {status:8s} {r.cause:9s} {r.path}")
+            if not r.accepted and r.problems:
+                for line in r.problems.splitlines()[:5]:
+                    print(f"{'':6}{line}")
+        return 0
+    except sqlite3.Error as exc:
+        print(f"heatctl config-history: cannot read {store.path}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()

@@ -1,0 +1,78 @@
+"""`heatctl events [--since ISO|DURATION] [--limit N] [--json]`: the audit log, newest last."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+
+from controller.ops.api_client import ApiError, add_socket_argument, call, parse_duration, socket_path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("events", help="show the audit log (transitions, trips, requests, reloads)")
+    p.add_argument("--since", type=since_type, default=None, metavar="ISO|DURATION",
+                   help="from this time (2026-05-01T08:00, 2026-05-01T08:00:00Z) or this long ago (15m, 2h)")
+    p.add_argument("--limit", type=_limit, default=50, metavar="N", help="at most N, the newest (default 50)")
+    p.add_argument("--json", action="store_true", help="JSON lines, one event each")
+    add_socket_argument(p)
+    p.set_defaults(func=run)
+
+
+def since_type(text: str) -> float:
+    """ISO 8601 (naive = local time) or a duration ago -> UNIX time."""
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        t = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO time (2026-05-01T08:00) or a duration (15m, 2h), got {text!r}") from None
+    return t.timestamp()
+
+
+def _limit(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected N >= 1, got {n}")
+    return n
+
+
+def format_event(e: dict) -> str:
+    who = ""
+    if e.get("user"):
+        who = f"  [{e['user']}" + (f" uid {e['uid']}" if e.get("uid") is not None else "") + \
+              (f": {e['reason']}" if e.get("reason") else "") + "]"
+    mode = f" ({e['mode']})" if e.get("mode") else ""
+    return f"{e['time']}  {e['kind']:18s} {e['message']}{who}{mode}"
+
+
+def run(args: argparse.Namespace) -> int:
+    path = socket_path(args.socket)
+    try:
+        resp = call(path, {"op": "events", "since": args.since, "limit": args.limit})
+    except ApiError as exc:
+        print(f"heatctl: {exc}", file=sys.stderr)
+        return exc.exit_code
+    if not resp.get("ok"):
+        print(f"heatctl: {resp.get('error')}", file=sys.stderr)
+        return 1
+    events, total = resp.get("events", []), resp.get("total", 0)
+    if args.json:
+        for e in events:
+            print(json.dumps(e, sort_keys=True))
+    else:
+        for e in events:
+            print(format_event(e))
+    if total > len(events):
+        # Never silently short: say how many more the log holds.
+        print(f"(showing the newest {len(events)} of {total} matching events; use --limit or --since)",
+              file=sys.stderr)
+    return 0

@@ -1,0 +1,18 @@
+"""`heatctl release --reason TEXT`: hand mode selection back to the automatic transitions."""
+
+from __future__ import annotations
+
+import argparse
+
+from controller.ops.api_client import add_socket_argument, reason_type, run_change
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("release", help="release a hold: automatic mode selection again")
+    p.add_argument("--reason", required=True, type=reason_type, help="why (audited)")
+    add_socket_argument(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_change(args, {"op": "release", "reason": args.reason})

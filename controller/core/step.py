@@ -1,0 +1,541 @@
+"""The control step: `Controller.step(state, snapshot, requests, now) -> StepResult`.
+
+Pure and synchronous: no I/O, no clock (time comes in as `now`, seconds), no global state; the same
+inputs give the same outputs. One tick, in order:
+
+1. validate every reading (validation.py); requests that do not need the mode (ack, overrides);
+2. evaluate the hard trips on the validated readings and latch them (trips.py);
+3. collect safe_degrade causes; apply operator mode requests, then the automatic transitions;
+4. run the four PID loops with the mode's limits (loops.py) to get the automatic outputs;
+5. arbitrate each actuator: trip > safe_degrade > operator override > automatic;
+6. fold the applied outputs back into the loops (bumpless, no wind-up); meter heat (metering.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Iterable, Mapping
+
+from controller.core.commands import Output, OutputSource
+from controller.site.models import SiteConfig
+from controller.site.checks import point_kind
+from controller.core.events import Event
+from controller.core.loops import LoopResult, LoopRunner, LoopState, loop_result
+from controller.core.metering import EnergyCounters, FlowPlan, HeatFlows, integrate
+from controller.core.modes import Mode, ModeContext, ModeMachine, refusal_for_request
+from controller.core.readings import Snapshot
+from controller.core.requests import (AckTripRequest, ClearOverrideRequest, HoldRequest, ModeRequest,
+                                 OverrideRequest, ReleaseRequest, Request, TripTestRequest)
+from controller.site.roles import PointKind, Role
+from controller.core.state import ControllerState, Override
+from controller.core import trips as trips_mod
+from controller.core.validation import Checked, PointLimits, validate
+
+
+@dataclass(frozen=True)
+class StepResult:
+    state: ControllerState
+    commands: dict[str, Output]
+    events: list[Event]
+    checked: dict[str, Checked] = field(default_factory=dict)
+    flows: HeatFlows | None = None
+    loops: dict[str, LoopResult] = field(default_factory=dict)
+
+
+# The tank top must be this much hotter than the consumer supply for a discharge to add heat.
+TANK_DISCHARGE_MARGIN_K = 2.0
+# In safe_degrade the dump holds the building return this much below its normal setpoint.
+SAFE_DEGRADE_DUMP_OFFSET_K = 10.0
+
+
+# Enum members as module constants for the hot path: in Python 3.11 `Mode.NORMAL` costs a
+# descriptor call on the Enum class, ~10x a global lookup, and the step does it many times a tick.
+_NORMAL, _BUFFER_CHARGING, _BYPASS, _SAFE_DEGRADE = Mode.NORMAL, Mode.BUFFER_CHARGING, Mode.BYPASS, Mode.SAFE_DEGRADE
+_SRC_AUTO, _SRC_TRIP, _SRC_SAFE_DEGRADE, _SRC_STARTUP, _SRC_OVERRIDE = (
+    OutputSource.AUTO, OutputSource.TRIP, OutputSource.SAFE_DEGRADE, OutputSource.STARTUP, OutputSource.OVERRIDE)
+
+
+class Controller:
+    """Everything derived from one site config, built once; `step` is the pure function."""
+
+    def __init__(self, site: SiteConfig):
+        self.site = site
+        self.machine = ModeMachine()
+        self.reading_points = tuple(n for n in site.points if point_kind(site, n) is PointKind.READING)
+        self.actuators = tuple(n for n in site.points if point_kind(site, n) is PointKind.ACTUATOR)
+        self.limits = {n: PointLimits.of(p) for n, p in site.points.items()}
+        self.critical = tuple(n for n in self.reading_points if site.points[n].critical)
+        self.idx = site.role_index()
+        self.role = {r: names[0] for r, names in self.idx.items() if len(names) == 1}
+        self.trip_list = tuple(site.trips.items())
+        L = site.loops
+        self.runners = {
+            "it_delta_t": LoopRunner("it_delta_t", L.it_delta_t, reverse=True),
+            "consumer_supply": LoopRunner("consumer_supply", L.consumer_supply, reverse=True),
+            "dump": LoopRunner("dump", L.dump, reverse=True),
+            "power_cap": LoopRunner("power_cap", L.power_cap, reverse=False),
+        }
+        # The high trip on the cap loop's measurement: the cap loop works below its limit.
+        self.overtemp = next(t for t in site.trips.values()
+                             if t.kind == "high" and t.point == L.power_cap.measurement)
+        self.safe_outputs = self._safe_outputs()
+        # Role point names as plain attributes, and the actuators' ranges as tuples: Role members
+        # are Enums, whose attribute lookup and hashing are Python code in 3.11, and pydantic
+        # attribute access adds up, per tick. Speed only: the same names and values as above.
+        r = self.role
+        self._p_p1, self._p_p2, self._p_p3 = r[Role.P1_SPEED], r[Role.P2_SPEED], r[Role.P3_SPEED]
+        self._p_v1, self._p_d1, self._p_boiler = r[Role.V1_POSITION], r[Role.D1_FAN], r[Role.BOILER_ENABLE]
+        self._p_cap, self._p_hb = r[Role.POWER_CAP], r[Role.HEARTBEAT]
+        self._p_it_ret, self._p_it_sup = r[Role.IT_RETURN_TEMP], r[Role.IT_SUPPLY_TEMP]
+        self._p_b_ret, self._p_top = r[Role.B_RETURN_TEMP], r[Role.TANK_TOP_TEMP]
+        self._p_cons_sup = r[Role.CONSUMER_SUPPLY_TEMP]
+        self._p_avail, self._p_demand = r[Role.CONSUMER_AVAILABLE], r[Role.CONSUMER_DEMAND]
+        self._leak_points = self.idx[Role.LEAK]
+        self._server_points = self.idx[Role.SERVER_POWER]
+        self._act_ranges = {n: tuple(site.points[n].range) for n in self.actuators}
+        self._flow_plan = FlowPlan(site, self.idx)
+        # A gap longer than this is unmetered. Never shorter than three ticks: at a coarse tick
+        # (a 60 s year run) every interval would otherwise be counted as a gap.
+        self._max_gap_s = max(site.metering.max_gap_s, 3.0 * site.tick_period_s)
+        m = site.modes
+        self._mode_thresholds = dict(
+            surplus_enter_w=m.surplus_enter_w, surplus_exit_w=m.surplus_exit_w,
+            tank_full_soc=m.tank_full_soc, tank_resume_soc=m.tank_resume_soc,
+            min_dwell_s=m.min_dwell_s, exit_dwell_s=m.safe_degrade_exit_dwell_s,
+        )
+
+    # --- set-up --------------------------------------------------------------------------------
+
+    def _safe_outputs(self) -> dict[str, float]:
+        """The safe state: full cooling and flow, heat to the dump, boiler on, IT capped."""
+        r, pw = self.role, self.site.power
+        return {
+            r[Role.P1_SPEED]: 100.0, r[Role.P2_SPEED]: 100.0, r[Role.P3_SPEED]: 0.0,
+            r[Role.V1_POSITION]: 0.0, r[Role.D1_FAN]: 100.0, r[Role.BOILER_ENABLE]: 1.0,
+            r[Role.POWER_CAP]: pw.safe_degrade_w,
+        }
+
+    def initial_state(self, now: float, energy: EnergyCounters | None = None) -> ControllerState:
+        """The state at start-up: safe_degrade, safe outputs, loops in manual at the safe values."""
+        r = self.role
+        loops = {
+            "it_delta_t": self.runners["it_delta_t"].initial_state(self.safe_outputs[r[Role.P1_SPEED]]),
+            "consumer_supply": self.runners["consumer_supply"].initial_state(0.0),
+            "dump": self.runners["dump"].initial_state(self.safe_outputs[r[Role.D1_FAN]]),
+            "power_cap": self.runners["power_cap"].initial_state(self.site.power.safe_degrade_w),
+        }
+        return ControllerState(mode_since=now, loops=loops, outputs=dict(self.safe_outputs),
+                               energy=energy or EnergyCounters())
+
+    # --- the step ------------------------------------------------------------------------------
+
+    def step(self, state: ControllerState, snapshot: Snapshot, requests: Iterable[Request],
+             now: float) -> StepResult:
+        site = self.site
+        events: list[Event] = []
+        ev = lambda kind, msg, **f: events.append(Event(now, kind, msg, f))  # noqa: E731
+        dt = 0.0 if state.last_now is None else max(now - state.last_now, 0.0)
+        requests = list(requests)
+
+        # 1. validation
+        old_history = state.history
+        checked, history = validate(self.limits, snapshot, old_history, now, self.reading_points)
+        was_started = state.started
+        for name in self.reading_points:
+            h = old_history.get(name)
+            was_bad = h is not None and h.bad_since is not None
+            c = checked[name]
+            if c.good:
+                if was_bad:
+                    ev("reading_recovered", f"{name}: good again", point=name)
+            elif not was_bad and was_started:
+                ev("reading_bad", f"{name}: {c.reason}", point=name, reason=c.reason,
+                   critical=site.points[name].critical)
+        started = state.started or all(checked[n].good for n in self.critical)
+
+        # Requests that do not depend on the mode.
+        overrides = dict(state.overrides)
+        trip_states = dict(state.trips)
+        forced: dict[str, str] = {}
+        for req in requests:
+            refusal = self._basic_refusal(req)
+            if refusal is None and isinstance(req, OverrideRequest):
+                refusal = self._override_refusal(req)
+            if refusal is None and isinstance(req, AckTripRequest) and not (
+                    req.trip in trip_states and trip_states[req.trip].latched):
+                refusal = f"trip {req.trip} is not latched; nothing to acknowledge"
+            if refusal is not None:
+                ev("request_refused", f"{_describe(req)} refused: {refusal}", request=_describe(req),
+                   reason=req.reason, user=req.user, refusal=refusal)
+                continue
+            if isinstance(req, OverrideRequest):
+                overrides[req.point] = Override(req.value, now + req.duration_s, req.reason, req.user, now)
+                ev("override_set", f"override {req.point} = {req.value:g} for {req.duration_s:g} s",
+                   point=req.point, value=req.value, until=now + req.duration_s, reason=req.reason, user=req.user)
+            elif isinstance(req, ClearOverrideRequest):
+                overrides.pop(req.point, None)
+                ev("override_cleared", f"override {req.point} cleared", point=req.point,
+                   reason=req.reason, user=req.user)
+            elif isinstance(req, AckTripRequest):
+                st = trip_states[req.trip]
+                trip_states[req.trip] = replace(st, acked=True)
+                ev("trip_acked", f"trip {req.trip} acknowledged", trip=req.trip, reason=req.reason,
+                   user=req.user, condition_present=st.active)
+            elif isinstance(req, TripTestRequest):
+                forced[req.trip] = f"trip test by {req.user}: {req.reason}"
+                ev("trip_test", f"trip test {req.trip}", trip=req.trip, reason=req.reason, user=req.user)
+        for point, ov in list(overrides.items()):
+            if now >= ov.until:
+                del overrides[point]
+                ev("override_expired", f"override {point} = {ov.value:g} expired", point=point,
+                   reason=ov.reason, user=ov.user)
+
+        # 2. trips, on validated readings only
+        it_w = self._it_power(checked)
+        for name, trip in self.trip_list:
+            cause = forced.get(name) or trips_mod.condition(name, trip, self._leak_points, checked, self.critical, it_w)
+            if not started and trip.kind == "sensor_lost" and name not in forced:
+                cause = None  # at start-up, missing readings are the start-up hold, not a trip
+            prev = trip_states.get(name, trips_mod.NOT_TRIPPED)
+            if cause is None and not prev.active and not (prev.latched and prev.acked):
+                new = prev  # what update() would return: an equal state (speed: no new object)
+            else:
+                new = trips_mod.update(prev, cause, now)
+            if new.latched and not prev.latched:
+                ev("trip", f"TRIP {name}: {cause}", trip=name, cause=cause,
+                   actions=dict(trip.actions))
+            elif prev.latched and not new.latched:
+                ev("trip_reset", f"trip {name} reset (condition clear, acknowledged)", trip=name)
+            elif prev.active and not new.active and new.latched:
+                ev("trip_clear", f"trip {name} condition cleared; acknowledge to reset", trip=name)
+            trip_states[name] = new
+        latched = tuple(n for n, s in trip_states.items() if s.latched)
+
+        # 3. modes
+        causes = self._degrade_causes(checked, latched, started)
+        if causes:
+            clear_since = None
+        else:
+            clear_since = state.causes_clear_since if state.causes_clear_since is not None else now
+        # Heat flows over the interval that ends now, with the valve position that was applied in it.
+        flows = self._flow_plan.flows(checked, state.outputs.get(self._p_v1), state.tank_soc, dt)
+        mode, mode_since, mode_cause, held = state.mode, state.mode_since, state.mode_cause, state.held
+        ctx_args = dict(
+            surplus_w=self._surplus(checked, flows),
+            tank_soc=flows.tank_soc,
+            degrade_causes=causes,
+            causes_clear_for_s=None if clear_since is None else now - clear_since,
+            latched_trips=latched,
+            in_mode_for_s=now - state.mode_since,
+            **self._mode_thresholds,
+            starting=started and not state.started,
+        )
+        ctx = _frozen(ModeContext, ctx_args)
+        for req in requests:
+            if isinstance(req, ModeRequest) and self._basic_refusal(req) is None:
+                refusal = refusal_for_request(req.mode, ctx)
+                if refusal is not None:
+                    ev("request_refused", f"mode {req.mode.value} refused: {refusal}",
+                       request=f"mode {req.mode.value}", reason=req.reason, user=req.user, refusal=refusal)
+                    continue
+                if req.mode is not mode:
+                    ev("mode_changed", f"{mode.value} -> {req.mode.value}: requested by {req.user}: {req.reason}",
+                       source=mode.value, dest=req.mode.value, cause=f"operator: {req.reason}", user=req.user)
+                    mode, mode_since, mode_cause = req.mode, now, f"operator {req.user}: {req.reason}"
+                held = True
+                ev("request_accepted", f"mode {req.mode.value} (held)", request=f"mode {req.mode.value}",
+                   reason=req.reason, user=req.user)
+            elif isinstance(req, HoldRequest) and self._basic_refusal(req) is None:
+                held = True
+                ev("request_accepted", f"hold in {mode.value}", request="hold", reason=req.reason, user=req.user)
+            elif isinstance(req, ReleaseRequest) and self._basic_refusal(req) is None:
+                held = False
+                ev("request_accepted", "released to automatic", request="release", reason=req.reason, user=req.user)
+        if mode_since != state.mode_since:
+            ctx = _frozen(ModeContext, {**ctx_args, "in_mode_for_s": now - mode_since})
+        new_mode, cause = self.machine.next_mode(mode, ctx, held)
+        if new_mode is not mode:
+            if new_mode is _SAFE_DEGRADE:
+                cause = "; ".join(causes)
+                if held:
+                    held = False  # a fault ends a commissioning hold: the operator's plan no longer applies
+            elif ctx.starting:
+                cause = "first complete, valid snapshot"
+            ev("mode_changed", f"{mode.value} -> {new_mode.value}: {cause}", source=mode.value,
+               dest=new_mode.value, cause=cause)
+            mode, mode_since, mode_cause = new_mode, now, cause or ""
+
+        # 4. loops and automatic outputs
+        auto, boiler_on, loop_results, loop_pids = self._automatic(state, checked, mode, now, dt)
+        safe = self._safe_degrade_values(auto, started, checked[self._p_b_ret].good) \
+            if mode is _SAFE_DEGRADE else None
+
+        # 5. arbitration: trip > safe_degrade > override > automatic
+        trip_out = trips_mod.trip_outputs(site, trip_states)
+        commands: dict[str, Output] = {}
+        hb_point = self._p_hb
+        act_ranges = self._act_ranges
+        mode_value = mode.value
+        for point in self.actuators:
+            lo, hi = act_ranges[point]
+            if point == hb_point:
+                value = float((state.heartbeat + 1) % (int(hi) + 1))
+                commands[point] = _output(value, _SRC_AUTO, "heartbeat")
+                continue
+            if point in trip_out:
+                value, trip_name = trip_out[point]
+                commands[point] = _output(value, _SRC_TRIP, trip_name)
+            elif safe is not None and point in safe:
+                src = _SRC_SAFE_DEGRADE if started else _SRC_STARTUP
+                commands[point] = _output(min(max(safe[point], lo), hi), src, mode_cause)
+            elif point in overrides:
+                ov = overrides[point]
+                commands[point] = _output(ov.value, _SRC_OVERRIDE, ov.reason)
+            else:
+                commands[point] = _output(min(max(auto[point], lo), hi), _SRC_AUTO, mode_value)
+
+        # 6. fold back into the loops, meter
+        applied = {p: o.value for p, o in commands.items()}
+        loops = self._settle(loop_pids, applied, loop_results)
+        energy = integrate(state.energy, flows, dt, self._max_gap_s) if state.started else state.energy
+        new_state = _frozen(ControllerState, dict(
+            tick=state.tick + 1, last_now=now, started=started, mode=mode, mode_since=mode_since,
+            mode_cause=mode_cause, held=held, trips=trip_states, overrides=overrides,
+            history=history, loops=loops, outputs=applied, energy=energy,
+            heartbeat=int(applied[hb_point]), degrade_causes=causes,
+            causes_clear_since=clear_since, tank_soc=flows.tank_soc if flows.tank_soc is not None else state.tank_soc,
+            boiler_on=boiler_on,
+            boiler_since=now if boiler_on != state.boiler_on else state.boiler_since,
+        ))
+        return _frozen(StepResult, dict(state=new_state, commands=commands, events=events, checked=checked,
+                                        flows=flows, loops=loop_results))
+
+    # --- parts of the step ---------------------------------------------------------------------
+
+    def _basic_refusal(self, req: Request) -> str | None:
+        if not req.reason.strip():
+            return "a reason is required for every change to the plant"
+        if isinstance(req, (AckTripRequest, TripTestRequest)) and req.trip not in self.site.trips:
+            return f"unknown trip {req.trip!r}; expected one of {sorted(self.site.trips)}"
+        if isinstance(req, (OverrideRequest, ClearOverrideRequest)):
+            if req.point not in self.actuators:
+                return f"unknown actuator {req.point!r}; expected one of {sorted(self.actuators)}"
+            if req.point == self.role[Role.HEARTBEAT]:
+                return "the heartbeat cannot be overridden (the BMS fallback depends on it)"
+        return None
+
+    def _override_refusal(self, req: OverrideRequest) -> str | None:
+        lo, hi = self.site.points[req.point].range
+        if not lo <= req.value <= hi:
+            return f"value {req.value:g} outside {req.point}'s range [{lo:g}, {hi:g}]"
+        if not 0 < req.duration_s <= self.site.outputs.max_override_s:
+            return f"duration must be > 0 and <= {self.site.outputs.max_override_s:g} s (every override expires)"
+        return None
+
+    def _it_power(self, checked: Mapping[str, Checked]) -> float | None:
+        vals = [checked[n] for n in self._server_points]
+        if not vals or not all(c.good for c in vals):
+            good = [c.value for c in vals if c.good]
+            # For low_flow, a partial sum is a lower bound on IT power: still usable.
+            return sum(good) if good else None  # type: ignore[arg-type]
+        return sum(c.value for c in vals)  # type: ignore[misc]
+
+    def _degrade_causes(self, checked: Mapping[str, Checked], latched: tuple[str, ...],
+                        started: bool) -> tuple[str, ...]:
+        if not started:
+            return ()
+        site = self.site
+        causes = [f"trip {t} latched" for t in latched]
+        for n in self.critical:
+            c = checked[n]
+            if not c.good and c.bad_for_s >= site.modes.critical_grace_s:
+                causes.append(f"critical reading {n} bad for {c.bad_for_s:.0f} s ({c.reason})")
+        near = site.modes.limit_near_k
+        for name, trip in self.trip_list:
+            c = checked.get(trip.point or "")
+            if c is None or not c.good or trip.limit is None:
+                continue
+            if trip.kind == "high" and c.value >= trip.limit - near:  # type: ignore[operator]
+                causes.append(f"{trip.point} {c.value:.1f} within {near:g} K of trip {name} ({trip.limit:g})")
+        return tuple(causes)
+
+    def _surplus(self, checked: Mapping[str, Checked], flows: HeatFlows) -> float | None:
+        avail = checked[self._p_avail]
+        demand = checked[self._p_demand]
+        heat = flows.captured_w
+        if heat is None:
+            return None
+        if avail.good and avail.value < 0.5:  # type: ignore[operator]
+            return heat  # consumer offline: every watt is surplus
+        if not (avail.good and demand.good):
+            return None
+        return heat - demand.value  # type: ignore[operator]
+
+    def _consumer_online(self, checked: Mapping[str, Checked]) -> bool:
+        c = checked[self._p_avail]
+        return c.good and c.value >= 0.5  # type: ignore[operator]
+
+    def _automatic(self, state: ControllerState, checked: Mapping[str, Checked], mode: Mode,
+                   now: float, dt: float) -> tuple[dict[str, float], bool, dict[str, LoopResult], dict]:
+        """The automatic outputs (actuator point -> value), the boiler decision, the loop results
+        and the loops' PID copies to settle after arbitration."""
+        site = self.site
+        pol = site.policy_settings
+
+        def val(point: str) -> float | None:
+            c = checked[point]
+            return c.value if c.good else None
+        results: dict[str, LoopResult] = {}
+        pids: dict[str, tuple] = {}
+
+        def run(name: str, meas: float | None, sp: float, lo: float, hi: float,
+                forced: float | None = None) -> float:
+            runner = self.runners[name]
+            st = state.loops[name]
+            if forced is not None:
+                pid, out, held = runner.run(st, None, sp, lo, hi, now, dt)
+                out = min(max(forced, lo), hi)
+            else:
+                pid, out, held = runner.run(st, meas, sp, lo, hi, now, dt)
+            p, i, d = pid.components if not held else (0.0, 0.0, 0.0)
+            results[name] = loop_result(out, p, i, d, sp, meas, held)
+            pids[name] = (pid, held)
+            return out
+
+        # P1 holds the IT loop dT.
+        t_ret, t_sup = val(self._p_it_ret), val(self._p_it_sup)
+        dT = t_ret - t_sup if t_ret is not None and t_sup is not None else None
+        L = site.loops
+        p1 = run("it_delta_t", dT, pol.it_delta_t_k, L.it_delta_t.output_min, L.it_delta_t.output_max)
+
+        # V1 / P3 split range on the consumer supply temperature.
+        m = L.consumer_supply.output_max
+        online = self._consumer_online(checked)
+        soc = state.tank_soc
+        forced = None
+        if mode is _NORMAL:
+            lo, hi = -m, m
+        elif mode is _BUFFER_CHARGING:
+            lo, hi = 0.0, m
+        elif mode is _BYPASS:
+            # The tank is full: sending flow through it returns it hot to the dump, which is the
+            # only way to keep surplus heat off a consumer that cannot take it.
+            lo, hi = -m, m
+        else:
+            lo, hi = -m, m
+        top = val(self._p_top)
+        t_c_now = val(self._p_cons_sup)
+        if top is None or t_c_now is None or top < t_c_now + TANK_DISCHARGE_MARGIN_K:
+            # Discharging a tank no hotter than the consumer circuit would cool it: P3 stays off.
+            lo = max(lo, 0.0)
+            hi = max(hi, lo)
+        if not online:
+            # Nobody takes heat at the consumer: charge the tank while it has room, else nothing.
+            has_room = soc is not None and soc < site.modes.tank_full_soc
+            forced = m if (has_room and mode is not _BYPASS) else 0.0
+            lo, hi = min(lo, forced), max(hi, forced)
+        u = run("consumer_supply", val(self._p_cons_sup), L.consumer_supply.setpoint, lo, hi, forced)
+
+        # D1 keeps the building return low enough; in safe_degrade, lower still.
+        b_ret = val(self._p_b_ret)
+        dump_sp = L.dump.setpoint + pol.dump_offset_k
+        if mode is _SAFE_DEGRADE:
+            dump_sp = L.dump.setpoint - SAFE_DEGRADE_DUMP_OFFSET_K
+        d1 = run("dump", b_ret, dump_sp, L.dump.output_min, L.dump.output_max)
+
+        # The power cap: held below the over-temperature limit by the policy's margin.
+        cap_hi = site.power.safe_degrade_w if mode is _SAFE_DEGRADE else site.power.max_w
+        cap_sp = (self.overtemp.limit or 0.0) - pol.cap_margin_k
+        cap = run("power_cap", t_sup, cap_sp, site.power.floor_w, cap_hi)
+        if t_sup is None:
+            cap = min(cap, site.power.safe_degrade_w)  # blind to the IT supply: do not hand power back
+
+        # Boiler: tops the consumer up when recovered heat falls short. A thermostat with a
+        # hysteresis band and a minimum time between switches: boilers are rated for a limited
+        # number of starts, and the valve loop's ripple must not toggle it (seen: 87 starts a day
+        # with a 0.5 K band and no minimum time).
+        t_c = val(self._p_cons_sup)
+        threshold = L.consumer_supply.setpoint - pol.boiler_on_below_k
+        avail = checked[self._p_avail]
+        if avail.good and not online:
+            boiler = False  # the consumer says it is offline: it takes no heat from anyone
+        elif not avail.good or t_c is None:
+            # Cannot see the consumer (comms to its BMS lost): the boiler keeps the pool warm under
+            # its own thermostat. Recovered heat still goes to the tank meanwhile (not online).
+            boiler = True
+        else:
+            want = t_c < threshold + site.outputs.boiler_hysteresis_k if state.boiler_on else t_c < threshold
+            may_switch = now - state.boiler_since >= site.outputs.boiler_min_switch_s
+            boiler = want if (want == state.boiler_on or may_switch) else state.boiler_on
+
+        out = {
+            self._p_p1: p1, self._p_p2: site.outputs.p2_auto_pct,
+            self._p_v1: max(u, 0.0), self._p_p3: max(0.0, -u) if online else 0.0,
+            self._p_d1: d1, self._p_boiler: 1.0 if boiler else 0.0,
+            self._p_cap: cap,
+        }
+        return out, boiler, results, pids
+
+    def _safe_degrade_values(self, auto: Mapping[str, float], started: bool,
+                             return_seen: bool) -> dict[str, float]:
+        """What safe_degrade drives: the fixed safe state, except two loops that keep working once
+        running. The cap loop (limited to `power.safe_degrade_w` in this mode) may cap lower still;
+        the dump loop, at its lower safe_degrade setpoint, replaces a flat-out fan while the
+        building return is seen: full fan in a frost cools the loops toward freezing."""
+        safe = dict(self.safe_outputs)
+        if started:
+            safe[self._p_cap] = auto[self._p_cap]
+            if return_seen:
+                safe[self._p_d1] = auto[self._p_d1]
+        return safe
+
+    def _settle(self, pids: dict, applied: Mapping[str, float],
+                results: Mapping[str, LoopResult]) -> dict[str, LoopState]:
+        applied_internal = {
+            "it_delta_t": applied[self._p_p1],
+            "consumer_supply": applied[self._p_v1] - applied[self._p_p3],
+            "dump": applied[self._p_d1],
+            "power_cap": applied[self._p_cap],
+        }
+        out = {}
+        for name, (pid, held) in pids.items():
+            out[name] = LoopRunner.settle(pid, applied_internal[name], held)
+        return out
+
+
+_new = object.__new__
+_O_VALUE, _O_SOURCE, _O_WHY = Output.value.__set__, Output.source.__set__, Output.why.__set__  # type: ignore[attr-defined]
+_N_FIELDS = {cls: len(fields(cls)) for cls in (ModeContext, ControllerState, StepResult)}
+
+
+def _output(value: float, source: OutputSource, why: str) -> Output:
+    """Output(value, source, why), set through its slots: a frozen __init__ costs one
+    object.__setattr__ per field, which showed in the step's profile. The same object."""
+    o = _new(Output)
+    _O_VALUE(o, value)
+    _O_SOURCE(o, source)
+    _O_WHY(o, why)
+    return o
+
+
+def _frozen(cls, values: dict):
+    """cls(**values) for a frozen dataclass without slots, given every field (else the real __init__)."""
+    if len(values) != _N_FIELDS[cls]:
+        return cls(**values)
+    o = _new(cls)
+    o.__dict__.update(values)
+    return o
+
+
+def _describe(req: Request) -> str:
+    if isinstance(req, OverrideRequest):
+        return f"override {req.point} = {req.value:g} for {req.duration_s:g} s"
+    if isinstance(req, ClearOverrideRequest):
+        return f"override clear {req.point}"
+    if isinstance(req, AckTripRequest):
+        return f"ack {req.trip}"
+    if isinstance(req, TripTestRequest):
+        return f"trip-test {req.trip}"
+    if isinstance(req, ModeRequest):
+        return f"mode {req.mode.value}"
+    return type(req).__name__.replace("Request", "").lower()

@@ -1,0 +1,1521 @@
+"""The daemon (`heatctl run`): the thin I/O shell around the pure control step.
+
+One asyncio loop, one tick every `tick_period_s` on absolute deadlines:
+
+  1. read every driver concurrently, each bounded (its own budget, and the tick's read window);
+     a driver that does not answer in time, is still busy, has crashed or is restarting gives
+     LOST readings for its points, never old values;
+  2. freeze them into a Snapshot and call `Controller.step(state, snapshot, requests, now)` with
+     `now` from the same monotonic clock the drivers stamp their readings with;
+  3. write the commands (actuator points only), grouped by driver, bounded by the tick's write window;
+  4. publish: audit the step's events, answer the API requests fed into this tick, metrics, status,
+     energy counters every `ENERGY_EVERY_TICKS` ticks, one history row per minute; then, and only
+     then, WATCHDOG=1 to systemd (a hung loop stops pinging and gets killed).
+
+A tick that runs past its next deadline is an overrun: counted, logged (rate-limited), and the
+missed deadlines are skipped, not made up in a burst, so the next tick starts within one period of
+the end of the late one.
+
+Driver calls are never cancelled mid-protocol on a tick deadline (a cancelled Modbus transaction can
+leave the client out of step); a call that outlives the window keeps running while the tick goes on
+without it, and the driver is "busy" (LOST) until it returns. A call that raises is a crash: the
+driver is closed and started again with a backoff, its points LOST meanwhile; a call that hangs
+beyond `HUNG_AFTER_TICKS` ticks is cancelled and treated the same way.
+
+Signals: SIGTERM/SIGINT write the safe state (the step's safe outputs, with any latched trip's
+actions on top: a leak trip's pumps-off must survive the shutdown), save the energy counters and
+audit, and exit 0. SIGHUP reloads the config between ticks: an invalid file is refused (its problem
+lines logged and audited) and the running config stays; a valid one gets a new Controller, and the
+energy counters, latched trips, overrides (where their points still exist), mode and loop outputs
+carry over (`carry_over`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import hashlib
+import math
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Mapping
+
+import structlog
+
+from controller.daemon.api_server import ApiServer, Authorizer, Caller, user_name
+from controller.daemon.audit import ENERGY_EVERY_TICKS, AuditEvent, AuditStore, counters_to_json, iso
+from controller.core.commands import Output, OutputSource
+from controller.site.loader import ConfigError, LoadedConfig, load_config
+from controller.core.events import Event
+from controller.core.metering import EnergyCounters
+from controller.core.modes import Mode
+from controller.core.readings import Quality, Reading, Snapshot
+from controller.core.requests import (AckTripRequest, ClearOverrideRequest, HoldRequest, ModeRequest,
+                                 OverrideRequest, ReleaseRequest, Request, TripTestRequest)
+from controller.site.roles import Role
+from controller.core.state import ControllerState
+from controller.core.step import Controller, StepResult
+from controller.core import trips as trips_mod
+from controller.core.alarms import AlarmRequest, Alarms, accepted_kind
+from drivers.base import Driver, DriverHealth, WriteResult
+
+try:  # written in parallel; until it lands the daemon runs without metrics
+    from controller.daemon.metrics import DaemonMetrics  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - depends on the tree
+    DaemonMetrics = None  # type: ignore[assignment,misc]
+
+log = structlog.get_logger("heatctl.daemon")
+
+DEFAULT_STATE_DIR = "/var/lib/heatctl"
+# Share of the tick spent waiting for reads; writes must be done by WRITE_END_FRACTION. The rest is
+# the step (~1 ms) and publishing, with margin for the event loop.
+READ_WINDOW_FRACTION = 0.6
+WRITE_END_FRACTION = 0.9
+# A driver call running longer than this many ticks (and at least HUNG_MIN_S) is hung: cancelled
+# and the driver restarted. Well beyond any driver's own timeouts (0.1-2 s).
+HUNG_AFTER_TICKS = 10
+HUNG_MIN_S = 5.0
+# Restart backoff for a crashed driver: 0.5 s doubling to 30 s (a BMC that crashed takes minutes
+# to come back; hammering it with restarts only slows that down).
+RESTART_MIN_S = 0.5
+RESTART_MAX_S = 30.0
+# Bounds on driver start/close at start-up, restart and shutdown (s).
+START_TIMEOUT_S = 5.0
+CLOSE_TIMEOUT_S = 2.0
+# Overrun log lines: at most one per this many seconds, with the count since the last one.
+OVERRUN_LOG_EVERY_S = 10.0
+# The history's throttled flag: IT power within this of the cap (W, or share of the cap) means the
+# cap holds the servers back. 500 W: servers follow a lowered limit with a ~5 s lag, and the cap loop
+# hands power back at 50 W/s, so a capped site runs 250 W under its cap at most while it recovers.
+THROTTLE_MARGIN_W = 500.0
+THROTTLE_MARGIN_SHARE = 0.02
+# The capacity envelope is recomputed this often (s): it forecasts hours, and its history query
+# (7 days of minutes, grouped by hour) costs a few ms, too much for every tick.
+ENVELOPE_EVERY_S = 300.0
+ENVELOPE_HISTORY_EVERY_S = 3600.0
+# The window the status verb's loop-stability figures cover.
+STABILITY_WINDOW_S = 300.0
+# Added to a driver's own read budget before the daemon stops waiting for it.
+READ_MARGIN_S = 0.1
+# A driver that has not delivered a reading since it was started is "connecting", not "down", for
+# this long: OPC-UA subscriptions take a few hundred ms to deliver their first values, and an outage
+# and recovery in the audit at every start-up would only be noise. Past it, the outage is declared.
+CONNECT_GRACE_S = 5.0
+# A driver is declared down (audited, logged) only after every one of its points has been LOST for
+# this long and at least two reads running: one read skipped because a slow write was still in
+# flight is a lost tick (the step sees LOST readings), not an outage worth an audit entry.
+OUTAGE_AFTER_S = 1.0
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+DriverFactory = Callable[[LoadedConfig, Clock], Mapping[str, Driver]]
+
+
+# --- scheduling -------------------------------------------------------------------------------
+
+def schedule_next(deadline: float, end: float, period: float) -> tuple[float, int]:
+    """The next tick's deadline after the tick due at `deadline` ended at `end`, and how many
+    deadlines were skipped. Deadlines stay on the grid deadline + k * period; a late tick skips the
+    deadlines it ran through (no burst to catch up), so the next one is never more than one period
+    after `end`."""
+    nxt = deadline + period
+    if end < nxt:
+        return nxt, 0
+    missed = int(math.floor((end - deadline) / period))
+    nxt = deadline + (missed + 1) * period
+    if nxt <= end:  # floating point at an exact multiple
+        nxt += period
+        missed += 1
+    return nxt, missed
+
+
+# --- systemd notify ---------------------------------------------------------------------------
+
+class SystemdNotifier:
+    """sd_notify without libsystemd: datagrams to $NOTIFY_SOCKET (path or @abstract).
+
+    WATCHDOG=1 is sent only by `watchdog()`, which the loop calls after each completed tick; at most
+    one per quarter of WATCHDOG_USEC (systemd's own advice is half; a quarter leaves room for a slow
+    tick without a kill)."""
+
+    def __init__(self, env: Mapping[str, str] | None = None, clock: Clock = time.monotonic):
+        env = os.environ if env is None else env
+        self.clock = clock
+        addr = env.get("NOTIFY_SOCKET") or None
+        if addr and addr.startswith("@"):
+            addr = "\0" + addr[1:]
+        self.address = addr
+        usec = env.get("WATCHDOG_USEC")
+        pid = env.get("WATCHDOG_PID")
+        self.watchdog_s: float | None = None
+        if usec and usec.isdigit() and int(usec) > 0 and (not pid or pid == str(os.getpid())):
+            self.watchdog_s = int(usec) / 1e6
+        self._last_ping: float | None = None
+        self._sock: socket.socket | None = None
+        self._failed = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.address is not None
+
+    def send(self, *lines: str) -> None:
+        if not self.address:
+            return
+        try:
+            if self._sock is None:
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+                self._sock.setblocking(False)
+            self._sock.sendto("\n".join(lines).encode(), self.address)
+            self._failed = False
+        except OSError as exc:
+            if not self._failed:  # once, and again only after it worked in between
+                log.warning("sd_notify_failed", address=self.address, error=str(exc))
+            self._failed = True
+
+    def ready(self, status: str) -> None:
+        self.send("READY=1", f"STATUS={status}")
+
+    def status(self, status: str) -> None:
+        self.send(f"STATUS={status}")
+
+    def stopping(self, status: str = "stopping") -> None:
+        self.send("STOPPING=1", f"STATUS={status}")
+
+    def watchdog(self) -> None:
+        if self.watchdog_s is None:
+            return
+        now = self.clock()
+        if self._last_ping is not None and now - self._last_ping < self.watchdog_s / 4:
+            return
+        self._last_ping = now
+        self.send("WATCHDOG=1")
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+# --- drivers ----------------------------------------------------------------------------------
+
+def _default_driver_factory(loaded: LoadedConfig, clock: Clock) -> Mapping[str, Driver]:
+    from drivers.registry import build_drivers
+    return build_drivers(loaded, clock)
+
+
+def driver_budget_s(driver: Driver) -> float:
+    """How long one read of `driver` may take by its own rules, plus a margin."""
+    try:
+        from drivers.registry import read_budget_s
+        return read_budget_s(driver) + READ_MARGIN_S
+    except ImportError:  # pragma: no cover
+        return float(getattr(driver.config, "timeout_s", 0.5)) + READ_MARGIN_S
+
+
+class DriverSupervisor:
+    """One driver: at most one call in flight, crash and hang detection, restart with backoff,
+    and outage / recovery noticed once each (not every tick)."""
+
+    def __init__(self, name: str, driver: Driver, clock: Clock):
+        self.name = name
+        self.driver = driver
+        self.clock = clock
+        self.budget_s = driver_budget_s(driver)
+        self.reading_points = tuple(driver.points)
+        self.task: asyncio.Task | None = None
+        self.task_started: float = 0.0
+        self.task_kind = ""
+        self.crashed: str | None = None       # why, while crashed or restarting
+        self.restart_task: asyncio.Task | None = None
+        self.restart_at = 0.0
+        self.backoff_s = RESTART_MIN_S
+        self.restarts_total = 0
+        self.crashes_total = 0
+        self.outage: str | None = None         # reason, while every point is LOST
+        self.outage_since: float | None = None
+        self.created = clock()
+        self.ever_good = False
+        self.lost_since: float | None = None   # all points LOST since (not yet an outage)
+        self.lost_reads = 0
+        self.last_read_s: float | None = None
+        self.write_failing: dict[str, str] = {}
+        self.writes_skipped_total = 0
+
+    # -- lifecycle --
+
+    async def start(self) -> None:
+        try:
+            await asyncio.wait_for(self.driver.start(), START_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - a driver that cannot start is a crashed driver
+            self._crash(f"start failed: {type(exc).__name__}: {exc}")
+
+    async def close(self) -> None:
+        for t in (self.task, self.restart_task):
+            if t is not None and not t.done():
+                t.cancel()
+        try:
+            await asyncio.wait_for(self.driver.close(), CLOSE_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001 - closing is best effort
+            log.warning("driver_close_failed", driver=self.name, error=f"{type(exc).__name__}: {exc}")
+
+    def _crash(self, why: str) -> None:
+        self.crashes_total += 1
+        if self.crashed is None:
+            log.error("driver_crashed", driver=self.name, error=why, restart_in_s=self.backoff_s)
+        self.crashed = why
+        self.restart_at = self.clock() + self.backoff_s
+        self.backoff_s = min(self.backoff_s * 2, RESTART_MAX_S)
+
+    def supervise(self, period: float) -> None:
+        """Called each tick: notice a finished crashed call, a hung call; start a due restart."""
+        if self.task is not None and self.task.done():
+            self._collect(self.task)
+        if self.task is not None and not self.task.done():
+            hung_after = max(HUNG_AFTER_TICKS * period, HUNG_MIN_S, 3 * self.budget_s)
+            if self.clock() - self.task_started > hung_after:
+                self.task.cancel()
+                self.task = None
+                self._crash(f"{self.task_kind} hung for more than {hung_after:.0f} s")
+        if self.crashed is not None and self.restart_task is None and self.clock() >= self.restart_at \
+                and (self.task is None or self.task.done()):
+            self.restart_task = asyncio.ensure_future(self._restart())
+
+    async def _restart(self) -> None:
+        self.restarts_total += 1
+        log.info("driver_restarting", driver=self.name, after=self.crashed)
+        try:
+            await asyncio.wait_for(self.driver.close(), CLOSE_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - it crashed; its close may fail too
+            pass
+        try:
+            await asyncio.wait_for(self.driver.start(), START_TIMEOUT_S)
+        except Exception as exc:  # noqa: BLE001
+            self.restart_task = None
+            self._crash(f"restart failed: {type(exc).__name__}: {exc}")  # logged once per outage
+            return
+        log.info("driver_restarted", driver=self.name)
+        self.crashed = None
+        self.restart_task = None
+
+    def _collect(self, task: asyncio.Task) -> Any:
+        """A finished call's result, or None after recording a crash."""
+        self.task = None if task is self.task else self.task
+        if task.cancelled():
+            return None
+        exc = task.exception()
+        if exc is not None:
+            self._crash(f"{self.task_kind} raised {type(exc).__name__}: {exc}")
+            return None
+        if self.crashed is None:
+            self.backoff_s = RESTART_MIN_S
+        return task.result()
+
+    # -- calls --
+
+    def unavailable(self) -> str | None:
+        if self.crashed is not None:
+            return f"driver {self.name} crashed ({self.crashed}); restarting"
+        if self.task is not None and not self.task.done():
+            return f"driver {self.name} busy: its {self.task_kind} from {self.clock() - self.task_started:.1f} s ago has not returned"
+        return None
+
+    def begin(self, kind: str, coro: Awaitable[Any]) -> asyncio.Task | None:
+        if self.unavailable() is not None:
+            if asyncio.iscoroutine(coro):
+                coro.close()
+            return None
+        self.task = asyncio.ensure_future(coro)
+        started = self.task_started = self.clock()
+        self.task_kind = kind
+        if kind == "read":
+            def done(t: asyncio.Task) -> None:
+                if not t.cancelled() and t.exception() is None:
+                    self.last_read_s = self.clock() - started
+            self.task.add_done_callback(done)
+        return self.task
+
+    def lost_all(self, reason: str) -> dict[str, Reading]:
+        now = self.clock()
+        return {n: Reading.lost(p.config.unit, now, reason) for n, p in self.driver.points.items()}
+
+    def finish_read(self, task: asyncio.Task | None, reason_if_none: str) -> dict[str, Reading]:
+        """The readings of this tick's read: the driver's, with every missing point LOST."""
+        readings: dict[str, Reading] | None = None
+        if task is not None and task.done():
+            result = self._collect(task)
+            if isinstance(result, dict):
+                readings = dict(result)
+            elif self.crashed is not None:
+                reason_if_none = f"driver {self.name} crashed ({self.crashed})"
+        if readings is None:
+            return self.lost_all(reason_if_none)
+        now = self.clock()
+        for n, p in self.driver.points.items():
+            if n not in readings:
+                readings[n] = Reading.lost(p.config.unit, now, "not returned by driver")
+        return readings
+
+    def note_outage(self, readings: Mapping[str, Reading], now: float) -> tuple[str, str] | None:
+        """('driver_outage'|'driver_recovered', message) when the driver's state changes."""
+        mine = [readings[n] for n in self.reading_points if n in readings]
+        if not mine:
+            return None
+        all_lost = all(r.quality is Quality.LOST for r in mine)
+        if not all_lost:
+            self.ever_good = True
+            self.lost_since, self.lost_reads = None, 0
+        else:
+            if self.lost_since is None:
+                self.lost_since = now
+            self.lost_reads += 1
+            if not self.ever_good and now - self.created < CONNECT_GRACE_S:
+                return None  # still connecting (see CONNECT_GRACE_S)
+        if all_lost and self.outage is None:
+            if self.lost_reads < 2 or now - self.lost_since < OUTAGE_AFTER_S:
+                return None  # not yet an outage (see OUTAGE_AFTER_S)
+            reason = mine[0].reason or "lost"
+            self.outage, self.outage_since = reason, self.lost_since
+            return "driver_outage", (f"driver {self.name}: no readings for {now - self.lost_since:.1f} s "
+                                     f"({reason})")
+        if not all_lost and self.outage is not None:
+            was, since = self.outage, self.outage_since
+            self.outage, self.outage_since = None, None
+            return "driver_recovered", (f"driver {self.name}: readings again after "
+                                        f"{now - (since or now):.1f} s ({was})")
+        return None
+
+    def note_writes(self, results: list[WriteResult]) -> None:
+        for r in results:
+            if not r.ok and r.point not in self.write_failing:
+                log.warning("write_failed", driver=self.name, point=r.point, value=r.value, reason=r.reason)
+                self.write_failing[r.point] = r.reason
+            elif r.ok and r.point in self.write_failing:
+                log.info("write_recovered", driver=self.name, point=r.point, was=self.write_failing.pop(r.point))
+        if results and "*" in self.write_failing:
+            log.info("writes_resumed", driver=self.name, was=self.write_failing.pop("*"))
+
+    def status(self) -> dict[str, Any]:
+        try:
+            h = self.driver.health()
+        except Exception:  # noqa: BLE001
+            h = DriverHealth(self.name, self.driver.kind)
+        now = self.clock()
+        if self.crashed is not None:
+            state = "restarting" if self.restart_task is not None else "crashed"
+        elif self.outage is not None:
+            state = "down"
+        elif not self.ever_good:
+            state = "connecting"
+        else:
+            state = "up"
+        return {
+            "kind": self.driver.kind, "state": state, "connected": bool(h.connected),
+            "outage": self.outage, "outage_for_s": None if self.outage_since is None else now - self.outage_since,
+            "crashed": self.crashed, "restarts_total": self.restarts_total,
+            "last_error": h.last_error, "errors_total": h.errors_total,
+            "reconnects_total": h.reconnects_total, "writes_failed_total": h.writes_failed_total,
+            "write_failing": dict(self.write_failing), "last_read_s": self.last_read_s,
+            "points": len(self.driver.points),
+        }
+
+
+# --- config reload ----------------------------------------------------------------------------
+
+def carry_over(old: ControllerState, ctrl: Controller, now: float) -> tuple[ControllerState, list[str]]:
+    """The running state adapted to a new Controller (a reloaded config), and notes of what was
+    dropped. Energy counters always carry over; latched trips where the trip still exists;
+    overrides where the point is still an actuator and the value in its range (the remaining time
+    is kept); mode, hold, validation history and each loop's last output (its PID restarts
+    bumplessly from it, with the new gains)."""
+    notes: list[str] = []
+    init = ctrl.initial_state(now, old.energy)
+    site = ctrl.site
+    trips = {}
+    for name, st in old.trips.items():
+        if name in site.trips:
+            trips[name] = st
+        elif st.latched:
+            notes.append(f"latched trip {name} dropped: no longer configured")
+    overrides = {}
+    for point, ov in old.overrides.items():
+        if point not in ctrl.actuators:
+            notes.append(f"override {point} dropped: no longer an actuator")
+            continue
+        lo, hi = site.points[point].range
+        if not lo <= ov.value <= hi:
+            notes.append(f"override {point} = {ov.value:g} dropped: outside the new range [{lo:g}, {hi:g}]")
+            continue
+        overrides[point] = ov
+    loops = {}
+    for name, runner in ctrl.runners.items():
+        prev = old.loops.get(name)
+        loops[name] = runner.initial_state(prev.output) if prev is not None and prev.output is not None \
+            else init.loops[name]
+    outputs = dict(init.outputs)
+    outputs.update({p: v for p, v in old.outputs.items() if p in ctrl.actuators})
+    history = {n: h for n, h in old.history.items() if n in ctrl.reading_points}
+    state = dataclasses.replace(
+        init, tick=old.tick, last_now=old.last_now, started=old.started, mode=old.mode,
+        mode_since=old.mode_since, mode_cause=old.mode_cause, held=old.held, trips=trips,
+        overrides=overrides, history=history, loops=loops, outputs=outputs, heartbeat=old.heartbeat,
+        degrade_causes=old.degrade_causes, causes_clear_since=old.causes_clear_since,
+        tank_soc=old.tank_soc, boiler_on=old.boiler_on)
+    return state, notes
+
+
+def _driver_fingerprint(loaded: LoadedConfig) -> str:
+    """What the drivers are built from: their configs and their points' sources and units."""
+    site = loaded.site
+    parts = [repr(sorted((n, d.model_dump_json()) for n, d in site.drivers.items())),
+             repr(sorted((n, s.model_dump_json(), site.points[n].unit, tuple(site.points[n].range))
+                         for n, s in loaded.sources.items()))]
+    return "\n".join(parts)
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+@dataclass
+class _Pending:
+    request: Request
+    caller: Caller
+    future: asyncio.Future
+
+
+def _request_key(req: Request) -> tuple[set[str], set[str], Callable[[Event], bool]]:
+    """(accepted kinds, refusal texts, extra match) identifying the step's verdict on `req`."""
+    if isinstance(req, ModeRequest):
+        text = f"mode {req.mode.value}"
+        return {"request_accepted"}, {text}, lambda e: e.fields.get("request") == text
+    if isinstance(req, HoldRequest):
+        return {"request_accepted"}, {"hold"}, lambda e: e.fields.get("request") == "hold"
+    if isinstance(req, ReleaseRequest):
+        return {"request_accepted"}, {"release"}, lambda e: e.fields.get("request") == "release"
+    if isinstance(req, OverrideRequest):
+        text = f"override {req.point} = {req.value:g} for {req.duration_s:g} s"
+        return {"override_set"}, {text}, lambda e: e.fields.get("point") == req.point
+    if isinstance(req, ClearOverrideRequest):
+        return {"override_cleared"}, {f"override clear {req.point}"}, lambda e: e.fields.get("point") == req.point
+    if isinstance(req, AckTripRequest):
+        return {"trip_acked"}, {f"ack {req.trip}"}, lambda e: e.fields.get("trip") == req.trip
+    if isinstance(req, TripTestRequest):
+        return {"trip_test"}, {f"trip-test {req.trip}"}, lambda e: e.fields.get("trip") == req.trip
+    if isinstance(req, AlarmRequest):
+        return {accepted_kind(req)}, {req.describe()}, lambda e: e.fields.get("alarm") == req.alarm
+    return set(), set(), lambda e: False
+
+
+def verdict(req: Request, events: list[Event], used: set[int]) -> tuple[bool | None, str, Event | None]:
+    """Find the step's verdict on `req` among this tick's events: (accepted, refusal, event).
+    `used` holds indexes of events already matched to earlier requests of the same tick."""
+    kinds, refusal_texts, match = _request_key(req)
+    for i, e in enumerate(events):
+        if i in used or e.fields.get("user") != req.user or e.fields.get("reason") != req.reason:
+            continue
+        if e.kind == "request_refused" and e.fields.get("request") in refusal_texts:
+            used.add(i)
+            return False, str(e.fields.get("refusal", "")), e
+        if e.kind in kinds and match(e):
+            used.add(i)
+            return True, "", e
+    return None, "", None
+
+
+# --- status helpers ---------------------------------------------------------------------------
+
+@dataclass
+class _Sample:
+    t: float
+    consumer_err: float | None
+    dt_err: float | None
+    outputs: dict[str, float]
+
+
+@dataclass
+class _Minute:
+    """Accumulates one wall-clock minute for the history table."""
+
+    minute: int
+    samples: int = 0
+    degraded_s: float = 0.0
+    boiler_on_s: float = 0.0
+    throttled_s: float = 0.0
+    below_s: float = 0.0
+    deficit_ks: float = 0.0
+    low: float | None = None
+    sums: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, key: str, value: float | None) -> None:
+        if value is not None:
+            self.sums[key] = self.sums.get(key, 0.0) + value
+            self.counts[key] = self.counts.get(key, 0) + 1
+
+    def mean(self, key: str) -> float | None:
+        n = self.counts.get(key, 0)
+        return self.sums[key] / n if n else None
+
+
+def _stability(samples: list[_Sample], window_s: float) -> dict[str, Any]:
+    """Loop stability over the window: errors, how much outputs moved, reversals of direction."""
+    out: dict[str, Any] = {"window_s": 0.0, "verdict": "unknown"}
+    if len(samples) < 2:
+        return out
+    out["window_s"] = samples[-1].t - samples[0].t
+
+    def err_stats(key: str) -> dict[str, Any]:
+        vals = [getattr(s, key) for s in samples if getattr(s, key) is not None]
+        if not vals:
+            return {"now": None, "max_abs": None, "mean_abs": None, "sign_changes": 0}
+        changes, last = 0, 0
+        for v in vals:
+            sgn = 1 if v > 0.2 else -1 if v < -0.2 else 0  # ignore the band around zero (sensor noise)
+            if sgn and last and sgn != last:
+                changes += 1
+            if sgn:
+                last = sgn
+        return {"now": vals[-1], "max_abs": max(abs(v) for v in vals),
+                "mean_abs": sum(abs(v) for v in vals) / len(vals), "sign_changes": changes}
+
+    out["consumer_supply_error_k"] = err_stats("consumer_err")
+    out["it_delta_t_error_k"] = err_stats("dt_err")
+    movement: dict[str, float] = {}
+    reversals: dict[str, int] = {}
+    for point in samples[-1].outputs:
+        series = [s.outputs[point] for s in samples if point in s.outputs]
+        moved, rev, last_dir = 0.0, 0, 0
+        for a, b in zip(series, series[1:]):
+            d = b - a
+            moved += abs(d)
+            direction = 1 if d > 1e-6 else -1 if d < -1e-6 else 0
+            if direction and last_dir and direction != last_dir:
+                rev += 1
+            if direction:
+                last_dir = direction
+        movement[point] = moved
+        reversals[point] = rev
+    out["output_movement"] = movement
+    out["output_reversals"] = reversals
+    ce, de = out["consumer_supply_error_k"], out["it_delta_t_error_k"]
+    if ce["max_abs"] is None and de["max_abs"] is None:
+        return out
+    # An error that keeps crossing zero by more than the noise band is a loop hunting.
+    if ce["sign_changes"] >= 4 or de["sign_changes"] >= 4:
+        out["verdict"] = "oscillating"
+    elif (ce["max_abs"] or 0.0) <= 1.0 and (de["max_abs"] or 0.0) <= 1.5:
+        out["verdict"] = "stable"
+    else:
+        out["verdict"] = "settling"
+    return out
+
+
+def _event_level(e: Event) -> str:
+    if e.kind == "trip":
+        return "error"
+    if e.kind in ("request_refused", "reading_bad") or (
+            e.kind == "mode_changed" and e.fields.get("dest") == Mode.SAFE_DEGRADE.value):
+        return "warning"
+    return "info"
+
+
+# --- the daemon -------------------------------------------------------------------------------
+
+@dataclass
+class RuntimeOptions:
+    config_path: str
+    state_dir: str = DEFAULT_STATE_DIR
+    socket_path: str | None = None
+    metrics_addr: tuple[str, int] | None = None
+    authorizer: Authorizer | None = None
+    socket_group: str | None = "heatctl"
+    energy_every_ticks: int = ENERGY_EVERY_TICKS
+
+
+class StartupError(Exception):
+    """The daemon cannot start; one line for the operator."""
+
+
+class Daemon:
+    """The running controller. `clock` (monotonic), `wall` (epoch seconds) and `sleep` are injected
+    so that tests drive ticks on a fake clock; `driver_factory` so that tests use fake drivers."""
+
+    def __init__(self, options: RuntimeOptions, loaded: LoadedConfig, *, clock: Clock = time.monotonic,
+                 wall: Clock = time.time, sleep: Sleep | None = None,
+                 driver_factory: DriverFactory | None = None,
+                 notifier: SystemdNotifier | None = None, metrics: Any = "auto"):
+        self.options = options
+        self.loaded = loaded
+        self.clock = clock
+        self.wall = wall
+        self._sleep_fn = sleep
+        self.driver_factory = driver_factory or _default_driver_factory
+        self.notifier = notifier if notifier is not None else SystemdNotifier(clock=clock)
+        self._metrics_arg = metrics
+        self.metrics: Any = None
+        self._metrics_stop: Callable[[], None] | None = None
+        self.ctrl = Controller(loaded.site)
+        self.state: ControllerState | None = None
+        # Operator alarms, evaluated after each step on this clock (controller/core/alarms.py).
+        self.alarms = Alarms(loaded.site)
+        self.alarm_state = self.alarms.initial_state(clock())
+        self.alarm_failures_total = 0
+        self.last: StepResult | None = None
+        self.supervisors: dict[str, DriverSupervisor] = {}
+        self.point_driver: dict[str, str] = {}
+        self.audit: AuditStore | None = None
+        self.api: ApiServer | None = None
+        self._pending: list[_Pending] = []
+        self._stopping = False
+        self._reload_requested = False
+        self._stop_why = "stop requested"
+        self._wake = asyncio.Event()
+        self._ready = False
+        self._status_text = ""
+        self._fingerprint = _driver_fingerprint(loaded)
+        # tick statistics
+        self.ticks = 0
+        self.overruns_total = 0
+        self.skipped_total = 0
+        self.tick_failures_total = 0
+        self.last_tick_s = 0.0
+        self._tick_durations: collections.deque[tuple[float, float]] = collections.deque()
+        self._saved_latched: dict[str, dict[str, Any]] | None = None
+        self._overruns_unlogged = 0
+        self._overrun_logged_at: float | None = None
+        self.tick_starts: list[float] = []  # the last few, for tests and status
+        self.started_wall = wall()
+        self.started_mono = clock()
+        self.reloads_ok = 0
+        self.reloads_refused = 0
+        self.last_reload: dict[str, Any] | None = None
+        self._samples: collections.deque[_Sample] = collections.deque()
+        self._minute: _Minute | None = None
+        self._ticks_since_energy = 0
+        self._safe_written_at_start = False
+
+    # -- properties --
+
+    @property
+    def period(self) -> float:
+        return float(self.ctrl.site.tick_period_s)
+
+    # -- start-up and shutdown --
+
+    async def start(self) -> None:
+        """Open the audit store, restore the energy counters, start the drivers, write the safe
+        state, open the API. Raises StartupError with one line."""
+        try:
+            self.audit = AuditStore(self.options.state_dir)
+        except (OSError, Exception) as exc:  # sqlite3.Error, PermissionError
+            raise StartupError(f"cannot open the state database in {self.options.state_dir}: {exc}") from None
+        restored = self.audit.load_energy()
+        energy = restored[0] if restored else EnergyCounters()
+        now = self.clock()
+        self.state = self.ctrl.initial_state(now, energy)
+        self._restore_latched_trips(now)
+        self.audit.record_config(self.wall(), self.loaded.path, self.loaded.sha256, self.loaded.text,
+                                 True, cause="start-up")
+        self._audit([AuditEvent(self.wall(), "daemon_start",
+                                f"heatctl started (pid {os.getpid()}), config {self.loaded.path} "
+                                f"sha256 {self.loaded.sha256[:12]}, energy counters "
+                                + (f"restored from {iso(restored[1])}" if restored else "new"),
+                                mode=self.state.mode.value,
+                                fields={"pid": os.getpid(), "config": self.loaded.path,
+                                        "sha256": self.loaded.sha256,
+                                        "energy_restored": restored is not None,
+                                        "delivered_j": energy.delivered_j})])
+        log.info("daemon_start", config=self.loaded.path, sha256=self.loaded.sha256[:12],
+                 state_dir=self.options.state_dir, energy_restored=restored is not None,
+                 delivered_kwh=round(energy.delivered_j / 3.6e6, 3), tick_period_s=self.period)
+        # The socket and the metrics first: a daemon that cannot serve them exits before it has
+        # touched a single actuator (a restart loop must not keep rewriting the plant's outputs).
+        if self.options.socket_path:
+            self.api = ApiServer(self.options.socket_path, self, self.options.authorizer,
+                                 socket_group=self.options.socket_group)
+            try:
+                await self.api.start()
+            except OSError as exc:
+                raise StartupError(f"cannot open the control socket {self.options.socket_path}: "
+                                   f"{exc.strerror or exc}") from None
+        self._setup_metrics()
+        try:
+            self.supervisors = self._build_supervisors(self.loaded)
+        except ValueError as exc:
+            raise StartupError(str(exc)) from None
+        await asyncio.gather(*(s.start() for s in self.supervisors.values()))
+        # The safe state first, held until the step sees a complete, valid snapshot.
+        await self._write_values(self._safe_values(), "start-up safe state")
+        self._safe_written_at_start = True
+
+    def _setup_metrics(self) -> None:
+        if self._metrics_arg is None:
+            return
+        if self._metrics_arg != "auto":
+            self.metrics = self._metrics_arg
+        elif DaemonMetrics is not None:
+            try:
+                self.metrics = DaemonMetrics(self.ctrl.site)
+            except Exception as exc:  # noqa: BLE001 - metrics must never stop the controller
+                log.error("metrics_unavailable", error=f"{type(exc).__name__}: {exc}")
+                self.metrics = None
+        elif self.options.metrics_addr:
+            log.warning("metrics_unavailable", error="controller.daemon.metrics is not installed; running without metrics")
+        if self.metrics is not None and self.options.metrics_addr:
+            host, port = self.options.metrics_addr
+            try:
+                self._metrics_stop = self.metrics.serve(host, port)
+                log.info("metrics_listening", host=host, port=port)
+            except Exception as exc:  # noqa: BLE001
+                raise StartupError(f"cannot serve metrics on {host}:{port}: {exc}") from None
+
+    def _build_supervisors(self, loaded: LoadedConfig) -> dict[str, DriverSupervisor]:
+        drivers = self.driver_factory(loaded, self.clock)
+        sups = {n: DriverSupervisor(n, d, self.clock) for n, d in drivers.items()}
+        self.point_driver = {p: n for n, s in sups.items() for p in s.driver.points}
+        return sups
+
+    def _safe_values(self) -> dict[str, float]:
+        """The safe state: the step's safe outputs, with every latched trip's actions on top."""
+        values = dict(self.ctrl.safe_outputs)
+        if self.state is not None:
+            for point, (value, _trip) in trips_mod.trip_outputs(self.ctrl.site, self.state.trips).items():
+                values[point] = value
+        return values
+
+    async def _write_values(self, values: Mapping[str, float], why: str,
+                            timeout_s: float | None = None, wait_busy: bool = True) -> list[WriteResult]:
+        """Write actuator values grouped by driver and wait for them (bounded). With `wait_busy`
+        (start-up, shutdown) a driver still busy with a call is waited for, bounded, first; in a
+        tick it is skipped (it is already LOST for this tick) and that is logged once."""
+        groups: dict[str, dict[str, float]] = {}
+        for point, value in values.items():
+            name = self.point_driver.get(point)
+            if name is not None:
+                groups.setdefault(name, {})[point] = value
+        tasks = {}
+        for name, cmds in groups.items():
+            sup = self.supervisors[name]
+            t = sup.begin("write", sup.driver.write(cmds))
+            if t is None and wait_busy:
+                # busy or crashed: wait for the running call (bounded), then try once more
+                if sup.task is not None and not sup.task.done():
+                    await asyncio.wait({sup.task}, timeout=sup.budget_s * 2)
+                    sup.supervise(self.period)
+                t = sup.begin("write", sup.driver.write(cmds))
+            if t is None:
+                sup.writes_skipped_total += 1
+                if "*" not in sup.write_failing:
+                    reason = sup.unavailable() or "unavailable"
+                    sup.write_failing["*"] = reason
+                    log.warning("write_skipped", driver=name, why=why, reason=reason)
+                continue
+            tasks[name] = t
+        if not tasks:
+            return []
+        timeout = timeout_s if timeout_s is not None else max(2 * s.budget_s for s in self.supervisors.values())
+        await asyncio.wait(tasks.values(), timeout=timeout)
+        results: list[WriteResult] = []
+        for name, t in tasks.items():
+            sup = self.supervisors[name]
+            if t.done():
+                res = sup._collect(t)
+                if isinstance(res, list):
+                    results.extend(res)
+                    sup.note_writes(res)
+            else:
+                log.warning("write_late", driver=name, why=why)
+        return results
+
+    async def shutdown(self, why: str = "SIGTERM") -> None:
+        """Write the safe state, save counters and audit, close everything. Never raises."""
+        self.notifier.stopping(f"stopping ({why}): writing the safe state")
+        log.info("daemon_stopping", why=why)
+        for p in self._pending:
+            if not p.future.done():
+                p.future.set_result({"ok": False, "error": "the daemon is shutting down; request not applied"})
+        self._pending.clear()
+        if self.api is not None:
+            await self.api.close()
+        written: list[WriteResult] = []
+        if self.supervisors:
+            try:
+                written = await self._write_values(self._safe_values(), "shutdown safe state")
+            except Exception as exc:  # noqa: BLE001
+                log.error("safe_state_write_failed", error=f"{type(exc).__name__}: {exc}")
+        failed = [r.point for r in written if not r.ok]
+        if self.audit is not None and self.state is not None:
+            self._save_energy()
+            self._flush_minute()
+            self._audit([AuditEvent(self.wall(), "daemon_stop",
+                                    f"heatctl stopped ({why}); safe state written"
+                                    + (f" except {', '.join(failed)}" if failed else ""),
+                                    mode=self.state.mode.value, cause=why,
+                                    fields={"safe_state": self._safe_values(), "write_failed": failed,
+                                            "delivered_j": self.state.energy.delivered_j,
+                                            "ticks": self.ticks})])
+        await asyncio.gather(*(s.close() for s in self.supervisors.values()))
+        if self._metrics_stop is not None:
+            try:
+                self._metrics_stop()
+            except Exception:  # noqa: BLE001
+                pass
+        if self.audit is not None:
+            self.audit.close()
+            self.audit = None
+        self.notifier.close()
+        log.info("daemon_stopped", why=why, safe_state_failed=failed)
+
+    # -- signals --
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop, "SIGTERM")
+        loop.add_signal_handler(signal.SIGINT, self.request_stop, "SIGINT")
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+
+    def request_stop(self, why: str = "stop requested") -> None:
+        if not self._stopping:
+            log.info("stop_requested", why=why)
+        self._stopping = True
+        self._stop_why = why
+        self._wake.set()
+
+    def request_reload(self) -> None:
+        log.info("reload_requested", config=self.options.config_path)
+        self._reload_requested = True
+        self._wake.set()
+
+    # -- the loop --
+
+    async def _sleep(self, delay: float) -> None:
+        if self._sleep_fn is not None:
+            await self._sleep_fn(delay)
+            return
+        try:
+            await asyncio.wait_for(self._wake.wait(), delay)
+        except asyncio.TimeoutError:
+            pass
+        self._wake.clear()
+
+    async def run(self, max_ticks: int | None = None) -> None:
+        """Tick until asked to stop (or `max_ticks`, for tests); then shut down."""
+        deadline = self.clock()
+        try:
+            while not self._stopping:
+                while not self._stopping and self.clock() < deadline:
+                    await self._sleep(deadline - self.clock())
+                    if self._reload_requested:
+                        await self.reload()
+                if self._stopping:
+                    break
+                if self._reload_requested:
+                    await self.reload()
+                start = self.clock()
+                self.tick_starts.append(start)
+                del self.tick_starts[:-100]
+                completed = await self.tick()
+                end = self.clock()
+                nxt, skipped = schedule_next(deadline, end, self.period)
+                self._account(start, end, deadline, skipped, completed)
+                deadline = nxt
+                if max_ticks is not None and self.ticks >= max_ticks:
+                    break
+        finally:
+            await self.shutdown(self._stop_why)
+
+    def _account(self, start: float, end: float, deadline: float, skipped: int, completed: bool) -> None:
+        duration = end - start
+        self.last_tick_s = duration
+        self._tick_durations.append((end, duration))
+        while self._tick_durations and self._tick_durations[0][0] < end - 60.0:
+            self._tick_durations.popleft()
+        overrun = skipped > 0
+        if overrun:
+            self.overruns_total += 1
+            self.skipped_total += skipped
+            self._overruns_unlogged += 1
+            if self._overrun_logged_at is None or end - self._overrun_logged_at >= OVERRUN_LOG_EVERY_S:
+                log.warning("tick_overrun", duration_s=round(duration, 4), period_s=self.period,
+                            skipped=skipped, overruns_since_last_log=self._overruns_unlogged,
+                            overruns_total=self.overruns_total)
+                self._overrun_logged_at = end
+                self._overruns_unlogged = 0
+        if self.metrics is not None and self.last is not None and completed:
+            try:
+                self.metrics.observe_tick(self.last, {n: s.driver.health() for n, s in self.supervisors.items()},
+                                          duration, overrun)
+            except Exception as exc:  # noqa: BLE001 - metrics never stop the controller
+                log.error("metrics_failed", error=f"{type(exc).__name__}: {exc}")
+        if completed:
+            # Only a completed tick feeds the watchdog: a loop that hangs or fails stops pinging.
+            if not self._ready:
+                self._ready = True
+                self.notifier.ready(self._status_line())
+                log.info("ready", first_tick_s=round(duration, 4))
+            self.notifier.watchdog()
+
+    async def tick(self) -> bool:
+        """One control tick. True when it completed (read, step, write, publish)."""
+        assert self.state is not None
+        period = self.period
+        t0 = self.clock()
+        pending, self._pending = self._pending, []
+        try:
+            # 1. read
+            for sup in self.supervisors.values():
+                sup.supervise(period)
+            read_end = t0 + READ_WINDOW_FRACTION * period
+            tasks: dict[str, asyncio.Task | None] = {}
+            for name, sup in self.supervisors.items():
+                tasks[name] = sup.begin("read", sup.driver.read())
+            live = [t for t in tasks.values() if t is not None]
+            if live:
+                # Each driver gets its own budget, but none outlives the tick's read window.
+                longest = max(self.supervisors[n].budget_s for n, t in tasks.items() if t is not None)
+                await asyncio.wait(live, timeout=max(0.0, min(read_end - self.clock(), longest)))
+            readings: dict[str, Reading] = {}
+            driver_events: list[tuple[str, str, str]] = []
+            now = self.clock()
+            for name, sup in self.supervisors.items():
+                t = tasks[name]
+                if t is None:
+                    reason = sup.unavailable() or f"driver {name} unavailable"
+                else:
+                    reason = f"driver {name}: no answer within the tick's read window ({read_end - t0:.2f} s)"
+                rs = sup.finish_read(t, reason)
+                readings.update(rs)
+                change = sup.note_outage(rs, now)
+                if change is not None:
+                    driver_events.append((name, *change))
+            snapshot = Snapshot(now, readings)
+
+            # 2. step
+            requests = [p.request for p in pending if not isinstance(p.request, AlarmRequest)]
+            result = self.ctrl.step(self.state, snapshot, requests, now)
+
+            # 3. write
+            values = {p: o.value for p, o in result.commands.items() if p in self.ctrl.actuators}
+            write_end = t0 + WRITE_END_FRACTION * period
+            await self._write_values(values, "tick", timeout_s=max(0.0, write_end - self.clock()),
+                                     wait_busy=False)
+        except Exception as exc:  # noqa: BLE001 - a bug in a tick must not kill the loop
+            self.tick_failures_total += 1
+            log.exception("tick_failed", error=f"{type(exc).__name__}: {exc}")
+            for p in pending:
+                if not p.future.done():
+                    p.future.set_result({"ok": False, "error": f"the tick failed ({type(exc).__name__}); "
+                                                               "request not applied"})
+            try:
+                await self._write_values(self._safe_values(), "tick failed: safe state",
+                                         timeout_s=max(0.0, t0 + WRITE_END_FRACTION * period - self.clock()),
+                                         wait_busy=False)
+            except Exception:  # noqa: BLE001
+                pass
+            return False
+
+        # 4. publish
+        result = self._evaluate_alarms(result, pending, now)
+        self.state = result.state
+        self.last = result
+        self.ticks += 1
+        self._publish(result, pending, driver_events, now)
+        return True
+
+    # -- publishing --
+
+    def _publish(self, result: StepResult, pending: list[_Pending],
+                 driver_events: list[tuple[str, str, str]], now: float) -> None:
+        state = result.state
+        wall = self.wall()
+        if any(e.kind in ("trip", "trip_reset", "trip_acked") for e in result.events):
+            try:
+                self._save_latched_trips()  # at once: a crash right after a trip must not lose it
+            except Exception as exc:  # noqa: BLE001 - the energy save retries it; never stop the tick
+                log.error("latched_trips_save_failed", error=str(exc))
+        uids = {p.request.user: p.caller.uid for p in pending}
+        rows: list[AuditEvent] = []
+        for e in result.events:
+            f = e.fields
+            cause = f.get("cause") or f.get("refusal")
+            rows.append(AuditEvent(
+                wall, e.kind, e.message, mode=state.mode.value, point=f.get("point"), trip=f.get("trip"),
+                cause=None if cause is None else str(cause), user=f.get("user"),
+                uid=uids.get(f.get("user")) if f.get("user") else None, reason=f.get("reason"),
+                fields={k: v for k, v in f.items() if k not in ("point", "trip", "user", "reason")}))
+            ctx = {"point": f.get("point"), "trip": f.get("trip"), "cause": cause, "user": f.get("user"),
+                   "reason": f.get("reason")}
+            getattr(log, _event_level(e))(e.kind, message=e.message, mode=state.mode.value,
+                                          **{k: v for k, v in ctx.items() if v is not None})
+        for name, kind, message in driver_events:
+            sup = self.supervisors[name]
+            points = list(sup.reading_points)
+            rows.append(AuditEvent(wall, kind, message, mode=state.mode.value, cause=sup.outage or message,
+                                   fields={"driver": name, "points": points}))
+            (log.warning if kind == "driver_outage" else log.info)(
+                kind, driver=name, message=message, mode=state.mode.value, points=len(points))
+        if rows:
+            self._audit(rows)
+        # Answer the API requests fed into this tick.
+        used: set[int] = set()
+        for p in pending:
+            accepted, refusal, ev = verdict(p.request, result.events, used)
+            resp: dict[str, Any] = {"ok": accepted is True, "accepted": accepted is True, "tick": state.tick,
+                                    "mode": state.mode.value, "held": state.held}
+            if accepted is None:
+                resp["error"] = "the step gave no verdict on this request"
+            elif not accepted:
+                resp["error"] = f"refused: {refusal}"
+                resp["refusal"] = refusal
+            if ev is not None:
+                resp["message"] = ev.message
+            if isinstance(p.request, TripTestRequest):
+                resp["actions"] = {pt: {"value": o.value, "source": o.source.value, "why": o.why}
+                                   for pt, o in result.commands.items() if o.source is OutputSource.TRIP}
+                resp["events"] = [{"kind": e.kind, "message": e.message} for e in result.events
+                                  if e.kind in ("trip", "trip_test", "mode_changed")]
+            if not p.future.done():
+                p.future.set_result(resp)
+        # systemd status line on change
+        line = self._status_line()
+        if line != self._status_text:
+            self._status_text = line
+            if self._ready:
+                self.notifier.status(line)
+        self._sample(result, now)
+        self._history(result, wall)
+        self._ticks_since_energy += 1
+        if self._ticks_since_energy >= self.options.energy_every_ticks:
+            self._save_energy()
+        if now >= getattr(self, "_envelope_due", -math.inf):
+            self._envelope_due = now + ENVELOPE_EVERY_S
+            self._update_envelope(result, wall)
+
+    def _update_envelope(self, result: StepResult, wall: float) -> None:
+        """The 24-hour capacity envelope (controller/core/envelope.py), every ENVELOPE_EVERY_S: forecast
+        from the last 7 days of history, else the current readings. Never fails the tick."""
+        from controller.core import envelope as env
+
+        try:
+            # The 7-day hour-of-day means move little in an hour: queried hourly, not every estimate.
+            if self.audit is not None and wall >= getattr(self, "_envelope_hist_due", -math.inf):
+                self._envelope_hist_due = wall + ENVELOPE_HISTORY_EVERY_S
+                self._envelope_hourly = self.audit.hourly_means(int(wall // 60) - 7 * 1440)
+            hourly = getattr(self, "_envelope_hourly", {})
+            fc, basis = env.forecast_from_history(
+                hourly, int(wall // 3600) % 24, self._role_value(result, Role.CONSUMER_DEMAND),
+                self._role_value(result, Role.AMBIENT_TEMP))
+            soc = result.flows.tank_soc if result.flows is not None else None
+            e = env.estimate(env.limits_from_site(self.ctrl.site), soc, fc, basis)
+            self.envelope = {**e.as_dict(), "at": iso(wall),
+                             "forecast": [{"demand_w": h.demand_w, "ambient_c": h.ambient_c} for h in fc]}
+            observe = getattr(self.metrics, "observe_envelope", None)
+            if observe is not None:
+                observe(e.carryable_w)
+        except Exception as exc:  # noqa: BLE001 - an estimate must never stop the controller
+            log.error("envelope_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def api_envelope(self) -> dict[str, Any]:
+        env = getattr(self, "envelope", None)
+        return {"envelope": env} if env is not None else {"envelope": None, "note": "not computed yet"}
+
+    def _status_line(self) -> str:
+        st = self.state
+        if st is None:
+            return "starting"
+        latched = [n for n, t in st.trips.items() if t.latched]
+        parts = [f"mode {st.mode.value}" + (" (held)" if st.held else "")]
+        if not st.started:
+            parts.append("waiting for a complete, valid snapshot")
+        elif st.mode is Mode.SAFE_DEGRADE and st.mode_cause:
+            parts.append(st.mode_cause[:120])
+        if latched:
+            parts.append(f"trips latched: {', '.join(latched)}")
+        return "; ".join(parts)
+
+    def _restore_latched_trips(self, now: float) -> None:
+        """Trips latched before a restart stay latched: only an operator's ack resets them."""
+        assert self.audit is not None and self.state is not None
+        saved = self.audit.load_latched_trips()
+        trips = dict(self.state.trips)
+        restored = []
+        for name, info in saved.items():
+            if name not in self.ctrl.site.trips:
+                continue
+            trips[name] = trips_mod.TripState(latched=True, active=False, acked=bool(info.get("acked")), since=now,
+                                    cause=f"latched before restart: {info.get('cause', '')}")
+            restored.append(name)
+        if restored:
+            self.state = dataclasses.replace(self.state, trips=trips)
+            self._audit([AuditEvent(self.wall(), "trips_restored",
+                                    f"trips latched before the restart stay latched: {', '.join(restored)}"
+                                    " (acknowledge to reset)", mode=self.state.mode.value,
+                                    fields={"trips": restored})])
+            log.warning("trips_restored", trips=restored)
+
+    def _save_latched_trips(self) -> None:
+        if self.audit is None or self.state is None:
+            return
+        latched = {n: {"cause": t.cause, "acked": t.acked} for n, t in self.state.trips.items() if t.latched}
+        if latched != self._saved_latched:
+            self.audit.save_latched_trips(latched, self.wall())
+            self._saved_latched = latched
+
+    def _save_energy(self) -> None:
+        if self.audit is None or self.state is None:
+            return
+        try:
+            self._save_latched_trips()
+            self.audit.save_energy(self.state.energy, self.wall(), self.state.tick, self.loaded.sha256)
+            self._ticks_since_energy = 0
+        except Exception as exc:  # noqa: BLE001 - logged; retried next time
+            log.error("energy_save_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _audit(self, rows: list[AuditEvent]) -> None:
+        if self.audit is None:
+            return
+        try:
+            self.audit.record(rows)
+        except Exception as exc:  # noqa: BLE001 - AuditStore keeps them and says so
+            log.error("audit_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _role_value(self, result: StepResult, role: Role) -> float | None:
+        names = self.ctrl.idx.get(role, ())
+        if len(names) != 1:
+            return None
+        c = result.checked.get(names[0])
+        return c.value if c is not None and c.good else None
+
+    def _sample(self, result: StepResult, now: float) -> None:
+        site = self.ctrl.site
+        t_c = self._role_value(result, Role.CONSUMER_SUPPLY_TEMP)
+        t_s, t_r = self._role_value(result, Role.IT_SUPPLY_TEMP), self._role_value(result, Role.IT_RETURN_TEMP)
+        ce = None if t_c is None else t_c - site.loops.consumer_supply.setpoint
+        de = None if t_s is None or t_r is None else (t_r - t_s) - site.policy_settings.it_delta_t_k
+        outs = {p: o.value for p, o in result.commands.items() if p != self.ctrl.role.get(Role.HEARTBEAT)}
+        self._samples.append(_Sample(now, ce, de, outs))
+        while self._samples and self._samples[0].t < now - STABILITY_WINDOW_S:
+            self._samples.popleft()
+
+    def _history(self, result: StepResult, wall: float) -> None:
+        minute = int(wall // 60)
+        if self._minute is not None and self._minute.minute != minute:
+            self._flush_minute()
+        if self._minute is None:
+            self._minute = _Minute(minute)
+        m = self._minute
+        m.samples += 1
+        f = result.flows
+        if f is not None:
+            for k in ("it_w", "captured_w", "transferred_w", "delivered_w", "to_tank_w", "dumped_w", "boiler_w"):
+                m.add(k, getattr(f, k))
+        m.add("it_supply_c", self._role_value(result, Role.IT_SUPPLY_TEMP))
+        m.add("b_supply_c", self._role_value(result, Role.B_SUPPLY_TEMP))
+        m.add("consumer_supply_c", self._role_value(result, Role.CONSUMER_SUPPLY_TEMP))
+        if result.state.mode is Mode.SAFE_DEGRADE:
+            m.degraded_s += self.period
+        boiler = result.commands.get(self.ctrl.role.get(Role.BOILER_ENABLE, ""))
+        if boiler is not None and boiler.value >= 0.5:
+            m.boiler_on_s += self.period
+        self._history_sla(m, result)
+
+    def _history_sla(self, m: _Minute, result: StepResult) -> None:
+        """The SLA report's and the envelope's per-minute figures (audit.HISTORY_EXTRA_COLUMNS)."""
+        site, f = self.ctrl.site, result.flows
+        t_c = self._role_value(result, Role.CONSUMER_SUPPLY_TEMP)
+        demand = self._role_value(result, Role.CONSUMER_DEMAND)
+        avail = self._role_value(result, Role.CONSUMER_AVAILABLE)
+        sp = site.loops.consumer_supply.setpoint
+        if t_c is not None:
+            m.low = t_c if m.low is None else min(m.low, t_c)
+            if avail is not None and avail >= 0.5 and demand is not None and demand > 0 and t_c < sp:
+                m.below_s += self.period
+                m.deficit_ks += (sp - t_c) * self.period
+        cap = result.commands.get(self.ctrl.role.get(Role.POWER_CAP, ""))
+        # The cap in force while this tick's IT power was measured: the one written last tick.
+        prev_cap, self._sla_prev_cap_w = getattr(self, "_sla_prev_cap_w", None), None if cap is None else cap.value
+        if cap is not None:
+            m.add("power_cap_w", cap.value)
+        if prev_cap is not None and prev_cap < site.power.max_w - 1.0:
+            # Throttled: the cap is below the site's max and the servers are pressed against it
+            # (within THROTTLE_MARGIN of it: their power follows a lowered limit within seconds),
+            # or the plant is in safe_degrade (servers may be down to idle or off by their own
+            # protection: counted as held back, not as a light load).
+            it_w = f.it_w if f is not None else None
+            if result.state.mode is Mode.SAFE_DEGRADE or (
+                    it_w is not None and it_w >= prev_cap - max(THROTTLE_MARGIN_W, THROTTLE_MARGIN_SHARE * prev_cap)):
+                m.throttled_s += self.period
+        m.add("demand_w", demand)
+        m.add("ambient_c", self._role_value(result, Role.AMBIENT_TEMP))
+        if f is not None:
+            m.add("tank_soc", f.tank_soc)
+
+    def _flush_minute(self) -> None:
+        m, self._minute = self._minute, None
+        if m is None or self.audit is None or self.state is None or m.samples == 0:
+            return
+        row = {k: m.mean(k) for k in ("it_w", "captured_w", "transferred_w", "delivered_w", "to_tank_w",
+                                      "dumped_w", "boiler_w", "it_supply_c", "b_supply_c", "consumer_supply_c")}
+        row.update(minute=m.minute, ts=m.minute * 60.0, mode=self.state.mode.value, samples=m.samples,
+                   degraded_s=m.degraded_s, boiler_on_s=m.boiler_on_s,
+                   period_s=self.period, throttled_s=m.throttled_s, consumer_supply_min_c=m.low,
+                   below_setpoint_s=m.below_s, deficit_ks=m.deficit_ks, demand_w=m.mean("demand_w"),
+                   ambient_c=m.mean("ambient_c"), tank_soc=m.mean("tank_soc"),
+                   power_cap_w=m.mean("power_cap_w"),
+                   consumer_setpoint_c=self.ctrl.site.loops.consumer_supply.setpoint,
+                   counters=counters_to_json(self.state.energy))
+        try:
+            self.audit.write_history(row)
+        except Exception as exc:  # noqa: BLE001
+            log.error("history_write_failed", error=f"{type(exc).__name__}: {exc}")
+
+    # -- config reload --
+
+    async def reload(self) -> bool:
+        """Load the config file again; swap it in if valid. True if swapped."""
+        self._reload_requested = False
+        path = self.options.config_path
+        wall = self.wall()
+        try:
+            loaded = load_config(path)
+            ctrl = Controller(loaded.site)
+        except ConfigError as exc:
+            return self._refuse_config(path, exc.problems)
+        except Exception as exc:  # noqa: BLE001 - a config the step cannot use is refused too
+            return self._refuse_config(path, [f"{path}: the controller cannot use it: {type(exc).__name__}: {exc}"])
+        assert self.state is not None
+        new_fp = _driver_fingerprint(loaded)
+        old_sups = self.supervisors
+        rebuilt = new_fp != self._fingerprint
+        if rebuilt:
+            try:
+                new_sups = {n: DriverSupervisor(n, d, self.clock)
+                            for n, d in self.driver_factory(loaded, self.clock).items()}
+            except ValueError as exc:
+                return self._refuse_config(path, [str(exc)])
+        state, notes = carry_over(self.state, ctrl, self.clock())
+        old_sha = self.loaded.sha256
+        if rebuilt:
+            await asyncio.gather(*(s.close() for s in old_sups.values()))
+            self.supervisors = new_sups
+            self.point_driver = {p: n for n, s in new_sups.items() for p in s.driver.points}
+            await asyncio.gather(*(s.start() for s in new_sups.values()))
+        self.loaded, self.ctrl, self.state, self._fingerprint = loaded, ctrl, state, new_fp
+        self.alarms = Alarms(loaded.site)
+        self.alarm_state = self.alarms.carry_over(self.alarm_state, self.clock())
+        self.reloads_ok += 1
+        self.last_reload = {"ok": True, "at": wall, "sha256": loaded.sha256, "notes": notes}
+        self.audit and self.audit.record_config(wall, loaded.path, loaded.sha256, loaded.text, True, cause="SIGHUP")
+        change = "unchanged" if loaded.sha256 == old_sha else f"{old_sha[:12]} -> {loaded.sha256[:12]}"
+        msg = (f"config reloaded from {path}: sha256 {change}"
+               + (", drivers rebuilt" if rebuilt else "") + ("; " + "; ".join(notes) if notes else ""))
+        self._audit([AuditEvent(wall, "config_loaded", msg, mode=state.mode.value, cause="SIGHUP",
+                                fields={"path": path, "sha256": loaded.sha256, "previous_sha256": old_sha,
+                                        "drivers_rebuilt": rebuilt, "notes": notes})])
+        log.info("config_loaded", path=path, sha256=loaded.sha256[:12], previous=old_sha[:12],
+                 drivers_rebuilt=rebuilt, notes=notes, mode=state.mode.value)
+        self._observe_reload(True)
+        return True
+
+    def _refuse_config(self, path: str, problems: list[str]) -> bool:
+        wall = self.wall()
+        self.reloads_refused += 1
+        self.last_reload = {"ok": False, "at": wall, "problems": problems}
+        text, sha = "", ""
+        try:
+            raw = Path(path).read_bytes()
+            text = raw.decode("utf-8", errors="replace")
+            sha = hashlib.sha256(raw).hexdigest()
+        except OSError:
+            pass
+        if self.audit is not None:
+            try:
+                self.audit.record_config(wall, path, sha, text, False, problems, cause="SIGHUP")
+            except Exception as exc:  # noqa: BLE001
+                log.error("audit_failed", error=str(exc))
+        mode = self.state.mode.value if self.state else None
+        self._audit([AuditEvent(wall, "config_refused",
+                                f"config reload refused, still running sha256 {self.loaded.sha256[:12]}: "
+                                f"{len(problems)} problem(s): {problems[0] if problems else ''}",
+                                mode=mode, cause="SIGHUP",
+                                fields={"path": path, "sha256": sha, "problems": problems,
+                                        "running_sha256": self.loaded.sha256})])
+        log.error("config_refused", path=path, running_sha256=self.loaded.sha256[:12], problems=problems, mode=mode)
+        self._observe_reload(False)
+        return False
+
+    def _observe_reload(self, ok: bool) -> None:
+        if self.metrics is not None:
+            try:
+                self.metrics.observe_config_reload(ok)
+            except Exception as exc:  # noqa: BLE001
+                log.error("metrics_failed", error=f"{type(exc).__name__}: {exc}")
+
+    # -- API handler --
+
+    def api_refused(self, op: str, caller: Caller, why: str, reason: str) -> None:
+        mode = self.state.mode.value if self.state else None
+        self._audit([AuditEvent(self.wall(), "request_refused", f"{op} from {caller.user} refused: {why}",
+                                mode=mode, cause=why, user=caller.user, uid=caller.uid, reason=reason or None,
+                                fields={"request": op, "refusal": why, "pid": caller.pid})])
+        log.warning("request_refused", request=op, user=caller.user, uid=caller.uid, refusal=why, mode=mode)
+
+    async def api_change(self, request: Request, caller: Caller) -> dict[str, Any]:
+        if self._stopping:
+            return {"ok": False, "error": "the daemon is shutting down; request not applied"}
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(request, caller, fut))
+        return await fut
+
+    def api_events(self, since: float | None, limit: int) -> dict[str, Any]:
+        if self.audit is None:
+            return {"events": [], "total": 0}
+        events, total = self.audit.events(since, limit)
+        return {"events": [e.as_dict() for e in events], "total": total,
+                "pending_writes": self.audit.pending}
+
+    def api_status(self) -> dict[str, Any]:
+        return build_status(self)
+
+    def api_alarms(self) -> dict[str, Any]:
+        return self.alarms.view(self.alarm_state, self.clock())
+
+    # -- alarms --
+
+    def _evaluate_alarms(self, result: StepResult, pending: list[_Pending], now: float) -> StepResult:
+        """Evaluate the alarms on this tick's result; their events join the step's (audited, and
+        answering the alarm requests of this tick). A failure here is logged and counted, and never
+        fails the control tick: alarms tell, they do not control."""
+        reqs = [p.request for p in pending if isinstance(p.request, AlarmRequest)]
+        try:
+            down, reconnects = set(), {}
+            for name, sup in self.supervisors.items():
+                if sup.outage is not None or sup.crashed is not None:
+                    down.add(name)
+                try:
+                    reconnects[name] = int(sup.driver.health().reconnects_total)
+                except Exception:  # noqa: BLE001 - a driver's health is best effort
+                    pass
+            inputs = self.alarms.inputs_from(result, down, reconnects)
+            self.alarm_state, events = self.alarms.evaluate(self.alarm_state, inputs, reqs, now)
+        except Exception as exc:  # noqa: BLE001
+            self.alarm_failures_total += 1
+            log.exception("alarms_failed", error=f"{type(exc).__name__}: {exc}")
+            return result
+        observe = getattr(self.metrics, "observe_alarms", None)
+        if observe is not None:
+            try:
+                observe(self.alarms.view(self.alarm_state, now))
+            except Exception as exc:  # noqa: BLE001 - metrics never stop the controller
+                log.error("metrics_failed", error=f"{type(exc).__name__}: {exc}")
+        return dataclasses.replace(result, events=[*result.events, *events]) if events else result
+
+
+def _quantile(xs: list[float], q: float) -> float | None:
+    """The q-quantile of the last minute's tick durations (nearest rank), for status and bench/."""
+    if not xs:
+        return None
+    ordered = sorted(xs)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def build_status(d: Daemon) -> dict[str, Any]:
+    """Everything `heatctl status` shows, as plain JSON-able values."""
+    now = d.clock()
+    st, res, site, ctrl = d.state, d.last, d.ctrl.site, d.ctrl
+    durations = [x for _, x in d._tick_durations]
+    out: dict[str, Any] = {
+        "daemon": {
+            "pid": os.getpid(), "uid": os.getuid(), "user": user_name(os.getuid()),
+            "started_at": iso(d.started_wall), "uptime_s": now - d.started_mono,
+            "config_path": d.loaded.path, "config_sha256": d.loaded.sha256, "site": site.site.name,
+            "policy": site.site.policy.value, "state_dir": d.options.state_dir,
+            "socket": d.options.socket_path, "ready": d._ready,
+            "metrics": d.metrics is not None,
+            "last_reload": d.last_reload,
+        },
+        "ticks": {
+            "count": d.ticks, "period_s": d.period, "last_s": d.last_tick_s,
+            "max_1min_s": max(durations) if durations else None,
+            "mean_1min_s": sum(durations) / len(durations) if durations else None,
+            "p50_1min_s": _quantile(durations, 0.50),
+            "p99_1min_s": _quantile(durations, 0.99),
+            "samples_1min": len(durations),
+            "overruns_total": d.overruns_total, "skipped_total": d.skipped_total,
+            "failures_total": d.tick_failures_total,
+        },
+    }
+    if st is None:
+        return out
+    out["mode"] = {"mode": st.mode.value, "cause": st.mode_cause, "for_s": now - st.mode_since,
+                   "held": st.held, "started": st.started, "degrade_causes": list(st.degrade_causes)}
+    out["trips"] = {n: {"latched": t.latched, "active": t.active, "acked": t.acked, "cause": t.cause,
+                        "for_s": None if t.since is None else now - t.since}
+                    for n, t in st.trips.items() if t.latched or t.active}
+    out["overrides"] = {p: {"value": o.value, "remaining_s": o.until - now, "reason": o.reason, "user": o.user}
+                        for p, o in st.overrides.items()}
+    e = st.energy
+    out["energy"] = {**dataclasses.asdict(e), "erf": e.erf}
+    out["drivers"] = {n: s.status() for n, s in d.supervisors.items()}
+    out["alarms"] = d.api_alarms()
+    if res is None:
+        return out
+    readings = {}
+    for name in ctrl.reading_points:
+        c = res.checked.get(name)
+        p = site.points[name]
+        readings[name] = {"value": None if c is None else c.value, "unit": p.unit, "role": p.role,
+                          "good": bool(c and c.good), "reason": "" if c is None else c.reason,
+                          "critical": p.critical, "driver": d.point_driver.get(name),
+                          "ne107": d.alarm_state.ne107.get(name)}
+    out["readings"] = readings
+    out["outputs"] = {pt: {"value": o.value, "source": o.source.value, "why": o.why,
+                           "role": site.points[pt].role, "unit": site.points[pt].unit}
+                      for pt, o in res.commands.items()}
+    f = res.flows
+    out["flows"] = {} if f is None else {k: getattr(f, k) for k in (
+        "it_w", "captured_w", "transferred_w", "delivered_w", "to_tank_w", "dumped_w", "boiler_w",
+        "aux_w", "tank_soc", "delivered_estimated")}
+    r = ctrl.role
+    servers = ctrl.idx.get(Role.SERVER_POWER, ())
+    good_servers = [res.checked[n].value for n in servers if n in res.checked and res.checked[n].good]
+    cap = res.commands.get(r.get(Role.POWER_CAP, ""))
+    boiler = res.commands.get(r.get(Role.BOILER_ENABLE, ""))
+    val = lambda role: d._role_value(res, role)  # noqa: E731
+    out["summary"] = {
+        "it_power_w": f.it_w if f else None,
+        "it_power_partial_w": sum(good_servers) if good_servers else None,
+        "servers_good": len(good_servers), "servers_total": len(servers),
+        "power_cap_w": cap.value if cap else None, "power_cap_source": cap.source.value if cap else None,
+        "captured_w": f.captured_w if f else None, "transferred_w": f.transferred_w if f else None,
+        "delivered_w": f.delivered_w if f else None, "to_tank_w": f.to_tank_w if f else None,
+        "dumped_w": f.dumped_w if f else None, "boiler_w": f.boiler_w if f else None,
+        "tank_soc": f.tank_soc if f else None,
+        "consumer_supply_c": val(Role.CONSUMER_SUPPLY_TEMP),
+        "consumer_setpoint_c": site.loops.consumer_supply.setpoint,
+        "consumer_demand_w": val(Role.CONSUMER_DEMAND),
+        "consumer_available": None if val(Role.CONSUMER_AVAILABLE) is None else val(Role.CONSUMER_AVAILABLE) >= 0.5,
+        "boiler_on": bool(boiler and boiler.value >= 0.5),
+        "boiler_source": boiler.source.value if boiler else None,
+        "it_supply_c": val(Role.IT_SUPPLY_TEMP), "it_return_c": val(Role.IT_RETURN_TEMP),
+        "it_delta_t_setpoint_k": site.policy_settings.it_delta_t_k,
+        "stability": _stability(list(d._samples), STABILITY_WINDOW_S),
+    }
+    return out
+
+
+async def run_daemon(options: RuntimeOptions, loaded: LoadedConfig, **kwargs: Any) -> int:
+    """Start, tick until SIGTERM/SIGINT, shut down. The exit code: 0 after a clean stop."""
+    daemon = Daemon(options, loaded, **kwargs)
+    daemon.install_signal_handlers()
+    try:
+        await daemon.start()
+    except StartupError as exc:
+        log.error("startup_failed", error=str(exc))
+        await daemon.shutdown("start-up failed")
+        raise
+    await daemon.run()
+    return 0

@@ -1,0 +1,1 @@
+"""Operator tools over the control API or the audit database: the monthly report, commissioning."""

@@ -1,0 +1,1 @@
+"""IPMI/DCMI server-power driver."""

@@ -1,0 +1,1 @@
+"""Analysis of runs: KPIs, the physical bound, reports, cost models and what-if sweeps."""

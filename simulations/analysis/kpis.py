@@ -1,0 +1,123 @@
+"""KPIs of a closed-loop run, the same for every controller, and the trace they are plotted from.
+
+Energies come from the plant's own meters (`simulations.plant.model.Meters`, exact books), never from the
+controller's estimates, so heatctl and the baseline are measured with one ruler.
+
+| KPI | meaning |
+| --- | --- |
+| it_kwh, captured_kwh | IT electrical energy; the part of it that entered the liquid loop |
+| delivered_kwh | net recovered heat into the consumer circuit (building loop + tank discharge) |
+| dumped_kwh, boiler_kwh | heat rejected by the dry cooler; heat the consumer's boiler had to add |
+| erf | Energy Reuse Factor (ISO/IEC 30134-6): delivered / (IT + pumps + fans) |
+| demand_met_share | share of the heat the consumer received that was recovered: delivered / (delivered + boiler) |
+| throttled_hours, it_lost_kwh | compute availability: time the cap was below what the workload wanted, and the IT energy not run |
+| comfort_deficit_kh | K.h of consumer supply below its required temperature while it demands heat (BOPTEST's tdis) |
+| supply_iae_kh, max_overshoot_k | integral of |supply - setpoint| while demanding; the worst excursion above it |
+| trips, hours_above_alarm, hours_above_limit | trips fired; time at or above each high trip's alarm and limit (true values) |
+| mode_hours, mode_changes, mode_changes_per_day | time in each mode; chatter |
+| actuator_travel | sum of |delta| of each pump, valve and fan command (% of travel), and boiler switchings: wear |
+| fallback_hours | time the plant's BMS ran on its own heartbeat fallback |
+| monthly | the energies per calendar month (from the trace) |
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from simulations.scenarios.profiles import MONTH_NAMES, month_of
+
+# Trace energy columns (kWh per trace interval, the interval starting at t_s[i]).
+ENERGY_KEYS = ("it", "captured", "delivered", "to_tank", "from_tank", "dumped", "boiler", "aux", "demand", "it_lost")
+
+
+@dataclass
+class Kpis:
+    hours: float
+    it_kwh: float
+    captured_kwh: float
+    delivered_kwh: float
+    to_tank_kwh: float
+    from_tank_kwh: float
+    dumped_kwh: float
+    boiler_kwh: float
+    pumps_fans_kwh: float
+    demand_kwh: float
+    erf: float
+    mode_hours: dict[str, float]
+    mode_changes: int
+    trips: dict[str, int]
+    hours_above_limit: dict[str, float]
+    supply_iae_kh: float
+    comfort_deficit_kh: float
+    throttled_hours: float
+    it_lost_kwh: float
+    energy_balance_error: float
+    max_it_supply_c: float
+    # (simulated seconds, kind, message, fields): faults, mode changes, trips, refusals.
+    timeline: list[tuple[float, str, str, dict]] = field(default_factory=list)
+    controller: str = "heatctl"
+    start_s: float = 0.0
+    tick_s: float = 0.0
+    demand_met_share: float = 0.0
+    max_overshoot_k: float = 0.0
+    hours_above_alarm: dict[str, float] = field(default_factory=dict)
+    mode_changes_per_day: float = 0.0
+    actuator_travel: dict[str, float] = field(default_factory=dict)
+    fallback_hours: float = 0.0
+    restarts: int = 0
+    monthly: list[dict] = field(default_factory=list)
+
+    @property
+    def events(self) -> list[str]:
+        return [f"{t / 3600:.2f} h: {msg}" for t, _, msg, _ in self.timeline]
+
+    @property
+    def safe_degrade_hours(self) -> float:
+        return self.mode_hours.get("safe_degrade", 0.0)
+
+    def as_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if k != "timeline"}
+        d["events"] = self.events
+        return d
+
+
+@dataclass
+class Trace:
+    """Samples every `every_s` for plots and tests (simulated seconds since 1 January 00:00).
+
+    Instantaneous values at t_s[i]; `energy_kwh[key][i]` is the energy over the interval that
+    starts at t_s[i] (to the next sample, or the end of the run), from the plant's meters.
+    """
+
+    t_s: list[float] = field(default_factory=list)
+    mode: list[str] = field(default_factory=list)
+    consumer_supply_c: list[float] = field(default_factory=list)
+    it_supply_c: list[float] = field(default_factory=list)
+    it_power_w: list[float] = field(default_factory=list)
+    power_cap_w: list[float] = field(default_factory=list)
+    tank_soc: list[float] = field(default_factory=list)
+    setpoint_c: list[float] = field(default_factory=list)
+    b_supply_c: list[float] = field(default_factory=list)
+    b_return_c: list[float] = field(default_factory=list)
+    tank_top_c: list[float] = field(default_factory=list)
+    ambient_c: list[float] = field(default_factory=list)
+    demand_w: list[float] = field(default_factory=list)
+    true_soc: list[float] = field(default_factory=list)
+    energy_kwh: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in ENERGY_KEYS})
+
+
+def monthly(trace: Trace) -> list[dict]:
+    """Energies per calendar month (kWh), summed over the trace intervals that start in it."""
+    rows: dict[int, dict] = {}
+    for i, t in enumerate(trace.t_s):
+        m = month_of(t)
+        row = rows.setdefault(m, {"month": MONTH_NAMES[m], **{k: 0.0 for k in ENERGY_KEYS}})
+        for k in ENERGY_KEYS:
+            row[k] += trace.energy_kwh[k][i]
+    return [rows[m] for m in sorted(rows)]
+
+
+def demand_met_share(delivered_kwh: float, boiler_kwh: float) -> float:
+    total = delivered_kwh + boiler_kwh
+    return delivered_kwh / total if total > 0 else math.nan

@@ -1,0 +1,1 @@
+"""Baseline controllers that heatctl is compared against."""

@@ -1,0 +1,373 @@
+"""The closed loop on simulated time: a control step against the plant model.
+
+Each tick: plant measurements -> snapshot (by role) -> `step` -> commands -> plant actuators ->
+plant advances one tick. Time is simulated (no clock, no sleep), so a year runs in minutes and every
+run gives the same result. KPIs come from the plant's own meters (the truth), not from the
+controller's estimates (simulations.analysis.kpis).
+
+The controller is heatctl's `Controller` by default; any object with the same
+`initial_state(now)` / `step(state, snapshot, requests, now) -> StepResult` can be swapped in
+(`controller="baseline"` is simulations.baselines.naive: the plant as sites run it today).
+
+Snapshot-level faults, on top of the plant's own (simulations.plant.faults):
+- comms loss (Scenario.comms_loss): every BMS reading (points served by a Modbus or OPC-UA driver)
+  arrives LOST, and no BMS write reaches the plant, the heartbeat included, so the plant's
+  heartbeat fallback takes over after its timeout; the BMCs (IPMI) still answer and take the cap.
+- controller restart (Scenario.restarts): the controller's state is dropped; for the downtime
+  nothing is written (the fallback covers the gap); then the state is rebuilt with initial_state()
+  while the plant has kept running.
+
+Heartbeat timeout and coarse ticks: a BMS's heartbeat timeout is set in ticks of its controller (the
+reference: 10 s for a 1 s tick). At a year run's 60 s tick, 10 s would put the plant in fallback 50 s
+of every 60; the runner therefore stretches the plant's timeout to 3 ticks when it is shorter than
+2 ticks, and says so in the timeline.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from controller.site.models import SiteConfig
+from controller.core.modes import Mode
+from controller.core.readings import Reading, Snapshot
+from controller.site.roles import Role
+from simulations.plant.binding import MeterRates, PlantBinding
+from simulations.analysis.kpis import ENERGY_KEYS, Kpis, Trace, demand_met_share, monthly
+from simulations.plant.model import Plant
+from simulations.scenarios.definitions import Scenario
+
+__all__ = ["Kpis", "Trace", "run_scenario", "run_compare", "Comparison", "make_controller", "bms_points"]
+
+KWH = 1 / 3.6e6
+DEFAULT_TRACE_EVERY_S = 60.0
+# Actuators whose travel is counted as wear (Actuators field names).
+TRAVEL_FIELDS = ("p1_pct", "p2_pct", "p3_pct", "v1_pct", "d1_pct")
+
+
+def make_controller(site: SiteConfig, controller: Any = "heatctl") -> Any:
+    """'heatctl' -> controller.core.step.Controller; 'baseline' -> simulations.baselines.naive; else as given."""
+    if controller == "heatctl":
+        from controller.core.step import Controller
+        return Controller(site)
+    if controller == "baseline":
+        from simulations.baselines.naive import BaselineController
+        return BaselineController(site)
+    if isinstance(controller, str):
+        raise ValueError(f"unknown controller {controller!r}; expected 'heatctl' or 'baseline'")
+    return controller
+
+
+def bms_points(site: SiteConfig) -> frozenset[str]:
+    """Points served by the BMS (Modbus or OPC-UA drivers, or no driver): what a comms loss takes."""
+    out = set()
+    for name, p in site.points.items():
+        drv = (p.source or {}).get("driver")
+        kind = getattr(site.drivers.get(drv), "kind", None) if drv else None
+        if kind != "ipmi":
+            out.add(name)
+    return frozenset(out)
+
+
+def _in_windows(t: float, windows: tuple[tuple[float, float], ...]) -> bool:
+    for a, b in windows:
+        if a <= t < b:
+            return True
+    return False
+
+
+def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = None,
+                 tick_s: float | None = None, trace_every_s: float | None = None,
+                 progress: Callable[[float], None] | None = None,
+                 controller: Any = "heatctl") -> tuple[Kpis, Trace]:
+    """Run `scenario` for `hours` (default: the scenario's own) and return its KPIs and a trace."""
+    hours = scenario.hours if hours is None else hours
+    dt = tick_s or scenario.tick_s or site.tick_period_s
+    every = trace_every_s or scenario.trace_every_s or DEFAULT_TRACE_EVERY_S
+    t0 = scenario.start_s
+    if dt != site.tick_period_s and 0.1 <= dt <= 60.0:
+        # The controller runs at the scenario's tick: let it know (metering gaps, dwell in ticks).
+        site = site.model_copy(update={"tick_period_s": dt})
+    ctrl = make_controller(site, controller)
+    ctrl_name = controller if isinstance(controller, str) else type(controller).__name__
+    binding = PlantBinding(site)
+    cfg = site.simulation
+    timeline: list[tuple[float, str, str, dict]] = []
+    if cfg.heartbeat_timeout_s < 2 * dt:
+        timeline.append((t0, "note", f"plant heartbeat timeout {cfg.heartbeat_timeout_s:g} s stretched to "
+                         f"{3 * dt:g} s (3 ticks of {dt:g} s)", {}))
+        cfg = cfg.model_copy(update={"heartbeat_timeout_s": 3 * dt})
+    plant = Plant(cfg, t0)
+    rates = MeterRates()
+    state = ctrl.initial_state(t0)
+    units = {n: p.unit for n, p in site.points.items()}
+    high_trips = {name: (t.point, t.alarm, t.limit) for name, t in site.trips.items() if t.kind == "high"}
+    sp = site.loops.consumer_supply.setpoint
+    cap_point = binding.act["power_cap_w"]
+    bms = bms_points(site)
+    non_bms_act = {p for p in binding.act.values() if p not in bms}
+    it_supply_point = site.point_for(Role.IT_SUPPLY_TEMP)
+    m_cfg = site.modes
+    soc_span = m_cfg.tank_full_temp_c - m_cfg.tank_empty_temp_c
+
+    mode_s: dict[str, float] = {m.value: 0.0 for m in Mode}
+    above_alarm = {name: 0.0 for name in high_trips}
+    above_limit = {name: 0.0 for name in high_trips}
+    trips: dict[str, int] = {}
+    travel = {f: 0.0 for f in TRAVEL_FIELDS}
+    travel["boiler_switches"] = 0.0
+    mode_changes = 0
+    iae = deficit = throttled_s = lost_j = demand_j = 0.0
+    overshoot = 0.0
+    max_it_supply = -math.inf
+    trace = Trace()
+    next_trace = t0
+    # Cumulative energies (J) at the last trace sample, to turn meters into per-interval energies.
+    last_cum = [0.0] * len(ENERGY_KEYS)
+    faults = sorted(scenario.faults, key=lambda f: f.at_s)
+    requests = sorted(scenario.requests, key=lambda r: r[0])
+    comms = tuple(scenario.comms_loss)
+    restarts = sorted(scenario.restarts)
+    fi = ri = rsi = 0
+    down_until = -math.inf
+    in_comms_loss = False
+    steps = int(round(hours * 3600.0 / dt))
+    actuators = None
+    prev_act = None
+    server_span = cfg.server_max_w - cfg.server_idle_w
+    servers = cfg.servers
+    m = plant.meters
+
+    def cumulative() -> list[float]:
+        return [m.it_j, m.captured_j, m.delivered_j - m.returned_j, m.to_tank_j, m.from_tank_j, m.dumped_j,
+                m.boiler_j, m.pumps_j + m.fans_j, demand_j, lost_j]
+
+    for k in range(steps):
+        t = t0 + k * dt
+        while fi < len(faults) and faults[fi].at_s <= t:
+            f = faults[fi]
+            if f.action == "inject":
+                plant.inject(f.fault)
+            else:
+                plant.clear(f.fault.kind, f.fault.target)
+            timeline.append((t, f"fault_{f.action}", f"{f.action} {f.fault.kind} {'' if f.fault.target is None else f.fault.target}".rstrip(),
+                             {"fault": f.fault.kind, "target": f.fault.target}))
+            fi += 1
+        while rsi < len(restarts) and restarts[rsi][0] <= t:
+            at, down = restarts[rsi]
+            down_until = at + down
+            state = None  # rebuilt from initial_state() once the downtime is over
+            timeline.append((t, "controller_stopped", f"controller stopped (state lost), down for {down:g} s",
+                             {"down_s": down}))
+            rsi += 1
+        reqs = []
+        while ri < len(requests) and requests[ri][0] <= t:
+            reqs.append(requests[ri][1])
+            ri += 1
+        loads = scenario.loads(t)
+        rates.update(m, dt)
+        down = t < down_until
+        if down:
+            mode_name = "controller_down"
+            cmd_values = None
+        else:
+            if state is None:
+                state = ctrl.initial_state(t)
+                timeline.append((t, "controller_started", "controller restarted from its initial state", {}))
+            meas = plant.measurements()
+            values = binding.point_values(meas, rates)
+            lost = _in_windows(t, comms) if comms else False
+            if lost != in_comms_loss:
+                in_comms_loss = lost
+                timeline.append((t, "comms_lost" if lost else "comms_restored",
+                                 "BMS comms lost: every BMS reading LOST" if lost else "BMS comms restored", {}))
+            if lost:
+                readings = {n: (Reading.lost(units[n], t, "comms lost (simulated)") if n in bms
+                                else Reading(v, units[n], t)) for n, v in values.items()}
+            else:
+                readings = {n: Reading(v, units[n], t) for n, v in values.items()}
+            res = ctrl.step(state, Snapshot(t, readings), reqs, t)
+            state = res.state
+            mode_name = state.mode.value
+            for e in res.events:
+                if e.kind in ("mode_changed", "trip", "trip_reset", "request_refused", "trip_acked"):
+                    fields = dict(e.fields)
+                    if e.kind == "trip":
+                        # What was commanded in the very tick the trip fired (tests check the actions).
+                        fields["commands"] = {p: (o.value, o.source.value) for p, o in res.commands.items()}
+                    timeline.append((t, e.kind, e.message, fields))
+                if e.kind == "mode_changed":
+                    mode_changes += 1
+                if e.kind == "trip":
+                    trips[e.fields["trip"]] = trips.get(e.fields["trip"], 0) + 1
+            cmd_values = {p: o.value for p, o in res.commands.items()}
+            if lost:
+                cmd_values = {p: v for p, v in cmd_values.items() if p in non_bms_act}
+            actuators = binding.actuators(cmd_values, actuators)
+            plant.set_actuators(actuators, t)
+        # KPIs on true values (before the plant moves on).
+        true = plant.true_measurements()
+        mode_s[mode_name] = mode_s.get(mode_name, 0.0) + dt
+        it_sup = true.it_supply_c
+        for name, (point, alarm, limit) in high_trips.items():
+            if point == it_supply_point:
+                v = it_sup
+            else:
+                v = values.get(point) if not down else None
+            if v is not None:
+                if alarm is not None and v >= alarm:
+                    above_alarm[name] += dt
+                if limit is not None and v >= limit:
+                    above_limit[name] += dt
+        if it_sup > max_it_supply:
+            max_it_supply = it_sup
+        if true.consumer_available and loads.consumer_demand_w > 0:
+            err = true.consumer_supply_c - sp
+            iae += abs(err) * dt
+            if err < 0:
+                deficit -= err * dt
+            elif err > overshoot:
+                overshoot = err
+            demand_j += loads.consumer_demand_w * dt
+        eff = plant.effective_actuators()
+        if prev_act is not None:
+            for f in TRAVEL_FIELDS:
+                travel[f] += abs(getattr(eff, f) - getattr(prev_act, f))
+            if eff.boiler_enable != prev_act.boiler_enable:
+                travel["boiler_switches"] += 1
+        prev_act = eff
+        load = loads.it_load_fraction
+        load = 0.0 if not load > 0.0 else 1.0 if load > 1.0 else load
+        wanted = servers * (cfg.server_idle_w + load * server_span)
+        cap = eff.power_cap_w
+        it_now = sum(true.server_power_w)
+        # Compute lost: the cap holds the servers below what the workload wants, or they protect
+        # themselves from hot coolant (their own throttle or shutdown).
+        if cap < wanted - 1.0 or true.it_return_c >= cfg.server_throttle_c:
+            throttled_s += dt
+            if it_now < wanted:
+                lost_j += (wanted - it_now) * dt
+        if t >= next_trace:
+            _flush(trace, cumulative(), last_cum)
+            trace.t_s.append(t)
+            trace.mode.append(mode_name)
+            trace.consumer_supply_c.append(true.consumer_supply_c)
+            trace.it_supply_c.append(it_sup)
+            trace.it_power_w.append(it_now)
+            trace.power_cap_w.append(cap)
+            soc_true = min(max((sum(true.tank_layers_c) / len(true.tank_layers_c) - m_cfg.tank_empty_temp_c) / soc_span, 0.0), 1.0)
+            st_soc = getattr(state, "tank_soc", None) if state is not None else None
+            trace.tank_soc.append(st_soc if st_soc is not None else soc_true)
+            trace.true_soc.append(soc_true)
+            trace.setpoint_c.append(sp)
+            trace.b_supply_c.append(true.b_supply_c)
+            trace.b_return_c.append(true.b_return_c)
+            trace.tank_top_c.append(true.tank_top_c)
+            trace.ambient_c.append(loads.ambient_c)
+            trace.demand_w.append(loads.consumer_demand_w if true.consumer_available else 0.0)
+            next_trace += every
+        if progress is not None and k % 3600 == 0:
+            progress(k / max(steps, 1))
+        plant.advance(dt, loads)
+
+    # The last interval's energies (the one that started at the last sample).
+    _flush(trace, cumulative(), last_cum)
+    total = m.it_j + m.pumps_j + m.fans_j
+    delivered_kwh = (m.delivered_j - m.returned_j) * KWH
+    boiler_kwh = m.boiler_j * KWH
+    days = hours / 24.0
+    kpis = Kpis(
+        hours=hours,
+        it_kwh=m.it_j * KWH, captured_kwh=m.captured_j * KWH,
+        delivered_kwh=delivered_kwh,
+        to_tank_kwh=m.to_tank_j * KWH, from_tank_kwh=m.from_tank_j * KWH,
+        dumped_kwh=m.dumped_j * KWH, boiler_kwh=boiler_kwh,
+        pumps_fans_kwh=(m.pumps_j + m.fans_j) * KWH,
+        demand_kwh=demand_j * KWH,
+        erf=(m.delivered_j - m.returned_j) / total if total > 0 else 0.0,
+        mode_hours={k: v / 3600 for k, v in mode_s.items()},
+        mode_changes=mode_changes,
+        trips=trips,
+        hours_above_limit={k: v / 3600 for k, v in above_limit.items()},
+        supply_iae_kh=iae / 3600, comfort_deficit_kh=deficit / 3600,
+        throttled_hours=throttled_s / 3600, it_lost_kwh=lost_j * KWH,
+        energy_balance_error=plant.energy_balance_error(),
+        max_it_supply_c=max_it_supply,
+        timeline=timeline,
+        controller=ctrl_name, start_s=t0, tick_s=dt,
+        demand_met_share=demand_met_share(delivered_kwh, boiler_kwh),
+        max_overshoot_k=overshoot,
+        hours_above_alarm={k: v / 3600 for k, v in above_alarm.items()},
+        mode_changes_per_day=mode_changes / days if days > 0 else 0.0,
+        actuator_travel=travel,
+        fallback_hours=m.fallback_s / 3600,
+        restarts=rsi,
+        monthly=monthly(trace),
+    )
+    return kpis, trace
+
+
+def _flush(trace: Trace, cum: list[float], last: list[float]) -> None:
+    """Close the trace interval that is open (if any) with the energies since its start."""
+    if trace.t_s:
+        for i, key in enumerate(ENERGY_KEYS):
+            trace.energy_kwh[key].append((cum[i] - last[i]) * KWH)
+    last[:] = cum
+
+
+# --------------------------------------------------------------------------- comparison runs
+
+
+@dataclass
+class Comparison:
+    """heatctl, the baseline and the physical bound on the same plant and profiles."""
+
+    scenario: Scenario
+    runs: dict[str, tuple[Kpis, Trace]]
+    bound: Any  # simulations.analysis.bound.Bound (None if heatctl did not run)
+    wall_s: float = 0.0
+
+
+# Work handed to forked workers: set before the pool starts, inherited by fork (scenarios hold
+# lambdas and closures, which do not pickle).
+_JOBS: dict[str, tuple] = {}
+
+
+def _run_job(name: str) -> tuple[Kpis, Trace]:
+    site, scenario, hours, tick_s, every, progress = _JOBS[name]
+    return run_scenario(site, scenario, hours=hours, tick_s=tick_s, trace_every_s=every,
+                        progress=progress, controller=name)
+
+
+def run_compare(site: SiteConfig, scenario: Scenario, hours: float | None = None, tick_s: float | None = None,
+                trace_every_s: float | None = None, progress: Callable[[float], None] | None = None,
+                controllers: tuple[str, ...] = ("heatctl", "baseline"), jobs: int = 2) -> Comparison:
+    """Run each controller on the same plant and profiles (in parallel processes when jobs > 1),
+    then compute the physical bound from heatctl's captured-heat and demand series."""
+    import time
+
+    from simulations.analysis.bound import physical_bound
+
+    started = time.perf_counter()
+    runs: dict[str, tuple[Kpis, Trace]] = {}
+    use_pool = jobs > 1 and len(controllers) > 1 and "fork" in multiprocessing.get_all_start_methods()
+    if use_pool:
+        _JOBS.clear()
+        for i, name in enumerate(controllers):
+            # Only the first (the slowest, heatctl) reports progress: one bar on the terminal.
+            _JOBS[name] = (site, scenario, hours, tick_s, trace_every_s, progress if i == 0 else None)
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=min(jobs, len(controllers)), mp_context=ctx) as pool:
+            futures = {name: pool.submit(_run_job, name) for name in controllers}
+            for name, fut in futures.items():
+                runs[name] = fut.result()
+        _JOBS.clear()
+    else:
+        for i, name in enumerate(controllers):
+            runs[name] = run_scenario(site, scenario, hours=hours, tick_s=tick_s, trace_every_s=trace_every_s,
+                                      progress=progress if i == 0 else None, controller=name)
+    bound = physical_bound(site, runs["heatctl"][1]) if "heatctl" in runs else None
+    return Comparison(scenario, runs, bound, time.perf_counter() - started)

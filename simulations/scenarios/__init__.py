@@ -1,0 +1,1 @@
+"""Scenarios: short test windows, the year scenarios and their demand/weather profiles."""
