@@ -7,6 +7,8 @@ controller's estimates, so heatctl and the baseline are measured with one ruler.
 | --- | --- |
 | it_kwh, captured_kwh | IT electrical energy; the part of it that entered the liquid loop |
 | delivered_kwh | net recovered heat into the consumer circuit (building loop + tank discharge) |
+| useful_kwh, reused_kwh | heat the consumer took up to its demand at each moment; that minus the boiler's: recovered heat that was wanted (what the bound bounds) |
+| iae_below_kh, iae_above_kh | supply_iae_kh split: K.h below setpoint (= comfort_deficit_kh) and above it |
 | dumped_kwh, boiler_kwh | heat rejected by the dry cooler; heat the consumer's boiler had to add |
 | erf | Energy Reuse Factor (ISO/IEC 30134-6): delivered / (IT + pumps + fans) |
 | demand_met_share | share of the heat the consumer received that was recovered: delivered / (delivered + boiler) |
@@ -28,7 +30,8 @@ from dataclasses import dataclass, field
 from simulations.scenarios.profiles import MONTH_NAMES, month_of
 
 # Trace energy columns (kWh per trace interval, the interval starting at t_s[i]).
-ENERGY_KEYS = ("it", "captured", "delivered", "to_tank", "from_tank", "dumped", "boiler", "aux", "demand", "it_lost")
+ENERGY_KEYS = ("it", "captured", "delivered", "to_tank", "from_tank", "dumped", "boiler", "aux", "demand", "it_lost",
+               "useful")
 
 
 @dataclass
@@ -67,6 +70,13 @@ class Kpis:
     fallback_hours: float = 0.0
     restarts: int = 0
     monthly: list[dict] = field(default_factory=list)
+    # Heat the consumer took that it wanted (at most its demand at each moment), and of that the part
+    # the boiler did not supply: the recovered heat that counts, what the bound bounds.
+    useful_kwh: float = 0.0
+    reused_kwh: float = 0.0
+    # IAE split: below setpoint is comfort lost, above it is heat pushed where nobody asked for it.
+    iae_below_kh: float = 0.0
+    iae_above_kh: float = 0.0
 
     @property
     def events(self) -> list[str]:

@@ -52,6 +52,9 @@ class PlantConfig(StrictModel):
     # The consumer's load is sized so that at this supply temperature it takes its demand.
     consumer_setpoint_c: float = 40.0
     consumer_reference_temp_c: float = 28.0
+    # Most the consumer takes, as a multiple of its demand, however warm its supply (assumption:
+    # its own thermostatic valve closes above setpoint; 10 % over for the valve's proportional band).
+    consumer_max_uptake_ratio: float = Field(1.1, ge=1.0)
     # Dump cooler at full fan: UA to ambient (W/K).
     dump_ua_w_per_k: float = Field(3000.0, gt=0)
     boiler_max_w: float = Field(60000.0, ge=0)

@@ -36,7 +36,10 @@ Equations (C_x = m_dot_x c_p, capacity rate in W/K; G = UA-derived conductance i
   q_d = C_b (1 - e^(-UA_d' / C_b)) (T_mix - T_ambient), UA_d' = d1/100 UA_dump, clamped >= 0; this
   is ~ UA_d' (T - T_ambient) at high water flow and can never cool the water below ambient.
 - Consumer circuit, one node C at the consumer supply temperature T_C. Load
-  q_load = demand (T_C - T_ref) / (T_set - T_ref), >= 0 (so at T_C = T_set it takes its demand).
+  q_load = demand (T_C - T_ref) / (T_set - T_ref), >= 0 (so at T_C = T_set it takes its demand),
+  and at most consumer_max_uptake_ratio x demand: above its setpoint the consumer's own control
+  valve throttles, so a warmer supply does not buy an unlimited sink. Only min(q_load, demand) is
+  useful (meters.useful_load_j); what it takes beyond its demand overheats the pool or building.
   Its return, T_cr = T_C - q_load / C_cf (C_cf = the consumer's own circulation), is the cold
   inlet of the counterflow consumer HX: q_chx = eps C_min (T_BS - T_cr), >= 0 (the HX's primary
   closes rather than let the consumer heat the building loop: the usual preheat arrangement, and
@@ -180,6 +183,8 @@ class Meters:
     delivered_j: float = 0.0  # net into the consumer circuit from building loop and tank, when > 0
     returned_j: float = 0.0  # ... when < 0 (only P3 with a tank colder than the circuit)
     consumer_load_j: float = 0.0  # heat the consumer took
+    # ... of which useful: at most its demand at setpoint at each moment (the rest overheats it).
+    useful_load_j: float = 0.0
     dumped_j: float = 0.0
     boiler_j: float = 0.0
     pumps_j: float = 0.0  # electrical, P1 + P2 + P3
@@ -431,6 +436,7 @@ class Plant:
         amb = float(loads.ambient_c)
         self._load_fraction, self._demand_w, self._available, self._ambient_c = load, demand, avail, amb
         slope = demand * slope_per_w if avail else 0.0  # W/K of consumer load
+        q_cap_load = demand * self.cfg.consumer_max_uptake_ratio  # most it takes above setpoint (W)
 
         h_max = self._h_max_static
         h_c = SUBSTEP_SAFETY * mc_c / (self._c_cons_static + slope)
@@ -478,7 +484,7 @@ class Plant:
 
         # Per-substep energies (W, times h at the end; every substep has the same h).
         s_it = s_hx = s_hxr = s_chx = s_chg = s_chgr = s_dis = s_disr = 0.0
-        s_del = s_ret = s_load = s_dump = s_boil = s_tl = s_tg = s_pump = s_fan = s_fb = 0.0
+        s_del = s_ret = s_load = s_dump = s_boil = s_tl = s_tg = s_pump = s_fan = s_fb = s_useful = 0.0
         q_boil = q_load = q_d = q_hx = 0.0
 
         for _ in range(n):
@@ -502,6 +508,8 @@ class Plant:
                 q_load = slope * (tc - t_ref)
                 if q_load < 0.0:
                     q_load = 0.0
+                elif q_load > q_cap_load:
+                    q_load = q_cap_load  # the consumer's own valve closes above its setpoint
                 tcr = tc - q_load * inv_ccf
                 floor = t_ref if tc > t_ref else tc  # its return cannot be colder than the pool
                 if tcr < floor:
@@ -598,6 +606,7 @@ class Plant:
             else:
                 s_ret -= q_del
             s_load += q_load
+            s_useful += q_load if q_load < demand else demand
             s_dump += q_d
             s_boil += q_boil
             if q_tl >= 0.0:
@@ -633,6 +642,7 @@ class Plant:
         m.delivered_j += s_del * h
         m.returned_j += s_ret * h
         m.consumer_load_j += s_load * h
+        m.useful_load_j += s_useful * h
         m.dumped_j += s_dump * h
         m.boiler_j += s_boil * h
         m.tank_loss_j += s_tl * h

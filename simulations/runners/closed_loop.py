@@ -120,7 +120,7 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
     travel = {f: 0.0 for f in TRAVEL_FIELDS}
     travel["boiler_switches"] = 0.0
     mode_changes = 0
-    iae = deficit = throttled_s = lost_j = demand_j = 0.0
+    iae = deficit = above = throttled_s = lost_j = demand_j = 0.0
     overshoot = 0.0
     max_it_supply = -math.inf
     trace = Trace()
@@ -143,7 +143,7 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
 
     def cumulative() -> list[float]:
         return [m.it_j, m.captured_j, m.delivered_j - m.returned_j, m.to_tank_j, m.from_tank_j, m.dumped_j,
-                m.boiler_j, m.pumps_j + m.fans_j, demand_j, lost_j]
+                m.boiler_j, m.pumps_j + m.fans_j, demand_j, lost_j, m.useful_load_j]
 
     for k in range(steps):
         t = t0 + k * dt
@@ -229,8 +229,10 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
             iae += abs(err) * dt
             if err < 0:
                 deficit -= err * dt
-            elif err > overshoot:
-                overshoot = err
+            else:
+                above += err * dt
+                if err > overshoot:
+                    overshoot = err
             demand_j += loads.consumer_demand_w * dt
         eff = plant.effective_actuators()
         if prev_act is not None:
@@ -306,6 +308,9 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
         fallback_hours=m.fallback_s / 3600,
         restarts=rsi,
         monthly=monthly(trace),
+        useful_kwh=m.useful_load_j * KWH,
+        reused_kwh=(m.useful_load_j - m.boiler_j) * KWH,
+        iae_below_kh=deficit / 3600, iae_above_kh=above / 3600,
     )
     return kpis, trace
 
