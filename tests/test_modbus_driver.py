@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 
 from controller.site.models import PointConfig
 from controller.core.readings import Quality
-from drivers.base import DriverPoint
+from drivers.base import DriverPoint, LinkState
 from drivers.modbus.driver import (
     ModbusDriver,
     decode_raw,
@@ -426,10 +426,12 @@ async def test_silent_device_does_not_stall_the_other_device_on_the_same_connect
         assert len(srv.read_requests(2)) - before == 1
         assert took < 2 * TIMEOUT_S
     assert drv.health().connected  # device 1 answers: the link is kept
+    assert drv.health().state is LinkState.DEGRADED
 
     srv.silent_devices.clear()
     r = await drv.read()
     assert all(x.good for x in r.values())
+    assert drv.health().state is LinkState.CONNECTED and drv.health().next_try_in_s is None
 
 
 async def test_silent_server_does_not_affect_another_driver(rig):
@@ -450,7 +452,8 @@ async def test_silent_server_does_not_affect_another_driver(rig):
         reasons.append(rb["b"].reason)
     # Nothing answered on b's connection: presumed dead and closed, re-opened after a backoff;
     # meanwhile its reads return at once instead of paying the timeout again.
-    assert reasons[0] == "timeout" and reasons[1] == "not_connected"
+    assert reasons[0] == "timeout" and reasons[1].startswith("not_connected: 127.0.0.1:")
+    assert "next try" in reasons[1]
     srv_b.silent = False
 
     async def good() -> bool:
@@ -480,13 +483,19 @@ async def test_unreachable_device_never_raises(rig):
     await drv.start()
     try:
         r = await drv.read()
-        assert r["t"].quality is Quality.LOST and r["t"].reason == "not_connected"
+        assert r["t"].quality is Quality.LOST and r["t"].reason.startswith("not_connected")
         [w] = await drv.write({"t": 1})
         assert not w.ok
         h = drv.health()
         assert not h.connected and h.errors_total >= 1 and h.last_error
+        # Issue 15: the line names the host and port and when the next try is.
+        assert h.state is LinkState.BACKING_OFF and h.endpoint == f"127.0.0.1:{port}"
+        assert f"127.0.0.1:{port}" in h.last_error and "next try in" in h.last_error
+        assert f"127.0.0.1:{port}" in r["t"].reason and "next try" in r["t"].reason
+        assert 0 < h.next_try_in_s <= drv.config.reconnect_max_s
     finally:
         await drv.close()
+    assert drv.health().state is LinkState.CLOSED
 
 
 async def test_read_deadline_bounds_a_read_and_answering_devices_go_first(rig):

@@ -1,8 +1,8 @@
 """Modbus TCP driver: coalesced reads, verified writes, bounded requests, its own reconnect.
 
-Layers (STYLE.md, "sans-I/O"): the register codec (`encode_raw`, `decode_raw`, `to_raw`) and the
-read planner (`plan_reads`) are pure functions with no I/O; `ModbusDriver` is the thin I/O shell
-around them, on pymodbus's AsyncModbusTcpClient.
+Layers (STYLE.md, "sans-I/O"): the register codec and the read planner live in
+`drivers.modbus.codec` (pure, no I/O); `ModbusDriver` here is the thin I/O shell around them, on
+pymodbus's AsyncModbusTcpClient: connection, timeouts, retries, verification, health.
 
 Concurrency, documented as the brief asks: **one TCP connection per driver, requests sequential**.
 pymodbus keeps one request outstanding per connection (an asyncio.Lock in
@@ -24,9 +24,10 @@ Worst-case `read()` time without a deadline: (answering devices' requests) + (si
 
 Link handling: if a read timed out and nothing at all answered, the TCP peer is presumed dead (a
 half-open socket or a hung server looks exactly like this): the connection is closed and re-opened
-after a bounded exponential backoff (`reconnect_min_s` doubling to `reconnect_max_s`). During the
-backoff, reads return LOST at once instead of paying `timeout_s` again. Backoff decisions use the
-driver's `clock`; pacing sleeps (`min_request_gap_s`) use the event loop's real time.
+after a bounded exponential backoff (`drivers.backoff.Backoff`, `reconnect_min_s` doubling to
+`reconnect_max_s`). During the backoff, reads return LOST at once, with a reason that names
+host:port and the next try, instead of paying `timeout_s` again. Backoff decisions use the driver's
+`clock`; pacing sleeps (`min_request_gap_s`) use the event loop's real time.
 
 Scaling: engineering value = raw * scale + offset. Writes invert it, round to the nearest integer
 (ties to even) for integer types and refuse values that do not fit. `bool` points read 0.0 / 1.0
@@ -40,37 +41,24 @@ import math
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping
 
 import structlog
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
 from controller.core.readings import Quality, Reading
-from drivers.base import Clock, Driver, DriverPoint, WriteResult
 from controller.site.modbus_schema import ModbusDriverConfig, ModbusPointSource
+from drivers.backoff import Backoff
+from drivers.base import (Clock, Driver, DriverPoint, LinkState, WriteResult, good_reading,
+                          retry_text)
+from drivers.modbus.codec import (  # noqa: F401 - re-exported: the codec's public names
+    BIT_TABLES, MAX_BITS_PER_READ, MAX_REGISTERS_PER_READ, WRITABLE_TABLES, PlannedPoint,
+    ReadRequest, RequestDecoder, decode_raw, decode_value, encode_raw, encode_value,
+    plan_reads, register_count, to_engineering, to_raw,
+)
 
 log = structlog.get_logger(__name__)
-
-# Protocol limits (Modbus Application Protocol v1.1b3, 6.1-6.4): FC3/FC4 read at most 125
-# registers, FC1/FC2 at most 2000 bits per request.
-MAX_REGISTERS_PER_READ = 125
-MAX_BITS_PER_READ = 2000
-
-BIT_TABLES = frozenset({"coil", "discrete_input"})
-WRITABLE_TABLES = frozenset({"holding", "coil"})
-
-_STRUCT_FORMAT = {
-    "int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f", "float64": "d",
-}
-_INT_LIMITS = {
-    "int16": (-(2**15), 2**15 - 1),
-    "uint16": (0, 2**16 - 1),
-    "int32": (-(2**31), 2**31 - 1),
-    "uint32": (0, 2**32 - 1),
-}
-# Largest finite IEEE 754 binary32 value: a larger float does not fit a float32 register pair.
-_FLOAT32_MAX = 3.4028234663852886e38
 
 # Exception codes with which a gateway says that the device behind it did not answer: treated like
 # a timeout (the device is silent), not like a device that answered with an error.
@@ -80,156 +68,6 @@ _EXCEPTION_NAMES = {
     0x04: "device_failure", 0x05: "acknowledge", 0x06: "device_busy",
     0x07: "negative_acknowledge", 0x08: "memory_parity_error", **_GATEWAY_CODES,
 }
-
-
-# --------------------------------------------------------------------------------------------
-# Codec: pure functions, no I/O
-# --------------------------------------------------------------------------------------------
-
-
-def register_count(source: ModbusPointSource) -> int:
-    """Registers (or bits, for coils and discrete inputs) that one point occupies."""
-    if source.table in BIT_TABLES or source.data_type == "bool":
-        return 1
-    return struct.calcsize(_STRUCT_FORMAT[source.data_type]) // 2
-
-
-def decode_raw(words: Sequence[int], data_type: str, word_order: str = "big",
-               byte_order: str = "big") -> int | float:
-    """Registers (16-bit words, as on the wire) -> the raw value of `data_type`.
-
-    word_order "little": the least significant word comes first (CDAB); byte_order "little": the two
-    bytes inside each register are swapped (BADC). Both little: DCBA.
-    """
-    if data_type == "bool":
-        return 1 if words[0] else 0
-    ordered = list(words)
-    if word_order == "little":
-        ordered.reverse()
-    data = b"".join(int(w).to_bytes(2, byte_order) for w in ordered)  # type: ignore[arg-type]
-    return struct.unpack(">" + _STRUCT_FORMAT[data_type], data)[0]
-
-
-def encode_raw(raw: int | float, data_type: str, word_order: str = "big",
-               byte_order: str = "big") -> list[int]:
-    """The raw value of `data_type` -> registers, the inverse of `decode_raw`."""
-    if data_type == "bool":
-        return [1 if raw else 0]
-    data = struct.pack(">" + _STRUCT_FORMAT[data_type], raw)
-    words = [int.from_bytes(data[i:i + 2], byte_order) for i in range(0, len(data), 2)]  # type: ignore[arg-type]
-    if word_order == "little":
-        words.reverse()
-    return words
-
-
-def to_engineering(raw: int | float, source: ModbusPointSource) -> float:
-    """Raw register value -> engineering value (raw * scale + offset; bool: 0.0 / 1.0)."""
-    if source.data_type == "bool" or source.table in BIT_TABLES:
-        return 1.0 if raw else 0.0
-    return float(raw) * source.scale + source.offset
-
-
-def to_raw(value: float, source: ModbusPointSource) -> int | float:
-    """Engineering value -> raw register value; ValueError if it cannot be represented exactly
-    enough (not finite, outside the integer type, not 0/1 for a bool)."""
-    if not isinstance(value, (int, float)):
-        raise ValueError(f"value {value!r} is not a number")
-    if not math.isfinite(value):
-        raise ValueError(f"value {value!r} is not finite")
-    if source.data_type == "bool" or source.table in BIT_TABLES:
-        if value not in (0, 1):
-            raise ValueError(f"value {value!r} is not a bool (0 or 1)")
-        return int(value)
-    if source.scale == 0:
-        raise ValueError("scale is 0: no raw value gives this engineering value")
-    raw = (value - source.offset) / source.scale
-    if source.data_type in _INT_LIMITS:
-        lo, hi = _INT_LIMITS[source.data_type]
-        rounded = round(raw)
-        if not lo <= rounded <= hi:
-            raise ValueError(
-                f"value {value!r} is raw {raw:g}, outside {source.data_type} [{lo}, {hi}]")
-        return rounded
-    if source.data_type == "float32" and abs(raw) > _FLOAT32_MAX:
-        raise ValueError(f"value {value!r} is raw {raw:g}, outside float32")
-    return raw
-
-
-def encode_value(value: float, source: ModbusPointSource) -> list[int]:
-    """Engineering value -> the registers (or [bit]) to write. ValueError if it does not fit."""
-    raw = to_raw(value, source)
-    if source.table in BIT_TABLES:
-        return [int(raw)]
-    return encode_raw(raw, source.data_type, source.word_order, source.byte_order)
-
-
-def decode_value(words: Sequence[int], source: ModbusPointSource) -> float:
-    """Registers (or [bit]) -> engineering value."""
-    if source.table in BIT_TABLES:
-        return 1.0 if words[0] else 0.0
-    raw = decode_raw(words, source.data_type, source.word_order, source.byte_order)
-    return to_engineering(raw, source)
-
-
-# --------------------------------------------------------------------------------------------
-# Read planning: pure
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class PlannedPoint:
-    name: str
-    # Position of the point's first register (or bit) inside the request.
-    offset: int
-    count: int
-    source: ModbusPointSource
-
-
-@dataclass(frozen=True)
-class ReadRequest:
-    """One Modbus read: a contiguous span of one table of one device, and the points inside it."""
-
-    device_id: int
-    table: str
-    address: int
-    count: int
-    points: tuple[PlannedPoint, ...]
-
-
-def plan_reads(sources: Mapping[str, ModbusPointSource], max_gap_registers: int) -> list[ReadRequest]:
-    """Coalesce points into as few requests as the limits allow.
-
-    Group by (device_id, table), sort by address, and merge a point into the current request when
-    the unused registers between them are at most `max_gap_registers` and the request stays within
-    125 registers (2000 bits for coils and discrete inputs). Overlapping points share registers.
-    """
-    groups: dict[tuple[int, str], list[tuple[str, ModbusPointSource]]] = {}
-    for name, src in sources.items():
-        groups.setdefault((src.device_id, src.table), []).append((name, src))
-    requests: list[ReadRequest] = []
-    for (device_id, table), members in sorted(groups.items()):
-        limit = MAX_BITS_PER_READ if table in BIT_TABLES else MAX_REGISTERS_PER_READ
-        members.sort(key=lambda m: (m[1].address, m[0]))
-        span: list[tuple[str, ModbusPointSource]] = []
-        start = end = 0
-        for name, src in members:
-            a, b = src.address, src.address + register_count(src)
-            if span and a - end <= max_gap_registers and max(end, b) - start <= limit:
-                end = max(end, b)
-                span.append((name, src))
-                continue
-            if span:
-                requests.append(_request(device_id, table, start, end, span))
-            span, start, end = [(name, src)], a, b
-        if span:
-            requests.append(_request(device_id, table, start, end, span))
-    return requests
-
-
-def _request(device_id: int, table: str, start: int, end: int,
-             span: list[tuple[str, ModbusPointSource]]) -> ReadRequest:
-    pts = tuple(PlannedPoint(n, s.address - start, register_count(s), s) for n, s in span)
-    return ReadRequest(device_id, table, start, end - start, pts)
 
 
 # --------------------------------------------------------------------------------------------
@@ -282,31 +120,30 @@ class ModbusDriver(Driver):
         self._sources = sources
         self.requests: list[ReadRequest] = plan_reads(sources, config.max_gap_registers)
         self._by_device: dict[int, list[ReadRequest]] = {}
-        # Per request, what decoding each point needs, computed once (the read path is hot).
-        self._decoders: dict[int, list[tuple[Any, ...]]] = {}
+        # Per request, its decoder and the points' units, computed once (the read path is hot).
+        self._decoders: dict[int, tuple[RequestDecoder, tuple[str, ...]]] = {}
         for req in self.requests:
             self._by_device.setdefault(req.device_id, []).append(req)
-            self._decoders[id(req)] = [self._decoder(p) for p in req.points]
+            dec = RequestDecoder(req)
+            self._decoders[id(req)] = (dec, tuple(self.points[n].config.unit for n in dec.names))
+        # Per request, its pymodbus call and its failure key, built once.
+        self._read_calls = {id(req): (self._read_call(req.table, req.address, req.count, req.device_id),
+                                      ("read", req.device_id, req.table, req.address))
+                            for req in self.requests}
         self.read_deadline_s = read_deadline_s
         self._client: AsyncModbusTcpClient | None = None
         self._client_lost: asyncio.Future[None] | None = None
         self._ever_connected = False
         self._closed = False
-        self._backoff_s = config.reconnect_min_s
-        self._next_connect_at = float("-inf")  # driver clock
+        # Reset only when a device answers, not on TCP connect: a peer that accepts connections but
+        # never answers still backs off.
+        self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
+        self._health.endpoint = f"{config.host}:{config.port}"
         self._silent: set[int] = set()
         self._last_request_at: dict[int, float] = {}  # event-loop time, for min_request_gap_s
         self._last_written: dict[str, _Written] = {}
         # Failure keys -> reason, so that each failure is logged once and its recovery once.
         self._failing: dict[tuple[Any, ...], str] = {}
-
-    def _decoder(self, p: PlannedPoint) -> tuple[Any, ...]:
-        src = p.source
-        fast = (src.table not in BIT_TABLES and src.data_type != "bool"
-                and (src.word_order == "big" or register_count(src) == 1))
-        fmt = ">" + _STRUCT_FORMAT[src.data_type] if fast else None
-        return (p.name, self.points[p.name].config.unit, fmt, src.byte_order, p.offset, p.count,
-                src.scale, src.offset, src)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -328,9 +165,25 @@ class ModbusDriver(Driver):
     def health(self):
         h = self._health
         h.connected = self._client is not None and self._client.connected
+        wait = self._backoff.wait_s(self.clock())
+        if self._closed:
+            h.state, h.next_try_in_s = LinkState.CLOSED, None
+        elif h.connected:
+            h.state = LinkState.DEGRADED if self._silent else LinkState.CONNECTED
+            h.next_try_in_s = None
+        else:
+            h.state = LinkState.BACKING_OFF if wait > 0 else LinkState.CONNECTING
+            h.next_try_in_s = wait
         h.extra["silent_devices"] = float(len(self._silent))
-        h.extra["backoff_s"] = float(self._backoff_s)
+        h.extra["backoff_s"] = float(self._backoff.delay_s)
         return h
+
+    def _not_connected(self) -> str:
+        """Why a read or write is not sent now: host:port, the last failure and the next try."""
+        why = self._failing.get(("link",), "")
+        detail = f" ({self._health.last_error})" if why and self._health.last_error else ""
+        return (f"not_connected: {self._health.endpoint}{detail}; "
+                f"{retry_text(self._backoff.wait_s(self.clock()))}")
 
     def _note_fail(self, key: tuple[Any, ...], reason: str, detail: str, **ctx: Any) -> None:
         self._health.errors_total += 1
@@ -364,9 +217,8 @@ class ModbusDriver(Driver):
         if backoff:
             self._schedule_reconnect()
 
-    def _schedule_reconnect(self) -> None:
-        self._next_connect_at = self.clock() + self._backoff_s
-        self._backoff_s = min(self._backoff_s * 2, self.config.reconnect_max_s)
+    def _schedule_reconnect(self) -> float:
+        return self._backoff.failure(self.clock())
 
     async def _ensure_connected(self) -> bool:
         if self._client is not None and self._client.connected:
@@ -375,7 +227,7 @@ class ModbusDriver(Driver):
             self._drop_client()
             self._note_fail(("link",), "connection_lost", "connection closed by peer",
                             host=self.config.host, port=self.config.port)
-        if self._closed or self.clock() < self._next_connect_at:
+        if self._closed or not self._backoff.ready(self.clock()):
             return False
         cfg = self.config
         # reconnect_delay=0 turns pymodbus's own reconnect task off and retries=0 its retries: the
@@ -398,10 +250,10 @@ class ModbusDriver(Driver):
             ok, detail = False, f"connect: {exc.__class__.__name__}: {exc}"
         if not ok or not client.connected:
             client.close()
+            retry_in_s = self._schedule_reconnect()
             self._note_fail(("link",), "not_connected",
-                            f"{detail} ({cfg.host}:{cfg.port})",
-                            host=cfg.host, port=cfg.port, retry_in_s=self._backoff_s)
-            self._schedule_reconnect()
+                            f"{cfg.host}:{cfg.port}: {detail}; {retry_text(retry_in_s)}",
+                            host=cfg.host, port=cfg.port, retry_in_s=retry_in_s)
             return False
         self._client = client
         self._client_lost = lost
@@ -410,7 +262,6 @@ class ModbusDriver(Driver):
             # A device that dropped off may have restarted and lost its setpoints: re-send them all.
             self._last_written.clear()
         self._ever_connected = True
-        self._next_connect_at = float("-inf")
         return True
 
     # ---- one request -----------------------------------------------------------------------
@@ -439,15 +290,34 @@ class ModbusDriver(Driver):
                     return _Fail("deadline", "read deadline reached before the request")
             self._health.requests_total += 1
             self._last_request_at[device_id] = loop.time()
-            task = asyncio.ensure_future(call(client))
             lost = self._client_lost
-            waiting = {task} if lost is None else {task, lost}
+            # The request runs in this task under a timeout scope (no task per request: this is
+            # the hot path); a peer that closes the connection expires the scope at once, since
+            # pymodbus would leave the response future pending until its own timeout.
+            response = None
             try:
-                await asyncio.wait(waiting, timeout=budget, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                if not task.done():  # timed out, peer gone, or we are cancelled ourselves
-                    task.cancel()
-            if not task.done() or task.cancelled():
+                async with asyncio.timeout(budget) as scope:
+                    expire = None
+                    if lost is not None:
+                        def expire(_f: asyncio.Future, scope=scope) -> None:
+                            if scope.expired() is False:
+                                scope.reschedule(loop.time())
+                        lost.add_done_callback(expire)
+                    try:
+                        response = await call(client)
+                    finally:
+                        if expire is not None:
+                            lost.remove_done_callback(expire)
+                timed_out = False
+            except TimeoutError:
+                timed_out = True
+            except ConnectionException as exc:
+                return _Fail("connection_lost", f"{exc}", link=True)
+            except (ModbusException, OSError) as exc:
+                if not client.connected:
+                    return _Fail("connection_lost", f"{exc}", link=True)
+                return _Fail("protocol_error", f"device {device_id}: {exc.__class__.__name__}: {exc}")
+            if timed_out:
                 if not client.connected or (lost is not None and lost.done()):
                     return _Fail("connection_lost", "connection closed while waiting", link=True)
                 if truncated:  # cut short by the read deadline: no verdict on the device
@@ -458,14 +328,6 @@ class ModbusDriver(Driver):
                     return _Fail("timeout", f"device {device_id}: no answer within {budget:.3g} s",
                                  silent=True)
                 continue
-            try:
-                response = task.result()
-            except ConnectionException as exc:
-                return _Fail("connection_lost", f"{exc}", link=True)
-            except (ModbusException, OSError) as exc:
-                if not client.connected:
-                    return _Fail("connection_lost", f"{exc}", link=True)
-                return _Fail("protocol_error", f"device {device_id}: {exc.__class__.__name__}: {exc}")
             if response.isError():
                 code = int(getattr(response, "exception_code", 0) or 0)
                 name = _EXCEPTION_NAMES.get(code, f"exception_{code}")
@@ -492,7 +354,7 @@ class ModbusDriver(Driver):
             if len(bits) < count:
                 raise ValueError(f"short answer: {len(bits)} bits for {count}")
             return [1 if b else 0 for b in bits]
-        regs = list(response.registers)
+        regs = response.registers
         if len(regs) < count:
             raise ValueError(f"short answer: {len(regs)} registers for {count}")
         return regs
@@ -515,7 +377,7 @@ class ModbusDriver(Driver):
 
     async def _read(self) -> dict[str, Reading]:
         if not await self._ensure_connected():
-            return self.lost_all("not_connected")
+            return self.lost_all(self._not_connected())
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = None if self.read_deadline_s is None else started + self.read_deadline_s
@@ -528,9 +390,8 @@ class ModbusDriver(Driver):
                     self._lose(out, req, "connection_lost" if link_lost else skip_reason)
                     continue
                 retries = 0 if device_id in self._silent else self.config.retries
-                call = self._read_call(req.table, req.address, req.count, req.device_id)
+                call, key = self._read_calls[id(req)]
                 result = await self._call(device_id, call, retries, deadline)
-                key = ("read", device_id, req.table, req.address)
                 if isinstance(result, _Fail):
                     self._lose(out, req, result.reason)
                     if result.link:
@@ -560,7 +421,7 @@ class ModbusDriver(Driver):
                 self._note_ok(key)
                 self._decode_into(out, req, result)
         if answered:
-            self._backoff_s = self.config.reconnect_min_s
+            self._backoff.success()
             self._health.last_ok_ts = self.clock()
             self._note_ok(("link",), host=self.config.host, port=self.config.port)
         elif timed_out and not link_lost and not cut_short:
@@ -589,21 +450,13 @@ class ModbusDriver(Driver):
                 out[p.name] = Reading(None, self.points[p.name].config.unit, now, Quality.BAD,
                                       "decode_error")
             return
-        buffers: dict[str, bytes] = {}
+        decoder, units = self._decoders[id(req)]
+        if len(words) != req.count:
+            words = words[:req.count]
         isfinite = math.isfinite
-        for name, unit, fmt, byte_order, offset, count, scale, add, src in self._decoders[id(req)]:
-            if fmt is None:
-                value = decode_value(words[offset:offset + count], src)
-            else:
-                # Fast path (word order big): unpack straight from the request's bytes, which
-                # decode_raw would build point by point (same result: test_round_trip_every_type_and_order).
-                buf = buffers.get(byte_order)
-                if buf is None:
-                    buf = buffers[byte_order] = struct.pack(
-                        ("<" if byte_order == "little" else ">") + f"{len(words)}H", *words)
-                value = struct.unpack_from(fmt, buf, 2 * offset)[0] * scale + add
+        for name, unit, value in zip(decoder.names, units, decoder.values(words)):
             if isfinite(value):
-                out[name] = Reading(value, unit, now)
+                out[name] = good_reading(value, unit, now)
             else:  # a NaN or inf from the device: the device answered, the value is unusable
                 out[name] = Reading(value, unit, now, Quality.BAD, "not_finite")
 
@@ -652,7 +505,7 @@ class ModbusDriver(Driver):
                 refresh <= 0 or now - last.ts < refresh):
             return WriteResult(name, value, ok=True, reason="unchanged", readback=last.readback)
         if not await self._ensure_connected():
-            return WriteResult(name, value, ok=False, reason="not_connected")
+            return WriteResult(name, value, ok=False, reason=self._not_connected())
 
         dev, address = src.device_id, src.address
         if src.table == "coil":
