@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import time
+import types
 
 import pytest
 from structlog.testing import capture_logs
@@ -17,7 +18,7 @@ from structlog.testing import capture_logs
 import drivers.ipmi.driver as ipmi
 from controller.site.models import PointConfig
 from controller.core.readings import Quality
-from drivers.base import DriverPoint
+from drivers.base import DriverPoint, LinkState
 from drivers.ipmi.driver import IpmiDriver, load_credentials, share_cap
 from controller.site.ipmi_schema import BmcConfig, IpmiDriverConfig, IpmiPointSource
 from simulations.wire.bmc import (CC_LIMIT_OUT_OF_RANGE, CC_NO_ACTIVE_LIMIT, CMD_ACTIVATE_POWER_LIMIT,
@@ -240,3 +241,36 @@ def test_credentials_file_must_hold_exactly_username_and_password(tmp_path):
         load_credentials(str(path))
     path.write_text("username: admin\npassword: x\n")
     assert load_credentials(str(path)) == ("admin", "x")
+
+
+async def test_bmc_on_the_wrong_port_names_host_port_and_the_next_try(bmcs, credentials,
+                                                                       monkeypatch):
+    # Issue 15: a BMC configured on a port nobody answers on. The login gives up quickly here so
+    # that the backoff starts within the test; the lines must name 127.0.0.1:<port> and the try.
+    monkeypatch.setattr(ipmi, "LOGIN_TIMEOUT_S", 0.3)
+    wrong = types.SimpleNamespace(name="srv9", port=free_udp_port())
+    driver = make_driver([bmcs[0], wrong], credentials, with_cap=False)
+    endpoint = f"127.0.0.1:{wrong.port}"
+    try:
+        end = time.monotonic() + 10
+        while True:
+            readings = await driver.read()
+            reason = readings["srv9_power"].reason
+            if "next try in" in reason:
+                break
+            assert time.monotonic() < end, reason
+        assert readings["srv9_power"].quality is Quality.LOST and endpoint in reason
+        assert readings["srv1_power"].good
+        health = driver.health()
+        assert health.state is LinkState.DEGRADED and 0 < health.next_try_in_s <= 30
+        assert endpoint in health.last_error and "srv9" in health.last_error
+    finally:
+        await driver.close()
+    assert driver.health().state is LinkState.CLOSED
+
+
+def free_udp_port() -> int:
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

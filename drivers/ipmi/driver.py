@@ -22,7 +22,9 @@ How pyghmi is driven (pyghmi==1.6.19 is pinned: this module uses its session int
   the same way. So this driver sends with pyghmi (`raw_command(callback=...)`, async login) and
   waits itself: wake-up registered first, then only its own session's queue is processed.
 - Sessions are re-established after a failure: the next tick logs in again at once; a failed login
-  backs off from RECONNECT_BACKOFF_MIN_S doubling to RECONNECT_BACKOFF_MAX_S (driver clock).
+  backs off from RECONNECT_BACKOFF_MIN_S doubling to RECONNECT_BACKOFF_MAX_S (`drivers.backoff`,
+  driver clock). Every failure line and LOST reason names the BMC's host:port, and while backing
+  off, when the next login is.
 
 Points: a `server_power` point with `source: {driver: <name>, bmc: srvN}` reads DCMI Get Power
 Reading (W). The `power_cap` actuator (`source: {driver: <name>}`, no bmc) is the site cap in W:
@@ -51,7 +53,8 @@ import structlog
 import yaml
 
 from controller.core.readings import Quality, Reading
-from drivers.base import Clock, Driver, DriverPoint, WriteResult
+from drivers.backoff import Backoff
+from drivers.base import Clock, Driver, DriverPoint, LinkState, WriteResult, retry_text
 from controller.site.ipmi_schema import BmcConfig, IpmiDriverConfig, IpmiPointSource
 
 log = structlog.get_logger(__name__)
@@ -172,8 +175,10 @@ class _BmcLink:
             max_workers=1, thread_name_prefix=f"ipmi-{cfg.name}")
         self._future: asyncio.Future | None = None
         self._session: ipmisession.Session | None = None
-        self._next_login_at = -math.inf
-        self._backoff_s = RECONNECT_BACKOFF_MIN_S
+        self.endpoint = f"{cfg.host}:{cfg.port}"
+        # Written by the worker thread only; health() reads it (floats: no lock needed).
+        self.backoff = Backoff(RECONNECT_BACKOFF_MIN_S, RECONNECT_BACKOFF_MAX_S)
+        self._login_error = ""
         self._ever_logged_in = False
         self.reconnects = 0
         # State of the asyncio side: whether the last tick got an answer (None: not asked yet).
@@ -282,15 +287,16 @@ class _BmcLink:
             return session
         self._session = None
         now = self._clock()
-        if now < self._next_login_at:
-            raise BmcError(f"not connected; next login in {self._next_login_at - now:.1f} s")
+        if not self.backoff.ready(now):
+            raise BmcError(f"not connected ({self._login_error}); "
+                           f"{retry_text(self.backoff.wait_s(now))}")
         try:
             session = self._login()
-        except BmcError:
-            self._next_login_at = self._clock() + self._backoff_s
-            self._backoff_s = min(self._backoff_s * 2, RECONNECT_BACKOFF_MAX_S)
-            raise
-        self._backoff_s = RECONNECT_BACKOFF_MIN_S
+        except BmcError as exc:
+            delay = self.backoff.failure(self._clock())
+            self._login_error = str(exc)
+            raise BmcError(f"{exc}; {retry_text(delay)}") from exc
+        self.backoff.success()
         if self._ever_logged_in:
             self.reconnects += 1
         self._ever_logged_in = True
@@ -519,7 +525,7 @@ class IpmiDriver(Driver):
             unit = self.points[pname].config.unit
             outcome = outcomes[bmc]
             if isinstance(outcome, BmcError):
-                readings[pname] = Reading.lost(unit, now, str(outcome))
+                readings[pname] = Reading.lost(unit, now, f"{self._links[bmc].endpoint}: {outcome}")
             elif not outcome.measuring:
                 readings[pname] = Reading(outcome.power_w, unit, now, Quality.BAD,
                                           "power measurement inactive")
@@ -561,7 +567,7 @@ class IpmiDriver(Driver):
         readback = 0.0
         for bmc, outcome in outcomes.items():
             if isinstance(outcome, BmcError):
-                problems.append(f"{bmc}: {outcome}")
+                problems.append(f"{bmc} ({self._links[bmc].endpoint}): {outcome}")
             elif outcome is None or abs(outcome - shares[bmc]) > LIMIT_TOLERANCE_W:
                 problems.append(f"{bmc}: limit read back {outcome} W, sent {shares[bmc]} W")
             else:
@@ -612,7 +618,7 @@ class IpmiDriver(Driver):
             link = self._links[bmc]
             if isinstance(outcome, BmcError):
                 health.errors_total += 1
-                health.last_error = f"{bmc}: {outcome}"
+                health.last_error = f"{bmc} ({link.endpoint}): {outcome}"
                 if link.answering is not False:
                     log.warning("ipmi_bmc_not_answering", driver=self.name, bmc=bmc,
                                 host=link.cfg.host, port=link.cfg.port, reason=str(outcome))
@@ -627,3 +633,22 @@ class IpmiDriver(Driver):
             health.last_ok_ts = now
         health.reconnects_total = sum(link.reconnects for link in self._links.values())
         health.extra = {"bmcs_answering": float(answering), "bmcs_total": float(len(self._links))}
+
+    def health(self):
+        h = self._health
+        links = list(self._links.values())
+        h.endpoint = links[0].endpoint if len(links) == 1 else f"{len(links)} BMCs"
+        down = [link for link in links if link.answering is not True]
+        now = self.clock()
+        if self._closed:
+            h.state, h.next_try_in_s = LinkState.CLOSED, None
+        elif not down:
+            h.state, h.next_try_in_s = LinkState.CONNECTED, None
+        else:
+            # The soonest login of a BMC that does not answer (0: the next read tries at once).
+            h.next_try_in_s = min(link.backoff.wait_s(now) for link in down)
+            if len(down) < len(links):
+                h.state = LinkState.DEGRADED
+            else:
+                h.state = LinkState.BACKING_OFF if h.next_try_in_s > 0 else LinkState.CONNECTING
+        return h
