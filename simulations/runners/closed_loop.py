@@ -49,15 +49,16 @@ TRAVEL_FIELDS = ("p1_pct", "p2_pct", "p3_pct", "v1_pct", "d1_pct")
 
 
 def make_controller(site: SiteConfig, controller: Any = "heatctl") -> Any:
-    """'heatctl' -> controller.core.step.Controller; 'baseline' -> simulations.baselines.naive; else as given."""
+    """'heatctl' -> controller.core.step.Controller; a baseline's name (simulations.baselines.registry) ->
+    that baseline; any other object is used as given."""
     if controller == "heatctl":
         from controller.core.step import Controller
         return Controller(site)
-    if controller == "baseline":
-        from simulations.baselines.naive import BaselineController
-        return BaselineController(site)
+    from simulations.baselines.registry import BASELINES, is_baseline, make_baseline
+    if isinstance(controller, str) and is_baseline(controller):
+        return make_baseline(controller, site)
     if isinstance(controller, str):
-        raise ValueError(f"unknown controller {controller!r}; expected 'heatctl' or 'baseline'")
+        raise ValueError(f"unknown controller {controller!r}; expected 'heatctl' or one of {', '.join(BASELINES)}")
     return controller
 
 
