@@ -441,7 +441,7 @@ async def test_sign_and_encrypt_with_username_password(secure_plant: OpcuaPlantS
 @MODULE_LOOP
 async def test_wrong_password_is_a_clear_error_and_lost(secure_plant: OpcuaPlantServer, certs, tmp_path):
     creds = write_credentials(tmp_path, "heatctl", "not-the-password")
-    drv = secure_driver(secure_plant, certs["client"], creds)  # server cert from GetEndpoints
+    drv = secure_driver(secure_plant, certs["client"], creds, server_cert=certs["server"][0])
     await drv.start()
     try:
         assert await all_lost(drv)
@@ -455,7 +455,7 @@ async def test_wrong_password_is_a_clear_error_and_lost(secure_plant: OpcuaPlant
 @MODULE_LOOP
 async def test_untrusted_certificate_is_a_clear_error(secure_plant: OpcuaPlantServer, certs, tmp_path):
     creds = write_credentials(tmp_path, "heatctl", "s3cret-pool")
-    drv = secure_driver(secure_plant, certs["stranger"], creds)
+    drv = secure_driver(secure_plant, certs["stranger"], creds, server_cert=certs["server"][0])
     await drv.start()
     try:
         assert await all_lost(drv)

@@ -27,7 +27,16 @@ Link supervision. The driver runs asyncua's Client with auto_reconnect off and d
   `timeout_s` for the network) -- no data change and no keep-alive -- is LOST and rebuilt on the
   same session; if that fails, the session is dropped and rebuilt;
 - every (re)connect builds a new Client, session and subscription (a restarted server has
-  forgotten them all), after a bounded exponential backoff from reconnect_min_s to reconnect_max_s.
+  forgotten them all), after a bounded exponential backoff from reconnect_min_s to reconnect_max_s
+  (`drivers.backoff`, on the event loop's clock: the supervision task sleeps in real time). Every
+  failure line names the endpoint and when the next try is.
+
+Trust (Sign, SignAndEncrypt): before the secure channel opens, the driver asks the server for its
+endpoints (GetEndpoints over security None, which every server offers for discovery), takes the
+certificate of the endpoint it will use, and decides in `drivers.opcua.trust` whether it is
+trusted (a pin, a trust store, trust on first use when asked). An untrusted certificate is refused
+with one line naming its SHA-256 fingerprint; the channel is then opened with that certificate,
+and asyncua checks that the session's certificate is the same one.
 
 A failure is logged once (structlog, `opcua_failure`) and once more on recovery (`opcua_recovered`).
 Health: connected, errors_total, reconnects_total (sessions re-established after a loss),
@@ -59,8 +68,11 @@ from asyncua.crypto import security_policies
 from cryptography import x509
 
 from controller.core.readings import Quality, Reading
-from drivers.base import Clock, Driver, DriverPoint, WriteResult
 from controller.site.opcua_schema import OpcuaDriverConfig
+from drivers.backoff import Backoff
+from drivers.base import Clock, Driver, DriverPoint, LinkState, WriteResult, retry_text
+from drivers.opcua import trust
+from drivers.opcua.trust import TrustedOnFirstUse, TrustError
 
 log = structlog.get_logger(__name__)
 
@@ -226,20 +238,33 @@ def describe_error(exc: BaseException, config: OpcuaDriverConfig, stage: str,
     secure = config.security_mode != "None"
     if isinstance(exc, ConfigProblem):
         return f"config: {exc}"
+    if isinstance(exc, TrustError):
+        return f"{stage}: refused by this client: {exc}"
+    if isinstance(exc, ua.UaError) and str(exc).startswith("No matching endpoints"):
+        # The session's endpoint list has no endpoint with our security (asyncua's wording).
+        return (f"{stage}: {config.endpoint} offers no endpoint with security_mode "
+                f"{config.security_mode} and security_policy {config.security_policy}"
+                + ("" if secure else " (it requires Sign or SignAndEncrypt)"))
     if isinstance(exc, AssertionError) and stage == "connect":
         # asyncua raises a bare AssertionError when the server answers OpenSecureChannel with a Bad
         # status (PROTOCOLS.md): strict servers do that for a client certificate they do not trust.
         if secure:
-            return (f"connect: the server refused the secure channel: client certificate "
-                    f"{config.client_certificate} is probably not trusted by the server "
+            fp = _fingerprint_of(config.client_certificate)
+            return (f"connect: the server refused the secure channel: this client's certificate "
+                    f"{config.client_certificate}{fp} is probably not trusted by the server "
                     f"(add it to the server's trusted certificates)")
         return ("connect: the server refused to open the channel with security None "
                 "(it may require Sign/SignAndEncrypt or a trusted client certificate)")
     if isinstance(exc, ua.UaStatusCodeError):
         name = ua.StatusCode(exc.code).name
+        if name == "BadSecurityModeRejected" and not secure:
+            return (f"{stage}: the server refused security None ({name}): it requires Sign or "
+                    "SignAndEncrypt; set security_mode and security_policy")
         if name in _CERT_STATUSES:
-            return (f"{stage}: the server rejected client certificate {config.client_certificate} "
-                    f"({name}): add it to the server's trusted certificates")
+            fp = _fingerprint_of(config.client_certificate)
+            return (f"{stage}: the server refused this client's certificate "
+                    f"{config.client_certificate}{fp} ({name}): add it to the server's "
+                    "trusted certificates")
         if name in _USER_STATUSES:
             who = f"user {username!r}" if username else "anonymous login"
             src = f" from {config.credentials_file}" if config.credentials_file else ""
@@ -253,6 +278,16 @@ def describe_error(exc: BaseException, config: OpcuaDriverConfig, stage: str,
         detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else (str(exc) or type(exc).__name__)
         return _one_line(f"{stage}: connection to {config.endpoint} failed: {detail}")
     return _one_line(f"{stage}: {type(exc).__name__}: {exc}")
+
+
+def _fingerprint_of(cert_path: str | None) -> str:
+    """" (SHA-256 AA:BB:...)" for a certificate file, "" when it cannot be read."""
+    if not cert_path:
+        return ""
+    try:
+        return f" (SHA-256 {trust.fingerprint(trust.load_certificate_der(cert_path))})"
+    except TrustError:
+        return ""
 
 
 def load_credentials(path: str) -> tuple[str, str]:
@@ -325,6 +360,11 @@ class OpcuaDriver(Driver):
         self._lost_reason: str | None = None  # set by callbacks; the supervision loop acts on it
         self._ever_up = False
         self._failing = False
+        # Reconnect backoff on the event loop's clock (the supervision task sleeps in real time).
+        self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
+        self._config_failure = False  # the last failure is one no retry fixes (config, trust)
+        self._trust_events: list[TrustedOnFirstUse] = []
+        self._health.endpoint = config.endpoint
         self._username: str | None = None
         # Per session: data types, the subscription and its cache.
         self._vtypes: dict[str, ua.VariantType] = {}
@@ -373,7 +413,29 @@ class OpcuaDriver(Driver):
         h = self._health
         h.connected = self._link_usable()
         h.extra["subscription"] = 1.0 if (h.connected and self._mode is ReadMode.SUBSCRIPTION) else 0.0
+        if self._closing:
+            h.state, h.next_try_in_s = LinkState.CLOSED, None
+        elif h.connected:
+            h.state, h.next_try_in_s = LinkState.CONNECTED, None
+        else:
+            h.next_try_in_s = self._backoff.wait_s(time.monotonic())
+            if self._config_failure:
+                h.state = LinkState.FAILED
+            else:
+                h.state = LinkState.BACKING_OFF if h.next_try_in_s > 0 else LinkState.CONNECTING
         return h
+
+    def take_trust_events(self) -> list[TrustedOnFirstUse]:
+        """Server certificates trusted on first use since the last call (for the audit log)."""
+        events, self._trust_events = self._trust_events, []
+        return events
+
+    def _down_line(self) -> str:
+        """Why the points are LOST now, with the endpoint and the next try."""
+        reason = self._lost_reason or self._down_reason or "not connected"
+        wait = self._backoff.wait_s(time.monotonic())
+        where = "" if self.config.endpoint in reason else f"{self.config.endpoint}; "
+        return f"{reason} ({where}{retry_text(wait)})"
 
     # --- state bookkeeping -------------------------------------------------------------------
 
@@ -412,7 +474,7 @@ class OpcuaDriver(Driver):
     # --- supervision -------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        delay = self.config.reconnect_min_s
+        loop = asyncio.get_running_loop()
         while not self._closing:
             try:
                 await asyncio.wait_for(self._open(), self._connect_budget_s())
@@ -420,14 +482,17 @@ class OpcuaDriver(Driver):
                 raise
             except Exception as exc:
                 detail = describe_error(exc, self.config, "connect", self._username)
+                self._config_failure = isinstance(exc, (ConfigProblem, TrustError))
+                delay = self._backoff.failure(loop.time())
                 self._set_down(detail)
-                self._note_failure(detail)
+                where = "" if self.config.endpoint in detail else f"{self.config.endpoint}; "
+                self._note_failure(f"{detail} ({where}{retry_text(delay)})")
                 await self._drop_client()
                 self._first_attempt.set()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self.config.reconnect_max_s)
                 continue
-            delay = self.config.reconnect_min_s
+            self._backoff.success()
+            self._config_failure = False
             if self._ever_up:
                 self._health.reconnects_total += 1
             self._ever_up = True
@@ -435,10 +500,11 @@ class OpcuaDriver(Driver):
             self._first_attempt.set()
             reason = await self._watch()
             self._set_down(reason)
-            self._note_failure(reason)
-            await self._drop_client()
             # Not at once: a server that drops us right after accepting must not get a tight loop.
-            await asyncio.sleep(self.config.reconnect_min_s)
+            delay = self._backoff.failure(loop.time())
+            self._note_failure(f"{reason} ({self.config.endpoint}; {retry_text(delay)})")
+            await self._drop_client()
+            await asyncio.sleep(delay)
 
     async def _open(self) -> None:
         """One connection attempt: client, security, session, data types, subscription."""
@@ -449,6 +515,8 @@ class OpcuaDriver(Driver):
         self._item_errors.clear()
         creds = load_credentials(cfg.credentials_file) if cfg.credentials_file else None
         self._username = creds[0] if creds else None
+        verdict: trust.Verdict | None = None
+        server_der = b""
 
         client = Client(cfg.endpoint, timeout=cfg.timeout_s, watchdog_intervall=_PROBE_PERIOD_S,
                         auto_reconnect=False)
@@ -471,9 +539,10 @@ class OpcuaDriver(Driver):
             if uri:
                 # Servers check that the application URI matches the certificate's.
                 client.application_uri = uri
+            server_der, verdict = await self._trusted_server_certificate()
             await client.set_security(
                 _POLICIES[cfg.security_policy], cfg.client_certificate, cfg.client_key,
-                server_certificate=cfg.server_certificate, mode=_MODES[cfg.security_mode],
+                server_certificate=server_der, mode=_MODES[cfg.security_mode],
             )
         if creds is not None:
             client.set_user(creds[0])
@@ -481,6 +550,10 @@ class OpcuaDriver(Driver):
         client.connection_lost_callback = self._lost_callback_for(client)
         self._health.requests_total += 1
         await client.connect()
+        if verdict is not None and verdict.store_as is not None:
+            # Stored only now: the server has proved, by opening the secure channel and signing
+            # the session, that it holds the certificate's private key.
+            self._trust_first_use(server_der, verdict.store_as)
         await self._load_types(client, list(self._nodeids))
         self._mode = ReadMode.POLLING
         if cfg.use_subscription:
@@ -496,6 +569,55 @@ class OpcuaDriver(Driver):
                             error=describe_error(exc, cfg, "subscribe"))
         self._up = True
         self._down_reason = ""
+
+    async def _trusted_server_certificate(self) -> tuple[bytes, trust.Verdict]:
+        """The server certificate of the endpoint we will use, if trusted; TrustError if not."""
+        cfg = self.config
+        if cfg.trust_on_first_use and not cfg.trust_store:
+            raise ConfigProblem("trust_on_first_use needs trust_store (the directory to keep the "
+                                "certificate in)")
+        pinned = None
+        if cfg.server_certificate:
+            pinned = (trust.load_certificate_der(cfg.server_certificate), cfg.server_certificate)
+        store_dir = Path(cfg.trust_store) if cfg.trust_store else None
+        store = trust.read_store(store_dir) if store_dir is not None else None
+        probe = Client(cfg.endpoint, timeout=cfg.timeout_s)
+        self._health.requests_total += 1
+        try:
+            endpoints = await probe.connect_and_get_server_endpoints()
+        finally:
+            probe.disconnect_socket()
+        policy_uri = _POLICIES[cfg.security_policy].URI
+        mode = _MODES[cfg.security_mode]
+        offered = [e for e in endpoints if e.SecurityMode == mode and e.SecurityPolicyUri == policy_uri]
+        if not offered:
+            have = sorted({f"{e.SecurityPolicyUri.rsplit('#', 1)[-1]}/{e.SecurityMode.name}"
+                           for e in endpoints})
+            raise TrustError(f"{cfg.endpoint} offers no endpoint with {cfg.security_policy}/"
+                             f"{cfg.security_mode} (it offers {', '.join(have) or 'none'})")
+        server_der = trust.first_certificate(bytes(offered[0].ServerCertificate or b""))
+        if not server_der:
+            raise TrustError(f"{cfg.endpoint} sent no server certificate for "
+                             f"{cfg.security_policy}/{cfg.security_mode}")
+        verdict = trust.decide(server_der, cfg.endpoint, pinned=pinned, store=store,
+                               store_dir=store_dir, trust_on_first_use=cfg.trust_on_first_use)
+        if not verdict.trusted:
+            raise TrustError(verdict.line)
+        return server_der, verdict
+
+    def _trust_first_use(self, der: bytes, path: Path) -> None:
+        try:
+            trust.store_certificate(path, der)
+        except OSError as exc:
+            # Trusted for this session (the server proved its key), but not remembered: say so.
+            log.error("opcua_trust_store_write_failed", driver=self.name, path=str(path),
+                      error=exc.strerror or str(exc))
+        event = TrustedOnFirstUse(self.config.endpoint, trust.fingerprint(der),
+                                  trust.describe_certificate(der), str(path))
+        self._trust_events.append(event)
+        log.warning("opcua_server_certificate_trusted_on_first_use", driver=self.name,
+                    endpoint=event.endpoint, fingerprint_sha256=event.fingerprint,
+                    subject=event.subject, stored_as=event.path)
 
     async def _drop_client(self) -> None:
         client, self._client = self._client, None
@@ -671,7 +793,7 @@ class OpcuaDriver(Driver):
         """Every point's latest reading; all LOST while the link is down. Never raises."""
         try:
             if not self._link_usable():
-                return self.lost_all(self._lost_reason or self._down_reason or "not connected")
+                return self.lost_all(self._down_line())
             if self._mode is ReadMode.SUBSCRIPTION:
                 return self._read_cached()
             return await self._read_polled()
@@ -766,7 +888,7 @@ class OpcuaDriver(Driver):
             return
         client = self._client
         if client is None or not self._link_usable():
-            reason = f"not connected: {self._lost_reason or self._down_reason or 'not connected'}"
+            reason = f"not connected: {self._down_line()}"
             for p in todo:
                 results[p] = WriteResult(p, float(commands[p]), False, reason)
             return
