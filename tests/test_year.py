@@ -114,7 +114,7 @@ def test_report_folder_has_json_markdown_and_plots(tmp_path):
     assert {"kpis.json", "kpis.md", "temperatures.png", "heat_flows.png", "tank_soc.png", "modes.png",
             "power.png", "monthly.png"} <= names
     data = json.loads((tmp_path / "r" / "kpis.json").read_text())
-    assert set(data["controllers"]) == {"heatctl", "baseline"}
+    assert set(data["controllers"]) == {"heatctl", "baseline", "good-practice", "g36"}
     assert 0 < data["ratios"]["heatctl_reuse_of_bound"] <= 1.0
     assert "| heat reused: delivered (kWh) |" in (tmp_path / "r" / "kpis.md").read_text()
     text = format_table(result)
@@ -122,3 +122,18 @@ def test_report_folder_has_json_markdown_and_plots(tmp_path):
     for f in files:
         if f.suffix == ".png":
             assert f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_comparison_prints_every_baseline_the_lp_bound_and_the_lead():
+    from simulations.analysis.yardsticks import format_yardsticks, lead
+
+    _, c = compared("pool-year")
+    text = format_yardsticks(c.runs, c.lp_bound)
+    for name in ("heatctl", "baseline", "good-practice", "g36", "bound (LP", "share of the bound",
+                 "IAE below setpoint", "dry-cooler switchings", "strongest baseline"):
+        assert name in text, name
+    ld = lead(c.runs)
+    assert ld["strongest_baseline"] == max((n for n in c.runs if n != "heatctl"),
+                                           key=lambda n: c.runs[n][0].reused_kwh)
+    for k, _ in c.runs.values():
+        assert k.reused_kwh <= c.lp_bound.reused_kwh

@@ -335,6 +335,7 @@ class Comparison:
     runs: dict[str, tuple[Kpis, Trace]]
     bound: Any  # simulations.analysis.bound.Bound (None if heatctl did not run)
     wall_s: float = 0.0
+    lp_bound: Any = None  # simulations.analysis.lp_bound.LpBound: the bound no controller can beat
 
 
 # Work handed to forked workers: set before the pool starts, inherited by fork (scenarios hold
@@ -350,9 +351,11 @@ def _run_job(name: str) -> tuple[Kpis, Trace]:
 
 def run_compare(site: SiteConfig, scenario: Scenario, hours: float | None = None, tick_s: float | None = None,
                 trace_every_s: float | None = None, progress: Callable[[float], None] | None = None,
-                controllers: tuple[str, ...] = ("heatctl", "baseline"), jobs: int = 2) -> Comparison:
+                controllers: tuple[str, ...] = ("heatctl", "baseline", "good-practice", "g36"),
+                jobs: int = 2) -> Comparison:
     """Run each controller on the same plant and profiles (in parallel processes when jobs > 1),
-    then compute the physical bound from heatctl's captured-heat and demand series."""
+    then compute the bounds: the LP bound from the workload's requested power and the demand
+    (simulations.analysis.lp_bound), and the older greedy one from heatctl's captured-heat series."""
     import time
 
     from simulations.analysis.bound import physical_bound
@@ -376,4 +379,7 @@ def run_compare(site: SiteConfig, scenario: Scenario, hours: float | None = None
             runs[name] = run_scenario(site, scenario, hours=hours, tick_s=tick_s, trace_every_s=trace_every_s,
                                       progress=progress if i == 0 else None, controller=name)
     bound = physical_bound(site, runs["heatctl"][1]) if "heatctl" in runs else None
-    return Comparison(scenario, runs, bound, time.perf_counter() - started)
+    from simulations.analysis.lp_bound import lp_bound
+    lp = lp_bound(site, scenario, hours=hours, tick_s=tick_s,
+                  step_s=trace_every_s or scenario.trace_every_s or 3600.0)
+    return Comparison(scenario, runs, bound, time.perf_counter() - started, lp)

@@ -112,11 +112,16 @@ def run(args: argparse.Namespace) -> int:
         out = kpis.as_dict()
         out.update(scenario=scenario.name, wall_s=round(wall, 2), config=str(path))
         if compare:
+            from simulations.analysis.yardsticks import lead
             out["comparison"] = to_json(result)
+            out["comparison"]["lp_bound"] = c.lp_bound.as_dict() if c.lp_bound is not None else None
+            out["comparison"]["lead"] = lead(result.runs)
         print(json.dumps(out, indent=2, default=str))
         return 0
     if compare:
+        from simulations.analysis.yardsticks import format_yardsticks
         print(format_table(result))
+        print(format_yardsticks(result.runs, c.lp_bound))
         events = kpis.events
         if events:
             print("\n  heatctl events")
