@@ -1,0 +1,219 @@
+"""The plan as a linear program, solved by HiGHS (`highspy`) in a time box.
+
+Per 15-minute slot t (powers in kW, energies in kWh, h = slot length in hours):
+
+  capture (F_t + B_t) = U_t + C_t + Q_t + O_t      captured heat goes to the consumer, the tank, the
+                                                   dry cooler, or (O, heavily penalised) nowhere:
+                                                   the power cap would have to bind
+  U_t + X_t + G_t     = D_t                        demand met directly, from the tank, or by the boiler
+  E_t = E_{t-1} + h (C_t - X_t),  0 <= E_t <= E_max    the tank (state of charge = E / E_max)
+  S_t = S_{t-1} + h B_t,  due_t <= S_t <= W           batch work: what is due by each deadline is run
+                                                       (cumulative), never more than is queued
+
+with F the IT power that always runs (idle and interactive: never held), B the batch power
+(0 <= B_t <= the free nodes' power; running jobs that cannot be preempted are a floor), Q <= the dry
+cooler's capacity at the forecast ambient, C and X <= the tank's charge rate. The limits are the
+capacity envelope's (controller.core.envelope.limits_from_site).
+
+Objective: least boiler energy (the same as the most recovered heat used, since demand is given),
+then a little less dumping, a tie-break toward running work early, and a value on heat left in the
+tank at the horizon's end (the next plan will spend it).
+
+`solve(inputs, time_limit_s)` returns a SolveResult: a Plan, or no plan and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from controller.core.plan import COMPUTE_FIRST, HEAT_FIRST, Plan, PlanSlot
+from controller.planning.inputs import PlanInputs
+
+NV = 9
+B, U, C, X, G, Q, O, E, S = range(NV)
+OVERFLOW_COST = 100.0
+DUMP_COST = 0.01
+EARLY_TIE_BREAK = 1e-4
+# Against pointless tank cycling (discharge now, recharge later) among equal plans.
+CYCLE_COST = 1e-3
+# A slot counts as short of heat (boiler planned) or dumping above this (kW): display and policy.
+SIGNIFICANT_KW = 0.05
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    plan: Plan | None
+    reason: str           # "optimal", or why there is no plan
+    solve_s: float
+    made_for_s: float     # the inputs' time: a result that arrives much later is late
+
+
+def _highs():
+    """A Highs instance without its banner on stdout (printed at C level on the first instance)."""
+    import highspy
+
+    fd = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            h = highspy.Highs()
+    finally:
+        os.dup2(fd, 1)
+        os.close(fd)
+    h.setOptionValue("output_flag", False)
+    return h
+
+
+def _due_and_floor(inp: PlanInputs, cap_kwh: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """Per slot: cumulative batch work due (kWh, at most what the free nodes can run), the batch
+    power floor (kW) of running jobs that cannot be preempted, and all queued work (kWh)."""
+    n, h = inp.slots, inp.slot_s / 3600.0
+    t0 = inp.first_slot_s
+    due = np.zeros(n)
+    floor = np.zeros(n)
+    total = 0.0
+    for j in inp.queue:
+        w = max(j.remaining_wh, 0.0) / 1000.0
+        total += w
+        k = int(np.clip((j.deadline_s - inp.deadline_guard_s - t0) // inp.slot_s, 0, n - 1))
+        due[k:] += w
+        if j.running and not j.preemptible and j.max_w > 0:
+            slots = min(int(np.ceil(w / (j.max_w / 1000.0 * h))), n)
+            floor[:slots] += j.max_w / 1000.0
+    return np.minimum(due, cap_kwh), floor, total
+
+
+def build(inp: PlanInputs):
+    """The LP (highspy.HighsLp) and the per-slot arrays it was built from."""
+    import highspy
+
+    L = inp.limits
+    n, h = inp.slots, inp.slot_s / 3600.0
+    k = L.capture
+    dem = np.maximum(np.array(inp.demand_w), 0.0) / 1000.0
+    fixed = np.maximum(np.array(inp.fixed_it_w), 0.0) / 1000.0
+    bmax = np.maximum(np.array(inp.batch_max_w), 0.0) / 1000.0
+    dump_max = L.dump_g_w_per_k * np.maximum(L.cap_target_c - np.array(inp.ambient_c), 0.0) / 1000.0
+    e_max = L.tank_capacity_j / 3.6e6
+    rate = L.tank_charge_max_w / 1000.0
+    soc0 = 0.5 if inp.tank_soc is None or not np.isfinite(inp.tank_soc) else min(max(inp.tank_soc, 0.0), 1.0)
+    due, floor, total = _due_and_floor(inp, np.cumsum(bmax) * h)
+    floor = np.minimum(floor, bmax)
+
+    inf = highspy.kHighsInf
+    idx = lambda t, v: t * NV + v  # noqa: E731
+    cost = np.zeros(n * NV)
+    lo = np.zeros(n * NV)
+    hi = np.full(n * NV, inf)
+    for t in range(n):
+        cost[idx(t, G)] = h
+        cost[idx(t, Q)] = DUMP_COST * h
+        cost[idx(t, X)] = CYCLE_COST * h
+        cost[idx(t, O)] = OVERFLOW_COST * h
+        cost[idx(t, B)] = EARLY_TIE_BREAK * h * t / n
+        lo[idx(t, B)], hi[idx(t, B)] = floor[t], bmax[t]
+        hi[idx(t, C)] = hi[idx(t, X)] = rate
+        hi[idx(t, Q)] = dump_max[t]
+        hi[idx(t, E)] = e_max
+        lo[idx(t, S)], hi[idx(t, S)] = due[t], max(total, due[t])
+    cost[idx(n - 1, E)] = -inp.terminal_tank_value
+
+    ri, cj, va, rlo, rhi = [], [], [], [], []
+
+    def row(entries, value):
+        r = len(rlo)
+        for j, v in entries:
+            ri.append(r)
+            cj.append(j)
+            va.append(v)
+        rlo.append(value)
+        rhi.append(value)
+
+    for t in range(n):
+        row([(idx(t, B), k), (idx(t, U), -1.0), (idx(t, C), -1.0), (idx(t, Q), -1.0), (idx(t, O), -1.0)],
+            -k * fixed[t])
+        row([(idx(t, U), 1.0), (idx(t, X), 1.0), (idx(t, G), 1.0)], dem[t])
+        prev_e = [(idx(t - 1, E), -1.0)] if t else []
+        row([(idx(t, E), 1.0), (idx(t, C), -h), (idx(t, X), h)] + prev_e, 0.0 if t else soc0 * e_max)
+        prev_s = [(idx(t - 1, S), -1.0)] if t else []
+        row([(idx(t, S), 1.0), (idx(t, B), -h)] + prev_s, 0.0)
+
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = n * NV, len(rlo)
+    lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, lo, hi
+    lp.row_lower_, lp.row_upper_ = np.array(rlo), np.array(rhi)
+    cols = np.array(cj)
+    order = np.lexsort((np.array(ri), cols))
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = np.concatenate(([0], np.cumsum(np.bincount(cols, minlength=n * NV))))
+    lp.a_matrix_.index_ = np.array(ri)[order]
+    lp.a_matrix_.value_ = np.array(va)[order]
+    return lp, dict(dem=dem, fixed=fixed, e_max=e_max, capture=k, total=total)
+
+
+def _reason(d: float, heat: float, b: float, bmax: float, g: float, q: float, x: float, c: float,
+            policy: str, queue_left: bool) -> str:
+    parts = [f"demand {d:.1f} kW, heat {heat:.1f} kW"]
+    if bmax > SIGNIFICANT_KW:
+        if b >= bmax - SIGNIFICANT_KW:
+            parts.append("release all batch (heat wanted or work due)")
+        elif b <= SIGNIFICANT_KW:
+            parts.append("hold batch (heat would be dumped; deadlines allow)" if queue_left else "no batch queued")
+        else:
+            parts.append(f"release {b:.1f} of {bmax:.1f} kW batch")
+    if x > SIGNIFICANT_KW:
+        parts.append(f"tank gives {x:.1f} kW")
+    if c > SIGNIFICANT_KW:
+        parts.append(f"tank takes {c:.1f} kW")
+    if g > SIGNIFICANT_KW:
+        parts.append(f"boiler {g:.1f} kW")
+    if q > SIGNIFICANT_KW:
+        parts.append(f"dump {q:.1f} kW")
+    parts.append(policy)
+    return "; ".join(parts)
+
+
+def solve(inputs: PlanInputs, time_limit_s: float) -> SolveResult:
+    """Plan the next slots (module docstring), within `time_limit_s` of solver time."""
+    import highspy
+
+    started = time.perf_counter()
+    t_for = inputs.now_s
+    if inputs.slots == 0:
+        return SolveResult(None, "no forecast slots", 0.0, t_for)
+    lens = {len(inputs.demand_w), len(inputs.ambient_c), len(inputs.fixed_it_w), len(inputs.batch_max_w)}
+    if len(lens) != 1:
+        return SolveResult(None, f"forecast series of unequal length {sorted(lens)}", 0.0, t_for)
+    lp, arr = build(inputs)
+    hs = _highs()
+    hs.setOptionValue("time_limit", float(max(time_limit_s, 1e-3)))
+    hs.passModel(lp)
+    hs.run()
+    status = hs.getModelStatus()
+    elapsed = time.perf_counter() - started
+    if status != highspy.HighsModelStatus.kOptimal:
+        return SolveResult(None, f"solver: {hs.modelStatusToString(status)}", elapsed, t_for)
+    x = np.array(hs.getSolution().col_value).reshape(inputs.slots, NV)
+    slots = []
+    k, e_max = arr["capture"], arr["e_max"]
+    for t in range(inputs.slots):
+        b, g, q, xo, ci = x[t, B], x[t, G], x[t, Q], x[t, X], x[t, C]
+        d = arr["dem"][t]
+        heat = k * (arr["fixed"][t] + b)
+        # Short of heat and nothing dumped: a warmer loop gives the consumer higher-grade heat at no
+        # cost in dumped heat; when the plan dumps, compute_first keeps the IT loop's margin.
+        policy = HEAT_FIRST if g > SIGNIFICANT_KW and q <= SIGNIFICANT_KW else COMPUTE_FIRST
+        soc = x[t, E] / e_max if e_max > 0 else 0.0
+        slots.append(PlanSlot(
+            start_s=inputs.slot_start(t), tank_target_soc=float(min(max(soc, 0.0), 1.0)),
+            batch_budget_w=float(max(b, 0.0) * 1000.0), policy=policy,
+            reason=_reason(d, heat, b, inputs.batch_max_w[t] / 1000.0, g, q, xo, ci, policy,
+                           x[t, S] < arr["total"] - 1e-6),
+            demand_w=float(d * 1000.0), it_w=float((arr["fixed"][t] + b) * 1000.0),
+            boiler_w=float(g * 1000.0), dump_w=float(q * 1000.0)))
+    plan = Plan(made_at_s=t_for, slots=tuple(slots), solve_s=elapsed, status="optimal", slot_s=inputs.slot_s)
+    return SolveResult(plan, "optimal", elapsed, t_for)
