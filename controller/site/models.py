@@ -195,6 +195,14 @@ class MeteringConfig(StrictModel):
     max_gap_s: float = Field(10.0, gt=0)
 
 
+class PlanningConfig(StrictModel):
+    # The 24-hour plan (controller.planning): HiGHS's time limit per solve, well under the re-plan
+    # period (15 min); the solving process is killed after kill_after_s; deadlines are planned early.
+    solve_time_limit_s: float = Field(0.5, gt=0, le=60)
+    kill_after_s: float = Field(5.0, gt=0, le=600)
+    deadline_guard_s: float = Field(3600.0, ge=0)
+
+
 AlarmKind = Literal["high", "low", "bad_reading", "condition"]
 AlarmPriority = Literal["high", "medium", "low"]
 # Who answers: the plant-room team, the IT operations team, or both (routing label `owner`).
@@ -253,6 +261,7 @@ class SiteConfig(StrictModel):
     outputs: OutputsConfig = OutputsConfig()
     metering: MeteringConfig = MeteringConfig()
     simulation: PlantConfig = PlantConfig()
+    planning: PlanningConfig = PlanningConfig()
     # Alarms (optional): name -> what is watched, priority, delays, owner.
     alarms: dict[str, AlarmConfig] = Field(default_factory=dict)
     raci: RaciConfig = RaciConfig()
