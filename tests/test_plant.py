@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from simulations.plant.faults import Fault
 from simulations.plant.model import Actuators, Loads, Meters, Plant
 from simulations.plant.config import PlantConfig
+from simulations.plant.warm import power_factor, warm_cost
 
 CFG = PlantConfig()
 NORMAL = Loads(it_load_fraction=0.85, consumer_demand_w=30000.0, consumer_available=True, ambient_c=10.0)
@@ -127,7 +128,10 @@ def test_large_steps_stay_stable():
 def test_reference_steady_state_is_plausible():
     plant = settled_plant()
     m = plant.measurements()
-    assert sum(m.server_power_w) == pytest.approx(0.85 * 4400 * 8 + 600 * 8, rel=1e-6)  # 34.7 kW
+    # 34.7 kW wanted, a little more drawn at the IT supply's temperature (running warm costs power).
+    factor = power_factor(warm_cost(CFG), m.it_supply_c)
+    assert 1.0 < factor < 1.03
+    assert sum(m.server_power_w) == pytest.approx((0.85 * 4400 * 8 + 600 * 8) * factor, rel=1e-4)
     assert 39.0 <= m.consumer_supply_c <= 41.0
     assert 30.0 <= m.it_supply_c < 40.0
     assert m.it_supply_c < m.it_return_c < 50.0
@@ -145,12 +149,14 @@ def test_reference_steady_state_is_plausible():
 
 def test_server_power_follows_the_cap_with_its_lag():
     plant = settled_plant(seconds=600)
-    assert plant.measurements().server_power_w[0] == pytest.approx(4340.0, rel=1e-6)
+    m = plant.measurements()
+    p0 = 4340.0 * power_factor(warm_cost(CFG), m.it_supply_c)  # what the workload wants, drawn warm
+    assert m.server_power_w[0] == pytest.approx(p0, rel=1e-3)
     acts = normal_actuators(power_cap_w=20000.0)  # 2.5 kW each
     run(plant, CFG.server_power_tau_s, NORMAL, acts)
     p = plant.measurements().server_power_w[0]
-    # One time constant: 63 % of the way from 4340 W to 2500 W.
-    assert p == pytest.approx(2500 + (4340 - 2500) * math.exp(-1), rel=0.01)
+    # One time constant: 63 % of the way from p0 to 2500 W.
+    assert p == pytest.approx(2500 + (p0 - 2500) * math.exp(-1), rel=0.01)
     run(plant, 60, NORMAL, acts)
     assert plant.measurements().server_power_w == pytest.approx((2500.0,) * CFG.servers, rel=1e-4)
     # A share below idle cannot be held: the servers sit at idle.
@@ -158,7 +164,8 @@ def test_server_power_follows_the_cap_with_its_lag():
     assert plant.measurements().server_power_w[0] == pytest.approx(CFG.server_idle_w, rel=1e-4)
     # And a generous cap leaves them at what the workload wants.
     run(plant, 120, NORMAL, normal_actuators(power_cap_w=1e9))
-    assert plant.measurements().server_power_w[0] == pytest.approx(4340.0, rel=1e-4)
+    m = plant.measurements()
+    assert m.server_power_w[0] == pytest.approx(4340.0 * power_factor(warm_cost(CFG), m.it_supply_c), rel=1e-3)
 
 
 # --------------------------------------------------------------------------- faults
@@ -425,3 +432,66 @@ def test_books_close_and_temperatures_stay_physical_for_any_commands(steps):
         assert -10.0 - 1e-9 <= t <= 100.0
     assert all(v >= 0.0 for v in dataclasses.asdict(plant.meters).values())
     assert isinstance(plant.meters, Meters)
+
+
+# --------------------------------------------------------------------------- the costs of running warm
+
+
+def _warm_plant(**cfg) -> Plant:
+    plant = Plant(PlantConfig(**cfg))
+    loads = Loads(it_load_fraction=1.0, consumer_demand_w=0.0, consumer_available=False, ambient_c=10.0)
+    run(plant, 40, loads, normal_actuators(power_cap_w=1e9), dt=1.0)
+    return plant
+
+
+def test_servers_draw_more_power_on_warmer_coolant():
+    cool, warm = _warm_plant(initial_temp_c=30.0), _warm_plant(initial_temp_c=45.0)
+    p_cool, p_warm = cool.measurements().server_power_w[0], warm.measurements().server_power_w[0]
+    t = warm.measurements().it_supply_c
+    assert p_warm > p_cool * 1.03  # +0.25 %/K above 30 degC on direct liquid cooling
+    assert p_warm == pytest.approx(5000.0 * (1 + 0.0025 * (t - 30.0)), rel=0.005)
+    off = _warm_plant(initial_temp_c=45.0, warm_costs=False)
+    assert off.measurements().server_power_w[0] == pytest.approx(5000.0, rel=1e-3)
+
+
+def test_an_air_to_water_template_captures_less_on_warmer_water():
+    hybrid = dict(cooling="hybrid_air_to_water", capture_fraction=0.5)
+    cool, warm = _warm_plant(initial_temp_c=26.0, **hybrid), _warm_plant(initial_temp_c=40.0, **hybrid)
+    share = lambda p: p.meters.captured_j / p.meters.it_j  # noqa: E731
+    assert share(cool) > 0.485 and share(warm) < 0.37  # 1 point per K above 25 degC
+    assert cool.meters.captured_j + cool.meters.room_loss_j == pytest.approx(cool.meters.it_j, rel=1e-12)
+
+
+def test_pumps_keep_a_minimum_head():
+    plant = Plant(CFG)
+    run(plant, 100, NORMAL, normal_actuators(p1_pct=50.0, p2_pct=0.0))
+    # 50 % speed: 0.5 x (0.3 + 0.7 x 0.25) of full power, not the cube law's 0.125.
+    assert plant.meters.pumps_j / 100.0 == pytest.approx(CFG.pump_p1_max_w * 0.5 * (0.3 + 0.7 * 0.25), rel=1e-9)
+
+
+def test_the_consumer_sees_the_building_supply_after_the_pipe_delay():
+    loads = Loads(it_load_fraction=1.0, consumer_demand_w=30000.0, consumer_available=True, ambient_c=10.0)
+
+    def consumer_hx_j(delay_s: float) -> list[float]:
+        plant = Plant(PlantConfig(consumer_pipe_delay_s=delay_s))  # everything starts at 30 degC
+        out = []
+        for _ in range(600):
+            run(plant, 1.0, loads, normal_actuators(p1_pct=100.0, power_cap_w=1e9))
+            out.append(plant.meters.consumer_hx_j)
+        return out
+
+    now, late = consumer_hx_j(0.0), consumer_hx_j(60.0)
+    # For the first minute the delayed consumer still sees the 30 degC water that was in the pipe.
+    assert late[59] < 0.9 * now[59]
+    # Long after, both carry the same heat per second.
+    assert late[599] - late[539] == pytest.approx(now[599] - now[539], rel=0.05)
+
+
+def test_the_consumer_takes_at_most_110_percent_of_its_demand_and_counts_only_its_demand():
+    plant = Plant(PlantConfig(initial_temp_c=55.0))
+    loads = Loads(it_load_fraction=0.0, consumer_demand_w=20000.0, consumer_available=True, ambient_c=10.0)
+    run(plant, 60, loads, normal_actuators(p2_pct=0.0), dt=1.0)
+    m = plant.measurements()
+    assert m.consumer_supply_c > CFG.consumer_setpoint_c + 10
+    assert m.consumer_load_w == pytest.approx(22000.0, rel=1e-9)
+    assert plant.meters.useful_load_j == pytest.approx(20000.0 * 60, rel=1e-6)

@@ -10,6 +10,8 @@ with the pool circuit at ~39.6 degC and the IT supply at ~38 degC (tests/test_pl
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from controller.site.strict_model import StrictModel
@@ -62,6 +64,18 @@ class PlantConfig(StrictModel):
     boiler_band_k: float = Field(1.0, gt=0)
     # The simulated BMS falls back to boiler + open dump when the heartbeat stops this long.
     heartbeat_timeout_s: float = Field(10.0, gt=0)
+    # How the servers are cooled: sets what running warm costs (simulations.plant.warm: server power
+    # and captured fraction against the coolant temperature, stated assumptions per kind).
+    cooling: Literal["direct_liquid", "immersion", "hybrid_air_to_water"] = "direct_liquid"
+    # Off only to compare with the model before these costs (never for results).
+    warm_costs: bool = True
+    # Pumps under differential-pressure control keep a minimum head: power ~ s (h + (1 - h) s^2)
+    # at speed s, h = this share of the design head (assumption: a 30 % minimum delta-p setpoint),
+    # instead of the pure cube law of an open system curve.
+    pump_min_head_share: float = Field(0.3, ge=0, le=1)
+    # Transport delay of the building supply on its way to the consumer's heat exchanger (s): the
+    # long pipe from the plant room (assumption: ~60 m at ~1 m/s).
+    consumer_pipe_delay_s: float = Field(60.0, ge=0, le=3600)
     pump_p1_max_w: float = Field(400.0, ge=0)
     pump_p2_max_w: float = Field(400.0, ge=0)
     pump_p3_max_w: float = Field(200.0, ge=0)

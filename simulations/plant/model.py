@@ -73,6 +73,7 @@ exponential step of its first-order lag.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ from controller.core.water import cp_j_per_kg_k, density_kg_m3
 from simulations.plant import faults as F
 from simulations.plant.faults import Fault
 from simulations.plant.config import PlantConfig
+from simulations.plant.warm import warm_cost
 
 # Water properties at the loops' design temperature (see the module docstring).
 DESIGN_TEMP_C = 40.0
@@ -284,6 +286,10 @@ class Plant:
         )
         self._c_cons_static = c_dis_max + c_b_max + cfg.boiler_max_w / cfg.boiler_band_k
         self._h_cache = (None, 0.0, 0.0, 0.0)
+        self._warm = warm_cost(cfg)
+        # Building supply as the consumer's heat exchanger sees it, after the pipe's transport delay:
+        # (plant time, temperature) samples, oldest first.
+        self._bs_hist: collections.deque = collections.deque([(self.t_s, t_init)])
         # Flow-dependent coefficients, recomputed when commands, faults or the fallback change.
         self._co: tuple = ()
         self._co_fb = False
@@ -352,10 +358,16 @@ class Plant:
         g_chx = hx_conductance_w_per_k(c_br, self._c_cf, cfg.consumer_hx_ua_w_per_k)
         g_d = coil_conductance_w_per_k(c_b, d1 / 100.0 * cfg.dump_ua_w_per_k)
         # A failed pump's motor has tripped: it draws nothing. A throttled one (low_flow) still does.
+        hs = cfg.pump_min_head_share
+
+        def pump_w(p_max: float, pct: float) -> float:
+            s_ = pct / 100.0  # flow ~ speed; head = min head + the rest ~ speed^2; power ~ flow x head
+            return p_max * s_ * (hs + (1.0 - hs) * s_ * s_)
+
         pumps_w = (
-            (0.0 if failed["p1"] else cfg.pump_p1_max_w * (p1 / 100.0) ** 3)
-            + (0.0 if failed["p2"] else cfg.pump_p2_max_w * (p2 / 100.0) ** 3)
-            + (0.0 if failed["p3"] else cfg.pump_p3_max_w * (p3 / 100.0) ** 3)
+            (0.0 if failed["p1"] else pump_w(cfg.pump_p1_max_w, p1))
+            + (0.0 if failed["p2"] else pump_w(cfg.pump_p2_max_w, p2))
+            + (0.0 if failed["p3"] else pump_w(cfg.pump_p3_max_w, p3))
         )
         fans_w = cfg.fan_d1_max_w * (d1 / 100.0) ** 3
         # The most each exchanger can move per kelvin of inlet difference (second law: C_min).
@@ -469,6 +481,10 @@ class Plant:
             share = p_idle
         p_tgt = p_want if p_want < share else share
         p_idle_tgt = p_idle if p_idle < p_tgt else p_tgt
+        w_ref, w_pk, w_fk = self._warm.ref_c, self._warm.power_per_k, self._warm.capture_drop_per_k
+        warm = w_pk > 0.0 or w_fk > 0.0
+        delay = self.cfg.consumer_pipe_delay_s
+        hist = self._bs_hist
 
         t_fb = self._hb_t + hb_timeout  # the fallback starts at this plant time
         t = self.t_s
@@ -490,7 +506,7 @@ class Plant:
 
         # Per-substep energies (W, times h at the end; every substep has the same h).
         s_it = s_hx = s_hxr = s_chx = s_chg = s_chgr = s_dis = s_disr = 0.0
-        s_del = s_ret = s_load = s_dump = s_boil = s_tl = s_tg = s_pump = s_fan = s_fb = s_useful = s_ex = 0.0
+        s_del = s_ret = s_load = s_dump = s_boil = s_tl = s_tg = s_pump = s_fan = s_fb = s_useful = s_ex = s_cap = 0.0
         q_boil = q_load = q_d = q_hx = 0.0
 
         for _ in range(n):
@@ -498,6 +514,19 @@ class Plant:
                 fb = True
                 (c_it, c_b, c_ch, c_dis, g_hx, g_chx, g_d, boiler, pumps_w, fans_w, _, _, _, _, cmin_hx,
                  cmin_chx) = self._coefficients(True)
+            if warm and its > w_ref:
+                # Running warm: more electrical power for the same work (the BMC caps the total), and
+                # with an air-to-water coil a smaller captured share (simulations.plant.warm).
+                x = its - w_ref
+                p_tgt = p_want * (1.0 + w_pk * x)
+                if p_tgt > share:
+                    p_tgt = share
+                f_cap_now = f_cap - w_fk * x
+                if f_cap_now < 0.0:
+                    f_cap_now = 0.0
+            else:
+                p_tgt = p_want if p_want < share else share
+                f_cap_now = f_cap
             if itr < t_thr:
                 p_srv += (p_tgt - p_srv) * a_srv
             elif itr < t_shut:
@@ -505,7 +534,13 @@ class Plant:
             else:
                 p_srv -= p_srv * a_srv
             p_it = n_srv * p_srv
-            q_cap = f_cap * p_it
+            q_cap = f_cap_now * p_it
+            if delay > 0.0:
+                while len(hist) > 1 and hist[1][0] <= t - delay:
+                    hist.popleft()
+                tbs_c = hist[0][1]
+            else:
+                tbs_c = tbs
 
             dt_hx = itr - tbr
             q_hx = g_hx * dt_hx
@@ -525,11 +560,11 @@ class Plant:
                 floor = t_ref if tc > t_ref else tc  # its return cannot be colder than the pool
                 if tcr < floor:
                     tcr = floor
-                q_chx = g_chx * (tbs - tcr)
+                q_chx = g_chx * (tbs_c - tcr)
                 if q_chx < 0.0:
                     q_chx = 0.0
                 else:
-                    lim = cmin_chx * (tbs - tcr)
+                    lim = cmin_chx * (tbs_c - tcr)
                     if q_chx - lim > 1e-9 * lim + 1e-9:
                         s_ex += q_chx - lim
             else:
@@ -604,6 +639,7 @@ class Plant:
                 p_bar += (p_nom - p_bar) * a_refill
 
             s_it += p_it
+            s_cap += q_cap
             if q_hx >= 0.0:
                 s_hx += q_hx
             else:
@@ -635,6 +671,8 @@ class Plant:
             if fb:
                 s_fb += 1.0
             t += h
+            if delay > 0.0:
+                hist.append((t, tbs))
 
         self.t_s = self.t_s + dt_s
         self._srv_w = p_srv
@@ -645,8 +683,8 @@ class Plant:
 
         m = self.meters
         m.it_j += s_it * h
-        m.captured_j += f_cap * s_it * h
-        m.room_loss_j += (1.0 - f_cap) * s_it * h
+        m.captured_j += s_cap * h
+        m.room_loss_j += (s_it - s_cap) * h
         m.hx_j += s_hx * h
         m.hx_reverse_j += s_hxr * h
         m.consumer_hx_j += s_chx * h
