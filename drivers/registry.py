@@ -34,7 +34,8 @@ log = structlog.get_logger(__name__)
 # requests; this only covers its bookkeeping and the event loop's scheduling.
 READ_MARGIN_S = 0.1
 # Fields of driver configs that hold file paths.
-_PATH_FIELDS = ("credentials_file", "client_certificate", "client_key", "server_certificate")
+_PATH_FIELDS = ("credentials_file", "client_certificate", "client_key", "server_certificate",
+                "trust_store")
 
 
 def resolve_path(path: str, config_path: str | Path | None) -> str:

@@ -138,6 +138,7 @@ class ModbusDriver(Driver):
         # Reset only when a device answers, not on TCP connect: a peer that accepts connections but
         # never answers still backs off.
         self._backoff = Backoff(config.reconnect_min_s, config.reconnect_max_s)
+        self._link_error = ""  # the last link failure, without host:port (for LOST reasons)
         self._health.endpoint = f"{config.host}:{config.port}"
         self._silent: set[int] = set()
         self._last_request_at: dict[int, float] = {}  # event-loop time, for min_request_gap_s
@@ -179,9 +180,8 @@ class ModbusDriver(Driver):
         return h
 
     def _not_connected(self) -> str:
-        """Why a read or write is not sent now: host:port, the last failure and the next try."""
-        why = self._failing.get(("link",), "")
-        detail = f" ({self._health.last_error})" if why and self._health.last_error else ""
+        """Why a read or write is not sent now: host:port, the last link failure, the next try."""
+        detail = f" ({self._link_error})" if self._link_error else ""
         return (f"not_connected: {self._health.endpoint}{detail}; "
                 f"{retry_text(self._backoff.wait_s(self.clock()))}")
 
@@ -212,10 +212,11 @@ class ModbusDriver(Driver):
     def _link_down(self, detail: str, backoff: bool) -> None:
         """Close the connection. With `backoff`, do not reconnect before the backoff expires."""
         self._drop_client()
-        self._note_fail(("link",), "connection_lost", detail,
+        self._link_error = detail
+        retry = f"; {retry_text(self._schedule_reconnect())}" if backoff else ""
+        self._note_fail(("link",), "connection_lost",
+                        f"{self._health.endpoint}: {detail}{retry}",
                         host=self.config.host, port=self.config.port)
-        if backoff:
-            self._schedule_reconnect()
 
     def _schedule_reconnect(self) -> float:
         return self._backoff.failure(self.clock())
@@ -225,7 +226,9 @@ class ModbusDriver(Driver):
             return True
         if self._client is not None:  # lost since the last call (peer closed it)
             self._drop_client()
-            self._note_fail(("link",), "connection_lost", "connection closed by peer",
+            self._link_error = "connection closed by peer"
+            self._note_fail(("link",), "connection_lost",
+                            f"{self._health.endpoint}: connection closed by peer",
                             host=self.config.host, port=self.config.port)
         if self._closed or not self._backoff.ready(self.clock()):
             return False
@@ -250,6 +253,7 @@ class ModbusDriver(Driver):
             ok, detail = False, f"connect: {exc.__class__.__name__}: {exc}"
         if not ok or not client.connected:
             client.close()
+            self._link_error = detail
             retry_in_s = self._schedule_reconnect()
             self._note_fail(("link",), "not_connected",
                             f"{cfg.host}:{cfg.port}: {detail}; {retry_text(retry_in_s)}",

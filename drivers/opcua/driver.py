@@ -71,7 +71,7 @@ from controller.core.readings import Quality, Reading
 from controller.site.opcua_schema import OpcuaDriverConfig
 from drivers.backoff import Backoff
 from drivers.base import Clock, Driver, DriverPoint, LinkState, WriteResult, retry_text
-from drivers.opcua import trust
+from drivers.opcua import quiet, trust
 from drivers.opcua.trust import TrustedOnFirstUse, TrustError
 
 log = structlog.get_logger(__name__)
@@ -338,6 +338,7 @@ class OpcuaDriver(Driver):
                  clock: Clock = time.monotonic):
         super().__init__(name, config, points, clock)
         self.config: OpcuaDriverConfig = config
+        quiet.install()  # asyncua's own copies of the failures this driver reports in one line
         self._nodeids: dict[str, ua.NodeId] = {}
         # Points whose node id does not parse: LOST with this reason, never asked for.
         self._invalid: dict[str, str] = {}

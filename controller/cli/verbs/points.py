@@ -247,12 +247,17 @@ def _write(loaded: LoadedConfig, spec: str, reason: str, settle_s: float) -> int
         result, row = asyncio.run(_write_and_read(loaded, driver, name, value, settle_s))
     except ValueError as exc:
         return _err(str(exc), 1)
-    readback = row["raw_value"] if row is not None else None
+    # The driver's verified read-back (it read the value back after writing); the settling read
+    # after the write can still show a subscription's previous value, so it is only the fallback.
+    readback = result.readback if result.readback is not None else (
+        row["raw_value"] if row is not None else None)
     shown = _fmt_value(readback, cfg.unit)
+    quality = ("verified by the driver" if result.readback is not None
+               else f"quality {row['quality'] if row else 'lost'}")
     if result.ok:
         note = f" ({result.reason})" if result.reason else ""
         print(f"{name} = {_fmt_value(value, cfg.unit)} {cfg.unit}: took; read back {shown} {cfg.unit}, "
-              f"quality {row['quality'] if row else 'lost'}{note} [reason: {reason}]")
+              f"{quality}{note} [reason: {reason}]")
         return 0
     print(f"{name} = {_fmt_value(value, cfg.unit)} {cfg.unit}: did NOT take: {result.reason}; "
           f"read back {shown} {cfg.unit} [reason: {reason}]")
