@@ -274,3 +274,28 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+async def test_unchanged_cap_is_not_resent_until_a_read_shows_it_lost(bmcs, credentials):
+    driver = make_driver(bmcs, credentials, max_power_w=[5000.0, 2500.0, 2500.0])
+    try:
+        await read_until(driver, ["power_cap"], 5)
+        [result] = await driver.write({"power_cap": 6000.0})
+        assert result.ok and [b.active_limit_w for b in bmcs] == [3000.0, 1500.0, 1500.0]
+        # Behind the driver's back: srv1's limit changed, srv2's deactivated (a BMC reset).
+        with bmcs[0]._lock:
+            bmcs[0]._limit_w = 4000
+        with bmcs[1]._lock:
+            bmcs[1]._limit_active = False
+        [result] = await driver.write({"power_cap": 6000.0})
+        assert result.ok and result.readback == 6000.0
+        assert [b.active_limit_w for b in bmcs] == [4000.0, None, 1500.0]  # nothing was sent
+        readings = await driver.read()  # the read shows both: they are sent again next write
+        assert readings["power_cap"].value == 4000.0 + 2500.0 + 1500.0
+        [result] = await driver.write({"power_cap": 6000.0})
+        assert result.ok and [b.active_limit_w for b in bmcs] == [3000.0, 1500.0, 1500.0]
+        # A changed share is always sent.
+        [result] = await driver.write({"power_cap": 8000.0})
+        assert result.ok and [b.active_limit_w for b in bmcs] == [4000.0, 2000.0, 2000.0]
+    finally:
+        await driver.close()

@@ -99,6 +99,11 @@ RECONNECT_BACKOFF_MIN_S = 1.0
 RECONNECT_BACKOFF_MAX_S = 30.0
 # DCMI limits are whole watts; a readback within this of the command is the command.
 LIMIT_TOLERANCE_W = 0.5
+# An unchanged share is not sent again before this long (s): every read already reads each active
+# limit back (a BMC that lost its limit shows in the cap reading and is re-sent at the next write),
+# and a 100 ms tick would otherwise send 3 commands to every BMC per tick (192 for 64 BMCs) for
+# nothing. The periodic re-send is a backstop, like the Modbus driver's write_refresh_s.
+LIMIT_REFRESH_S = 30.0
 
 
 def _io_recvfrom_nonblocking(mysocket, size):
@@ -499,6 +504,8 @@ class IpmiDriver(Driver):
         self._read_bmcs = list(self._links) if self._cap_points else sorted(
             set(self._power_points.values()), key=list(self._links).index)
         self._closed = False
+        # BMC -> (share sent, limit read back, driver clock when verified): what need not be re-sent.
+        self._applied: dict[str, tuple[int, float, float]] = {}
 
     async def start(self) -> None:
         """Sessions open on the first read (a login is bounded like any other request)."""
@@ -531,6 +538,12 @@ class IpmiDriver(Driver):
                                           "power measurement inactive")
             else:
                 readings[pname] = Reading(outcome.power_w, unit, now)
+        for bmc, outcome in outcomes.items():
+            applied = self._applied.get(bmc)
+            if applied is not None and (isinstance(outcome, BmcError) or not outcome.limit_read
+                                        or outcome.limit_w is None
+                                        or abs(outcome.limit_w - applied[1]) > LIMIT_TOLERANCE_W):
+                del self._applied[bmc]  # lost, reset or changed behind our back: send it again
         for pname in self._cap_points:
             unit = self.points[pname].config.unit
             failed = [n for n, o in outcomes.items() if isinstance(o, BmcError)]
@@ -562,15 +575,23 @@ class IpmiDriver(Driver):
             self._health.writes_failed_total += 1
             return WriteResult(pname, cap_w, ok=False, reason=f"invalid cap {cap_w!r}")
         shares = share_cap(cap_w, self.config.bmcs)
-        outcomes = await self._run_all({n: (_BmcLink.apply_limit, s) for n, s in shares.items()})
+        now = self.clock()
+        unchanged = {n: a[1] for n, s in shares.items()
+                     if (a := self._applied.get(n)) is not None and a[0] == s
+                     and now - a[2] < LIMIT_REFRESH_S}
+        outcomes = await self._run_all({n: (_BmcLink.apply_limit, s) for n, s in shares.items()
+                                        if n not in unchanged}) if len(unchanged) < len(shares) else {}
         problems = []
-        readback = 0.0
+        readback = sum(unchanged.values())
         for bmc, outcome in outcomes.items():
             if isinstance(outcome, BmcError):
+                self._applied.pop(bmc, None)
                 problems.append(f"{bmc} ({self._links[bmc].endpoint}): {outcome}")
             elif outcome is None or abs(outcome - shares[bmc]) > LIMIT_TOLERANCE_W:
+                self._applied.pop(bmc, None)
                 problems.append(f"{bmc}: limit read back {outcome} W, sent {shares[bmc]} W")
             else:
+                self._applied[bmc] = (shares[bmc], outcome, now)
                 readback += outcome
         ipmisession.sessionqueue.clear()
         if problems:
