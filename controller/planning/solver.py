@@ -11,7 +11,8 @@ Per 15-minute slot t (powers in kW, energies in kWh, h = slot length in hours):
                                                        (cumulative), never more than is queued
 
 with F the IT power that always runs (idle and interactive: never held), B the batch power
-(0 <= B_t <= the free nodes' power; running jobs that cannot be preempted are a floor), Q <= the dry
+(0 <= B_t <= the free nodes' power; the work of running jobs that cannot be preempted is due as
+they would run it), Q <= the dry
 cooler's capacity at the forecast ambient, C and X <= the tank's charge rate. The limits are the
 capacity envelope's (controller.core.envelope.limits_from_site).
 
@@ -82,9 +83,11 @@ def _due_and_floor(inp: PlanInputs, cap_kwh: np.ndarray) -> tuple[np.ndarray, np
         k = int(np.clip((j.deadline_s - inp.deadline_guard_s - t0) // inp.slot_s, 0, n - 1))
         due[k:] += w
         if j.running and not j.preemptible and j.max_w > 0:
-            slots = min(int(np.ceil(w / (j.max_w / 1000.0 * h))), n)
+            # Whole slots only: a floor past the job's end would ask for more work than is queued.
+            slots = min(int(w / (j.max_w / 1000.0 * h)), n)
             floor[:slots] += j.max_w / 1000.0
-    return np.minimum(due, cap_kwh), floor, total
+    # A hair under what the free nodes can run: an exactly tight bound can read as infeasible.
+    return np.minimum(due, 0.999 * cap_kwh), floor, total
 
 
 def build(inp: PlanInputs):
@@ -102,7 +105,11 @@ def build(inp: PlanInputs):
     rate = L.tank_charge_max_w / 1000.0
     soc0 = 0.5 if inp.tank_soc is None or not np.isfinite(inp.tank_soc) else min(max(inp.tank_soc, 0.0), 1.0)
     due, floor, total = _due_and_floor(inp, np.cumsum(bmax) * h)
-    floor = np.minimum(floor, bmax)
+    # Running jobs that cannot be preempted: their work so far is due as they would run it (a
+    # cumulative floor; a per-slot floor could contradict a deadline met sooner). The scheduler
+    # keeps them running in any case.
+    due = np.maximum(due, np.minimum(np.cumsum(np.minimum(floor, bmax)) * h, total))
+    due = np.minimum(due, 0.999 * np.cumsum(bmax) * h)
 
     inf = highspy.kHighsInf
     idx = lambda t, v: t * NV + v  # noqa: E731
@@ -115,7 +122,7 @@ def build(inp: PlanInputs):
         cost[idx(t, X)] = CYCLE_COST * h
         cost[idx(t, O)] = OVERFLOW_COST * h
         cost[idx(t, B)] = EARLY_TIE_BREAK * h * t / n
-        lo[idx(t, B)], hi[idx(t, B)] = floor[t], bmax[t]
+        hi[idx(t, B)] = bmax[t]
         hi[idx(t, C)] = hi[idx(t, X)] = rate
         hi[idx(t, Q)] = dump_max[t]
         hi[idx(t, E)] = e_max

@@ -1,0 +1,123 @@
+"""The closed loop with the workload model and, optionally, the 24-hour plan.
+
+Wraps simulations.runners.closed_loop.run_scenario: the scenario's IT load becomes the workload
+model's (simulations.workload: interactive services and batch jobs run by a scheduler), and the
+controller is wrapped so that every 15 minutes a plan is solved (controller.planning) from the
+forecasts the envelope makes and the batch queue, kept by a PlanKeeper, and applied: its batch budget
+to the workload's scheduler (what Slurm would be told), its slot to the step as a setpoint-like
+input when the step takes one (controller.core.plan.adjustments).
+
+Without the plan (`plan=False`) the same workload runs under today's rules: every batch job starts
+as soon as nodes are free. Baselines run the same way (any controller name of closed_loop).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from typing import Any
+
+from controller.core.envelope import forecast_from_profile
+from controller.core.plan import HORIZON_SLOTS, SLOT_S, adjustments
+from controller.planning.inputs import PlanInputs, QueuedJob, site_limits, slots_from_hours
+from controller.planning.keeper import PlanKeeper
+from controller.planning.solver import solve
+from controller.site.models import SiteConfig
+from simulations.runners.closed_loop import make_controller, run_scenario
+from simulations.scenarios.definitions import Scenario
+from simulations.workload.model import WorkloadSim
+from simulations.workload.profiles import mix_for
+
+DAY_S = 86400.0
+
+
+def workload_for(site: SiteConfig, scenario: Scenario, tick_s: float, start_s: float | None = None) -> WorkloadSim:
+    cfg = site.simulation
+    return WorkloadSim(mix_for(scenario.config), cfg.servers, scenario.start_s if start_s is None else start_s, tick_s)
+
+
+def with_workload(scenario: Scenario, workload: WorkloadSim) -> Scenario:
+    """The scenario with its IT load taken from the workload (advanced once per tick)."""
+    return dataclasses.replace(scenario, it_load=workload.load)
+
+
+class PlannedController:
+    """heatctl's step with a plan every 15 minutes (module docstring); the same interface."""
+
+    def __init__(self, site: SiteConfig, scenario: Scenario, workload: WorkloadSim,
+                 time_limit_s: float | None = None, solver=solve):
+        self.inner = make_controller(site, "heatctl")
+        self.site, self.scenario, self.workload = site, scenario, workload
+        self.limits = site_limits(site)
+        cfg = site.simulation
+        self.span_w = cfg.server_max_w - cfg.server_idle_w
+        self.idle_w = cfg.servers * cfg.server_idle_w
+        self.time_limit_s = time_limit_s if time_limit_s is not None else site.planning.solve_time_limit_s
+        self.solver = solver
+        self.keeper = PlanKeeper()
+        self.next_plan_s = -float("inf")
+        self.solve_s: list[float] = []
+        self.events: list = []
+        self._hour_cache: tuple[float, list] | None = None
+        self._takes_plan = "plan" in inspect.signature(self.inner.step).parameters
+
+    def initial_state(self, now: float, *a, **kw):
+        return self.inner.initial_state(now, *a, **kw)
+
+    def _hourly(self, now: float):
+        hour = (now // 3600.0) * 3600.0
+        if self._hour_cache is None or self._hour_cache[0] != hour:
+            sc = self.scenario
+            self._hour_cache = (hour, forecast_from_profile(sc.demand_w, sc.ambient_c, hour, hours=25))
+        return self._hour_cache[1]
+
+    def inputs(self, now: float, soc: float | None) -> PlanInputs:
+        first = (now // SLOT_S) * SLOT_S
+        hourly = self._hourly(now)
+        off = int((first - (now // 3600.0) * 3600.0) // SLOT_S)
+        dem, amb = slots_from_hours(hourly, HORIZON_SLOTS + off)
+        dem, amb = dem[off:], amb[off:]
+        wl = self.workload
+        fixed, bmax = [], []
+        for i in range(HORIZON_SLOTS):
+            t = first + i * SLOT_S
+            # Interactive load forecast: the same slot of the last 7 days (as the envelope's history).
+            inter = sum(wl.interactive_nodes(t - d * DAY_S) for d in range(1, 8)) / 7.0
+            fixed.append(self.idle_w + inter * self.span_w)
+            bmax.append(max(wl.servers - inter, 0.0) * self.span_w)
+        queue = tuple(QueuedJob(j.job_id, j.remaining_node_h * self.span_w, j.deadline_s, j.width * self.span_w,
+                                j.preemptible, j.started) for j in wl.queue)
+        return PlanInputs(now, soc, dem, amb, tuple(fixed), tuple(bmax), queue, self.limits,
+                          deadline_guard_s=self.site.planning.deadline_guard_s)
+
+    def step(self, state, snapshot, requests, now: float):
+        if now >= self.next_plan_s:
+            result = self.solver(self.inputs(now, state.tank_soc), self.time_limit_s)
+            self.solve_s.append(result.solve_s)
+            self.events.extend(self.keeper.offer(result, now))
+            self.next_plan_s = (now // SLOT_S + 1) * SLOT_S
+        plan, ev = self.keeper.current(now)
+        self.events.extend(ev)
+        adj = adjustments(plan, now)
+        self.workload.budget_nodes = None if adj is None else adj.batch_budget_w / self.span_w
+        if self._takes_plan:
+            return self.inner.step(state, snapshot, requests, now, plan=adj)
+        return self.inner.step(state, snapshot, requests, now)
+
+
+def run_with_workload(site: SiteConfig, scenario: Scenario, controller: str = "heatctl", plan: bool = False,
+                      hours: float | None = None, tick_s: float | None = None,
+                      start_s: float | None = None) -> tuple[Any, Any, WorkloadSim, Any]:
+    """One run: (Kpis, Trace, the workload after the run, the PlannedController or None)."""
+    dt = tick_s or scenario.tick_s or site.tick_period_s
+    if start_s is not None:
+        scenario = dataclasses.replace(scenario, start_s=start_s)
+    if dt != site.tick_period_s and 0.1 <= dt <= 60.0:
+        site = site.model_copy(update={"tick_period_s": dt})
+    wl = workload_for(site, scenario, dt)
+    sc = with_workload(scenario, wl)
+    ctrl: Any = controller
+    if plan:
+        ctrl = PlannedController(site, sc, wl)
+    kpis, trace = run_scenario(site, sc, hours=hours, tick_s=dt, controller=ctrl)
+    return kpis, trace, wl, (ctrl if plan else None)

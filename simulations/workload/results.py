@@ -1,0 +1,131 @@
+"""Year results with the workload model: heatctl with the plan, without it, the baselines, the bound.
+
+    python -m simulations.workload.results pool-year dhw-year [--days N --month M] [--out results.json]
+
+Every run gets the same workload (same seed, same jobs). Printed per scenario: heat reused (the heat
+the consumer wanted, minus its boiler: Kpis.reused_kwh), boiler energy, dumped heat, IT energy, the
+batch share of IT energy, missed deadlines, hours the power cap held the servers below what the
+workload asked (interactive included), and the bound with the same freedom to move batch work
+(simulations.workload.bound). "Gap closed" is (plan - no plan) / (bound - no plan), for reused heat
+and for boiler energy (the bound's boiler is demand minus its reused heat).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+from simulations.scenarios.profiles import day_start_s
+from simulations.scenarios.year import SCENARIOS, site_for
+
+RUNS = (("heatctl+plan", "heatctl", True), ("heatctl", "heatctl", False), ("naive", "baseline", False),
+        ("good-practice", "good-practice", False), ("g36", "g36", False))
+
+
+def _one(args) -> tuple[str, str, dict]:
+    name, label, ctrl, plan, hours, start = args
+    from simulations.runners.planned import run_with_workload
+
+    sc = SCENARIOS[name]
+    site = site_for(sc)
+    t0 = time.perf_counter()
+    k, _tr, wl, pc = run_with_workload(site, sc, ctrl, plan, hours=hours, start_s=start)
+    cfg = site.simulation
+    span = cfg.server_max_w - cfg.server_idle_w
+    out = dict(reused_kwh=k.reused_kwh, boiler_kwh=k.boiler_kwh, dumped_kwh=k.dumped_kwh, it_kwh=k.it_kwh,
+               demand_kwh=k.demand_kwh, delivered_kwh=k.delivered_kwh, throttled_h=k.throttled_hours,
+               it_lost_kwh=k.it_lost_kwh, trips=k.trips, iae_below_kh=k.iae_below_kh,
+               batch_kwh=wl.stats.batch_node_h * span / 1000.0, missed=wl.stats.missed,
+               jobs=wl.stats.jobs_arrived, queued_at_end_kwh=sum(j.remaining_node_h for j in wl.queue) * span / 1000.0,
+               safe_degrade_h=k.mode_hours.get("safe_degrade", 0.0), wall_s=time.perf_counter() - t0)
+    if pc is not None:
+        s = sorted(pc.solve_s)
+        out.update(solves=len(s), solve_median_s=s[len(s) // 2], solve_max_s=s[-1],
+                   plan_failed=pc.keeper.counters.failed, plan_fallbacks=pc.keeper.counters.fallbacks)
+    return name, label, out
+
+
+def gap_closed(plan: float, base: float, bound: float) -> float:
+    return (plan - base) / (bound - base) if abs(bound - base) > 1e-9 else float("nan")
+
+
+def format_table(name: str, runs: dict, bound: dict | None) -> str:
+    labels = list(runs)
+    lines = [f"{name}", f"  {'':26s}" + "".join(f"{n:>15s}" for n in labels) + (f"{'bound':>15s}" if bound else "")]
+
+    def row(label, key, fmt="{:,.0f}", bkey=None):
+        cells = "".join(f"{fmt.format(runs[n][key]):>15s}" for n in labels)
+        b = f"{fmt.format(bound[bkey]):>15s}" if bound and bkey else (f"{'':>15s}" if bound else "")
+        lines.append(f"  {label:26s}{cells}{b}")
+
+    row("heat reused (kWh)", "reused_kwh", bkey="reused_kwh")
+    row("boiler (kWh)", "boiler_kwh", bkey="boiler_kwh")
+    row("dumped (kWh)", "dumped_kwh")
+    row("IT energy (kWh)", "it_kwh")
+    for n in labels:
+        runs[n]["batch_share"] = runs[n]["batch_kwh"] / runs[n]["it_kwh"] * 100 if runs[n]["it_kwh"] else 0.0
+    row("batch share of IT (%)", "batch_share", "{:.1f}")
+    row("batch left queued (kWh)", "queued_at_end_kwh")
+    row("missed deadlines", "missed", "{:d}")
+    row("capped hours", "throttled_h", "{:.2f}")
+    row("IT not run (kWh)", "it_lost_kwh")
+    if bound and "heatctl+plan" in runs and "heatctl" in runs:
+        p, h = runs["heatctl+plan"], runs["heatctl"]
+        gr = gap_closed(p["reused_kwh"], h["reused_kwh"], bound["reused_kwh"])
+        gb = gap_closed(-p["boiler_kwh"], -h["boiler_kwh"], -bound["boiler_kwh"])
+        lines.append(f"  gap to the bound closed by the plan: heat reused {gr * 100:.0f} %, boiler {gb * 100:.0f} %")
+    if "heatctl+plan" in runs and "solves" in runs["heatctl+plan"]:
+        p = runs["heatctl+plan"]
+        lines.append(f"  plan solves {p['solves']:,d}: median {p['solve_median_s'] * 1000:.1f} ms, max "
+                     f"{p['solve_max_s'] * 1000:.1f} ms; failed {p['plan_failed']}, fallbacks to the rules {p['plan_fallbacks']}")
+    base = [n for n in labels if n not in ("heatctl+plan", "heatctl")]
+    if base:
+        best = max(base, key=lambda n: runs[n]["reused_kwh"])
+        lines.append(f"  strongest baseline: {best}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("scenarios", nargs="+")
+    ap.add_argument("--days", type=float, default=None, help="a window of N days instead of the year")
+    ap.add_argument("--month", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    work = []
+    for name in args.scenarios:
+        if name not in SCENARIOS:
+            print(f"unknown scenario {name!r}", file=sys.stderr)
+            return 2
+        sc = SCENARIOS[name]
+        hours = args.days * 24.0 if args.days else sc.hours
+        start = day_start_s(args.month, 1) if args.days else sc.start_s
+        work += [(name, label, ctrl, plan, hours, start) for label, ctrl, plan in RUNS]
+    ctx = multiprocessing.get_context("fork")
+    results: dict[str, dict] = {}
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
+        for name, label, out in pool.map(_one, work):
+            results.setdefault(name, {})[label] = out
+            print(f"  done {name} {label} in {out['wall_s']:.0f} s", file=sys.stderr, flush=True)
+    from simulations.workload.bound import workload_bound
+    report = {}
+    for name, runs in results.items():
+        sc = SCENARIOS[name]
+        hours = args.days * 24.0 if args.days else sc.hours
+        start = day_start_s(args.month, 1) if args.days else sc.start_s
+        b = workload_bound(site_for(sc), sc, hours=hours, start_s=start)
+        report[name] = {"runs": runs, "bound": b}
+        print(format_table(name, runs, b))
+    if args.out:
+        with open(args.out, "w") as fh:
+            json.dump(report, fh, indent=1, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
