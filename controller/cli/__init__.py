@@ -38,6 +38,7 @@ VERB_MODULES = [
     "controller.cli.verbs.config_history",
     "controller.cli.verbs.report",
     "controller.cli.verbs.envelope",
+    "controller.cli.verbs.plan",
     "controller.cli.verbs.commission",
 ]
 

@@ -216,8 +216,8 @@ def solve(inputs: PlanInputs, time_limit_s: float) -> SolveResult:
         policy = HEAT_FIRST if g > SIGNIFICANT_KW and q <= SIGNIFICANT_KW else COMPUTE_FIRST
         soc = x[t, E] / e_max if e_max > 0 else 0.0
         slots.append(PlanSlot(
-            start_s=inputs.slot_start(t), tank_target_soc=float(min(max(soc, 0.0), 1.0)),
-            batch_budget_w=float(max(b, 0.0) * 1000.0), policy=policy,
+            start_s=inputs.slot_start(t), tank_target_soc=float(min(max(soc, 0.0), 1.0)) + 0.0,
+            batch_budget_w=float(max(b, 0.0) * 1000.0) + 0.0, policy=policy,
             reason=_reason(d, heat, b, inputs.batch_max_w[t] / 1000.0, g, q, xo, ci, policy,
                            x[t, S] < arr["total"] - 1e-6),
             demand_w=float(d * 1000.0), it_w=float((arr["fixed"][t] + b) * 1000.0),

@@ -1,0 +1,91 @@
+"""`heatctl plan [--json]`: the 24-hour plan slot by slot, with the reason for each decision.
+
+From the daemon (API op "plan": `{"ok": true, "plan": Plan.as_dict() or null, "in_force": bool,
+"note": str}`), or, with `--simulate SCENARIO`, a plan made here from the simulation's forecasts and
+the workload model's queue at `--day`/`--hour` (no daemon needed: what the plan would say there).
+Per slot: the batch power budget the workload manager is given, the tank's target state of charge,
+the policy, the expected demand, IT power, boiler and dump, and why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from controller.ops.api_client import READ_TIMEOUT_S, ApiError, add_socket_argument, call, socket_path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("plan", help="the 24-hour plan: batch budget, tank target, policy per 15 minutes")
+    p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument("--simulate", metavar="SCENARIO", help="make the plan offline for a year scenario (pool-year, dhw-year)")
+    p.add_argument("--day", type=int, default=15, help="with --simulate: day of the year (1-365, default 15)")
+    p.add_argument("--hour", type=float, default=0.0, help="with --simulate: hour of that day (default 0)")
+    p.add_argument("--every", type=int, default=4, help="print every Nth slot (default 4: hourly)")
+    add_socket_argument(p)
+    p.set_defaults(func=run)
+
+
+def simulated_plan(name: str, day: int, hour: float) -> dict:
+    """The plan the simulation would make at (day, hour): a day of the workload run freely first."""
+    from simulations.runners.planned import PlannedController, with_workload, workload_for
+    from simulations.scenarios.year import SCENARIOS, site_for
+
+    if name not in ("pool-year", "dhw-year"):
+        raise ValueError(f"unknown or unsupported scenario {name!r}; expected pool-year or dhw-year")
+    if not 1 <= day <= 365 or not 0.0 <= hour < 24.0:
+        raise ValueError(f"--day must be 1-365 and --hour 0-24, got {day} and {hour:g}")
+    sc = SCENARIOS[name]
+    site = site_for(sc).model_copy(update={"tick_period_s": 60.0})
+    now = (day - 1) * 86400.0 + hour * 3600.0
+    wl = workload_for(site, sc, 60.0, max(now - 86400.0, 0.0))
+    t = wl.start_s
+    while t < now:
+        wl.load(t)
+        t += 60.0
+    ctrl = PlannedController(site, with_workload(sc, wl), wl)
+    res = ctrl.solver(ctrl.inputs(now, 0.5), site.planning.solve_time_limit_s)
+    if res.plan is None:
+        return {"plan": None, "in_force": False, "note": f"no plan: {res.reason}"}
+    return {"plan": res.plan.as_dict(), "in_force": True,
+            "note": f"simulated: {name}, day {day} {hour:g}:00, {len(wl.queue)} batch jobs queued, tank SoC 0.5 assumed"}
+
+
+def format_plan(resp: dict, every: int = 4) -> str:
+    plan = resp.get("plan")
+    if not plan:
+        return f"no plan: {resp.get('note', 'none made yet')} (today's rules are in force)"
+    lines = [f"plan made at t={plan['made_at_s']:.0f} s in {plan['solve_s'] * 1000:.0f} ms ({plan['status']}); "
+             f"{'in force' if resp.get('in_force', True) else 'NOT in force (rules)'}; {resp.get('note', '')}".rstrip("; "),
+             f"{'slot':>6}  {'batch kW':>8}  {'tank':>5}  {'policy':13}  {'demand':>6}  {'IT kW':>6}  {'boiler':>6}  "
+             f"{'dump':>5}  why"]
+    for s in plan["slots"][::max(every, 1)]:
+        hh = (s["start_s"] % 86400.0) / 3600.0
+        lines.append(f"{int(hh):02d}:{int(round((hh % 1) * 60)):02d}  {s['batch_budget_w'] / 1000:8.1f}  "
+                     f"{s['tank_target_soc']:5.2f}  {s['policy']:13}  {s['demand_w'] / 1000:6.1f}  "
+                     f"{s['it_w'] / 1000:6.1f}  {s['boiler_w'] / 1000:6.1f}  {s['dump_w'] / 1000:5.1f}  {s['reason']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.simulate:
+        try:
+            resp = simulated_plan(args.simulate, args.day, args.hour)
+        except ValueError as exc:
+            print(f"heatctl plan: {exc}", file=sys.stderr)
+            return 2
+    else:
+        try:
+            resp = call(socket_path(args.socket), {"op": "plan"}, timeout_s=READ_TIMEOUT_S)
+        except ApiError as exc:
+            print(f"heatctl: {exc}", file=sys.stderr)
+            return exc.exit_code
+        if not resp.get("ok"):
+            print(f"heatctl plan: {resp.get('error', 'failed')}", file=sys.stderr)
+            return 1
+    if args.json:
+        print(json.dumps(resp, indent=2, default=str))
+        return 0 if resp.get("plan") else 1
+    print(format_plan(resp, args.every))
+    return 0 if resp.get("plan") else 1

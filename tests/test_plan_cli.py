@@ -1,0 +1,30 @@
+"""`heatctl plan`: the plan slot by slot, made offline from a scenario, or from the daemon."""
+
+from __future__ import annotations
+
+import json
+
+from controller.cli import main
+
+
+def test_plan_simulated_prints_every_slot_as_json(capsys):
+    assert main(["plan", "--simulate", "pool-year", "--day", "15", "--hour", "18", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    slots = out["plan"]["slots"]
+    assert len(slots) == 96 and all(s["reason"] and s["policy"] in ("compute_first", "heat_first") for s in slots)
+    assert all(s["batch_budget_w"] >= 0.0 and 0.0 <= s["tank_target_soc"] <= 1.0 for s in slots)
+
+
+def test_plan_table_and_bad_arguments(capsys):
+    assert main(["plan", "--simulate", "dhw-year", "--day", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "batch kW" in out and "why" in out and len(out.splitlines()) == 2 + 24
+    assert main(["plan", "--simulate", "nowhere-year"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expected pool-year or dhw-year" in err
+
+
+def test_plan_without_a_daemon_is_one_line(capsys, tmp_path):
+    rc = main(["plan", "--socket", str(tmp_path / "none.sock")])
+    err = capsys.readouterr().err
+    assert rc != 0 and err.count("\n") == 1 and "Traceback" not in err
