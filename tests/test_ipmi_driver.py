@@ -6,6 +6,7 @@ deadline: a reading turning good, never a sleep standing in for one.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import subprocess
@@ -28,6 +29,13 @@ from simulations.wire.bmc import (CC_LIMIT_OUT_OF_RANGE, CC_NO_ACTIVE_LIMIT, CMD
 USER, PASSWORD = "admin", "heatctl-sim"
 # Short per-tick timeout keeps the fault tests quick; loopback answers take well under 10 ms.
 TIMEOUT_S = 0.3
+
+
+@pytest.fixture(autouse=True)
+def read_every_time(request, monkeypatch):
+    """Every read asks every BMC, unless a test is about the read interval itself."""
+    if "keeps_read_interval" not in request.node.name:
+        monkeypatch.setattr(ipmi, "MIN_READ_INTERVAL_S", 0.0)
 
 
 @pytest.fixture
@@ -297,5 +305,52 @@ async def test_unchanged_cap_is_not_resent_until_a_read_shows_it_lost(bmcs, cred
         # A changed share is always sent.
         [result] = await driver.write({"power_cap": 8000.0})
         assert result.ok and [b.active_limit_w for b in bmcs] == [4000.0, 2000.0, 2000.0]
+    finally:
+        await driver.close()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_each_bmc_keeps_read_interval_spread_out_and_readings_keep_their_time(
+        bmcs, credentials):
+    clock = FakeClock()
+    driver = make_driver(bmcs, credentials, with_cap=True)
+    driver.clock = clock
+    for link in driver._links.values():
+        link._clock = clock
+    try:
+        first = await read_until(driver, ["srv1_power", "srv2_power", "srv3_power", "power_cap"], 5)
+        assert {first[p].ts for p in first} == {1000.0}
+        bmcs[0].power_w = 999.0
+        clock.now += 0.1  # a 100 ms tick later: nobody is due yet, nothing is asked
+        again = await driver.read()
+        assert again["srv1_power"].value == 1200.0 and again["srv1_power"].ts == 1000.0
+        # Spread over the interval: srv1 is due after a third of it, srv3 only after all of it.
+        clock.now = 1000.0 + ipmi.MIN_READ_INTERVAL_S / 3 + 0.01
+        r = await driver.read()
+        assert r["srv1_power"].value == 999.0 and r["srv1_power"].ts == clock.now
+        assert r["srv3_power"].ts == 1000.0 and r["power_cap"].ts == 1000.0
+        clock.now = 1000.0 + ipmi.MIN_READ_INTERVAL_S + 0.01
+        r = await driver.read()
+        assert {r[p].ts for p in r} == {clock.now} | {r["srv1_power"].ts}
+        # A BMC that fails is asked again at every read, not after the interval.
+        bmcs[1].silent = True
+        clock.now += ipmi.MIN_READ_INTERVAL_S + 0.01
+        r = await driver.read()
+        assert r["srv2_power"].quality is Quality.LOST
+        bmcs[1].silent = False
+        clock.now += 0.1
+        r = await driver.read()
+        end = time.monotonic() + 10
+        while not r["srv2_power"].good:  # its worker retransmits until the BMC answers again
+            assert time.monotonic() < end, r["srv2_power"].reason
+            await asyncio.sleep(0.05)  # poll interval: lets the worker's answer reach the loop
+            r = await driver.read()
     finally:
         await driver.close()

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import math
 import socket
 import struct
@@ -104,6 +105,13 @@ LIMIT_TOLERANCE_W = 0.5
 # and a 100 ms tick would otherwise send 3 commands to every BMC per tick (192 for 64 BMCs) for
 # nothing. The periodic re-send is a backstop, like the Modbus driver's write_refresh_s.
 LIMIT_REFRESH_S = 30.0
+# A BMC answered within this long (s) is not asked again: BMC firmware refreshes its power reading
+# about once a second (and DCMI's statistics period here is SAMPLING_PERIOD_S = 1 s), so asking 64
+# BMCs every 100 ms tick gets the same values ten times for 1,280 round trips a second (measured by
+# bench/bench_scale.py: the daemon's CPU and tick overruns at 64 BMCs). A reading keeps the time it
+# was read, so the controller's max_age_s still judges it. Below 1 s so that a 1 s tick reads every
+# BMC every tick despite jitter.
+MIN_READ_INTERVAL_S = 0.9
 
 
 def _io_recvfrom_nonblocking(mysocket, size):
@@ -506,6 +514,10 @@ class IpmiDriver(Driver):
         self._closed = False
         # BMC -> (share sent, limit read back, driver clock when verified): what need not be re-sent.
         self._applied: dict[str, tuple[int, float, float]] = {}
+        # BMC -> (its last answer, driver clock when read), and when to ask it next: BMCs are read
+        # at most every MIN_READ_INTERVAL_S, spread over that interval after the first read.
+        self._answers: dict[str, tuple[_ReadResult, float]] = {}
+        self._next_read: dict[str, float] = {}
 
     async def start(self) -> None:
         """Sessions open on the first read (a login is bounded like any other request)."""
@@ -525,20 +537,35 @@ class IpmiDriver(Driver):
     # --- read ---------------------------------------------------------------------------------
     async def read(self) -> dict[str, Reading]:
         want_limit = bool(self._cap_points)
-        outcomes = await self._run_all({n: (_BmcLink.read, want_limit) for n in self._read_bmcs})
+        start = self.clock()
+        due = [n for n in self._read_bmcs if start >= self._next_read.get(n, -math.inf)]
+        fresh = await self._run_all({n: (_BmcLink.read, want_limit) for n in due}) if due else {}
         now = self.clock()
+        first_round = not self._answers
+        for i, (bmc, outcome) in enumerate(fresh.items()):
+            if isinstance(outcome, BmcError):
+                self._answers.pop(bmc, None)
+                self._next_read.pop(bmc, None)  # asked again at the next read
+            else:
+                self._answers[bmc] = (outcome, now)
+                # After the first read, BMC i waits (i + 1) / n of the interval: spread out.
+                spread = (i + 1) / len(fresh) if first_round else 1.0
+                self._next_read[bmc] = now + MIN_READ_INTERVAL_S * spread
+        outcomes: dict[str, object] = {n: fresh[n] if n in fresh else self._answers[n][0]
+                                       for n in self._read_bmcs}
         readings: dict[str, Reading] = {}
         for pname, bmc in self._power_points.items():
             unit = self.points[pname].config.unit
             outcome = outcomes[bmc]
+            ts = now if bmc in fresh else self._answers[bmc][1]
             if isinstance(outcome, BmcError):
                 readings[pname] = Reading.lost(unit, now, f"{self._links[bmc].endpoint}: {outcome}")
             elif not outcome.measuring:
-                readings[pname] = Reading(outcome.power_w, unit, now, Quality.BAD,
+                readings[pname] = Reading(outcome.power_w, unit, ts, Quality.BAD,
                                           "power measurement inactive")
             else:
-                readings[pname] = Reading(outcome.power_w, unit, now)
-        for bmc, outcome in outcomes.items():
+                readings[pname] = Reading(outcome.power_w, unit, ts)
+        for bmc, outcome in fresh.items():
             applied = self._applied.get(bmc)
             if applied is not None and (isinstance(outcome, BmcError) or not outcome.limit_read
                                         or outcome.limit_w is None
@@ -550,7 +577,9 @@ class IpmiDriver(Driver):
             if failed:
                 readings[pname] = Reading.lost(unit, now, f"limit not read from {', '.join(failed)}")
             else:
-                readings[pname] = Reading(self._effective_cap_w(outcomes), unit, now)
+                # As old as the oldest answer it sums.
+                oldest = min([now] + [self._answers[n][1] for n in outcomes if n not in fresh])
+                readings[pname] = Reading(self._effective_cap_w(outcomes), unit, oldest)
         ipmisession.sessionqueue.clear()  # see _run_all
         return readings
 
@@ -593,6 +622,9 @@ class IpmiDriver(Driver):
             else:
                 self._applied[bmc] = (shares[bmc], outcome, now)
                 readback += outcome
+                if bmc in self._answers:  # the cap reading shows what was just verified
+                    answer, ts = self._answers[bmc]
+                    self._answers[bmc] = (dataclasses.replace(answer, limit_w=outcome), ts)
         ipmisession.sessionqueue.clear()
         if problems:
             self._health.writes_failed_total += 1
