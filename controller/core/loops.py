@@ -59,13 +59,23 @@ class LoopRunner:
         return LoopState(pid=pid, output=initial_output, auto=False)
 
     def run(self, st: LoopState, measurement: float | None, setpoint: float,
-            lo: float, hi: float, now: float, dt: float) -> tuple[PID, float, bool]:
-        """Compute this tick's slew-limited output. Returns (pid copy, output, held)."""
+            lo: float, hi: float, now: float, dt: float,
+            applied: float | None = None) -> tuple[PID, float, bool]:
+        """Compute this tick's slew-limited output. Returns (pid copy, output, held).
+
+        `applied`: the output the plant verifiably got from the last write, in the loop's internal
+        range, where the drivers know it (None: unknown, the state's commanded output stands). A
+        write that failed or was clamped by the actuator then neither winds the integral up nor
+        makes the slew limit start from a value the plant never had."""
         src = st.pid
         # copy.copy of a plain object, without copy's dispatch: a new instance with the same __dict__.
         pid = _new(src.__class__)
         pid.__dict__.update(src.__dict__)
         pid.time_fn = lambda: now
+        if applied is not None and applied != st.output:
+            if pid.auto_mode:
+                _track(pid, applied)
+            st = _loop_state(pid, applied, st.auto)
         # simple-pid's output_limits setter, inlined (same checks, same clamps, in the same order).
         if hi < lo:
             raise ValueError('lower limit must be less than upper limit')
@@ -95,19 +105,25 @@ class LoopRunner:
     def settle(pid: PID, applied: float, held: bool) -> LoopState:
         """Fold the applied output back into the PID (tracking) and return the new loop state."""
         if not held and pid.auto_mode:
-            lo, hi = pid.output_limits
-            p, _, d = pid.components
-            integral = applied - p - d
-            if lo is not None:
-                integral = max(integral, lo)
-            if hi is not None:
-                integral = min(integral, hi)
-            pid._integral = integral  # tracking anti-windup (see module docstring)
-            pid._last_output = applied
+            _track(pid, applied)
         return _loop_state(pid, applied, not held)
 
 
 _new = object.__new__
+
+
+def _track(pid: PID, applied: float) -> None:
+    """Set the integral so that P + I + D equals `applied` (tracking anti-windup, see the module
+    docstring), within the output limits. Mutates `pid`: only ever this tick's copy."""
+    lo, hi = pid.output_limits
+    p, _, d = pid.components
+    integral = applied - p - d
+    if lo is not None:
+        integral = max(integral, lo)
+    if hi is not None:
+        integral = min(integral, hi)
+    pid._integral = integral
+    pid._last_output = applied
 
 
 def _loop_state(pid: PID, output: float | None, auto: bool) -> LoopState:

@@ -11,6 +11,9 @@ from controller.core.modes import Mode
 class Request:
     reason: str
     user: str = "operator"
+    # Chosen by whoever submits the request (the daemon numbers them); the step echoes it as
+    # `fields["request_id"]` on every event it emits in answer, so answers are matched by id.
+    request_id: int = 0
 
 
 @dataclass(frozen=True)

@@ -130,7 +130,10 @@ class Controller:
     # --- the step ------------------------------------------------------------------------------
 
     def step(self, state: ControllerState, snapshot: Snapshot, requests: Iterable[Request],
-             now: float) -> StepResult:
+             now: float, applied_outputs: Mapping[str, float] | None = None) -> StepResult:
+        """One tick. `applied_outputs`: per output point, the value the drivers verified as applied
+        by the previous tick's write (a point missing: unknown, the commanded value is assumed).
+        The loops track the applied value, so a failed or clamped write does not wind them up."""
         site = self.site
         events: list[Event] = []
         ev = lambda kind, msg, **f: events.append(Event(now, kind, msg, f))  # noqa: E731
@@ -166,24 +169,26 @@ class Controller:
                 refusal = f"trip {req.trip} is not latched; nothing to acknowledge"
             if refusal is not None:
                 ev("request_refused", f"{_describe(req)} refused: {refusal}", request=_describe(req),
-                   reason=req.reason, user=req.user, refusal=refusal)
+                   reason=req.reason, user=req.user, request_id=req.request_id, refusal=refusal)
                 continue
             if isinstance(req, OverrideRequest):
                 overrides[req.point] = Override(req.value, now + req.duration_s, req.reason, req.user, now)
                 ev("override_set", f"override {req.point} = {req.value:g} for {req.duration_s:g} s",
-                   point=req.point, value=req.value, until=now + req.duration_s, reason=req.reason, user=req.user)
+                   point=req.point, value=req.value, until=now + req.duration_s, reason=req.reason, user=req.user,
+                   request_id=req.request_id)
             elif isinstance(req, ClearOverrideRequest):
                 overrides.pop(req.point, None)
                 ev("override_cleared", f"override {req.point} cleared", point=req.point,
-                   reason=req.reason, user=req.user)
+                   reason=req.reason, user=req.user, request_id=req.request_id)
             elif isinstance(req, AckTripRequest):
                 st = trip_states[req.trip]
                 trip_states[req.trip] = replace(st, acked=True)
                 ev("trip_acked", f"trip {req.trip} acknowledged", trip=req.trip, reason=req.reason,
-                   user=req.user, condition_present=st.active)
+                   user=req.user, request_id=req.request_id, condition_present=st.active)
             elif isinstance(req, TripTestRequest):
                 forced[req.trip] = f"trip test by {req.user}: {req.reason}"
-                ev("trip_test", f"trip test {req.trip}", trip=req.trip, reason=req.reason, user=req.user)
+                ev("trip_test", f"trip test {req.trip}", trip=req.trip, reason=req.reason, user=req.user,
+                   request_id=req.request_id)
         for point, ov in list(overrides.items()):
             if now >= ov.until:
                 del overrides[point]
@@ -236,21 +241,25 @@ class Controller:
                 refusal = refusal_for_request(req.mode, ctx)
                 if refusal is not None:
                     ev("request_refused", f"mode {req.mode.value} refused: {refusal}",
-                       request=f"mode {req.mode.value}", reason=req.reason, user=req.user, refusal=refusal)
+                       request=f"mode {req.mode.value}", reason=req.reason, user=req.user,
+                       request_id=req.request_id, refusal=refusal)
                     continue
                 if req.mode is not mode:
                     ev("mode_changed", f"{mode.value} -> {req.mode.value}: requested by {req.user}: {req.reason}",
-                       source=mode.value, dest=req.mode.value, cause=f"operator: {req.reason}", user=req.user)
+                       source=mode.value, dest=req.mode.value, cause=f"operator: {req.reason}", user=req.user,
+                       request_id=req.request_id)
                     mode, mode_since, mode_cause = req.mode, now, f"operator {req.user}: {req.reason}"
                 held = True
                 ev("request_accepted", f"mode {req.mode.value} (held)", request=f"mode {req.mode.value}",
-                   reason=req.reason, user=req.user)
+                   reason=req.reason, user=req.user, request_id=req.request_id)
             elif isinstance(req, HoldRequest) and self._basic_refusal(req) is None:
                 held = True
-                ev("request_accepted", f"hold in {mode.value}", request="hold", reason=req.reason, user=req.user)
+                ev("request_accepted", f"hold in {mode.value}", request="hold", reason=req.reason, user=req.user,
+                   request_id=req.request_id)
             elif isinstance(req, ReleaseRequest) and self._basic_refusal(req) is None:
                 held = False
-                ev("request_accepted", "released to automatic", request="release", reason=req.reason, user=req.user)
+                ev("request_accepted", "released to automatic", request="release", reason=req.reason,
+                   user=req.user, request_id=req.request_id)
         if mode_since != state.mode_since:
             ctx = _frozen(ModeContext, {**ctx_args, "in_mode_for_s": now - mode_since})
         new_mode, cause = self.machine.next_mode(mode, ctx, held)
@@ -266,7 +275,8 @@ class Controller:
             mode, mode_since, mode_cause = new_mode, now, cause or ""
 
         # 4. loops and automatic outputs
-        auto, boiler_on, loop_results, loop_pids = self._automatic(state, checked, mode, now, dt)
+        auto, boiler_on, loop_results, loop_pids = self._automatic(
+            state, checked, mode, now, dt, self._applied_internal(state.outputs, applied_outputs))
         safe = self._safe_degrade_values(auto, started, checked[self._p_b_ret].good) \
             if mode is _SAFE_DEGRADE else None
 
@@ -375,8 +385,24 @@ class Controller:
         c = checked[self._p_avail]
         return c.good and c.value >= 0.5  # type: ignore[operator]
 
+    def _applied_internal(self, commanded: Mapping[str, float],
+                          applied: Mapping[str, float] | None) -> dict[str, float]:
+        """Per loop, the output the plant verifiably got from the last write, in the loop's internal
+        range; a loop none of whose points the drivers verified is left out (commanded stands)."""
+        if not applied:
+            return {}
+        out = {}
+        for loop, point in (("it_delta_t", self._p_p1), ("dump", self._p_d1), ("power_cap", self._p_cap)):
+            if point in applied:
+                out[loop] = applied[point]
+        v1, p3 = self._p_v1, self._p_p3
+        if v1 in applied or p3 in applied:
+            out["consumer_supply"] = applied.get(v1, commanded.get(v1, 0.0)) - applied.get(p3, commanded.get(p3, 0.0))
+        return out
+
     def _automatic(self, state: ControllerState, checked: Mapping[str, Checked], mode: Mode,
-                   now: float, dt: float) -> tuple[dict[str, float], bool, dict[str, LoopResult], dict]:
+                   now: float, dt: float, applied: Mapping[str, float] | None = None
+                   ) -> tuple[dict[str, float], bool, dict[str, LoopResult], dict]:
         """The automatic outputs (actuator point -> value), the boiler decision, the loop results
         and the loops' PID copies to settle after arbitration."""
         site = self.site
@@ -392,11 +418,12 @@ class Controller:
                 forced: float | None = None) -> float:
             runner = self.runners[name]
             st = state.loops[name]
+            a = applied.get(name) if applied else None
             if forced is not None:
-                pid, out, held = runner.run(st, None, sp, lo, hi, now, dt)
+                pid, out, held = runner.run(st, None, sp, lo, hi, now, dt, a)
                 out = min(max(forced, lo), hi)
             else:
-                pid, out, held = runner.run(st, meas, sp, lo, hi, now, dt)
+                pid, out, held = runner.run(st, meas, sp, lo, hi, now, dt, a)
             p, i, d = pid.components if not held else (0.0, 0.0, 0.0)
             results[name] = loop_result(out, p, i, d, sp, meas, held)
             pids[name] = (pid, held)
