@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 
 from controller.core.envelope import HourForecast, estimate, limits_from_site
-from simulations.analysis.lp_bound import plant_config_of
+from simulations.plant.loop import plant_config_of
 from simulations.runners.closed_loop import run_scenario
 from simulations.scenarios.definitions import Scenario
 from simulations.scenarios.year import site_for, SCENARIOS

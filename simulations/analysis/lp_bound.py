@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from simulations.plant.loop import plant_config_of
 from simulations.plant.model import CP_J_PER_KG_K, RHO_KG_M3, W_PER_K_PER_M3H
 from simulations.plant.warm import max_captured_per_wanted_w
 from simulations.scenarios.profiles import MONTH_NAMES, month_of
@@ -69,15 +70,6 @@ class LpBound:
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "series_kwh"}
-
-
-def plant_config_of(site):
-    """The plant parameters of a site (the `simulation:` section, or the plant config accessor)."""
-    try:
-        from simulations.plant.config import plant_config  # type: ignore[attr-defined]
-    except ImportError:
-        return site.simulation
-    return plant_config(site)
 
 
 def requested_series(scenario, cfg, start_s: float, hours: float, tick_s: float, step_s: float):

@@ -35,9 +35,8 @@ from controller.site.models import SiteConfig
 from controller.core.modes import Mode
 from controller.core.readings import Reading, Snapshot
 from controller.site.roles import Role
-from simulations.plant.binding import MeterRates, PlantBinding
+from simulations.plant.loop import PlantLoop, config_for_tick, plant_config_of, true_soc
 from simulations.analysis.kpis import ENERGY_KEYS, Kpis, Trace, demand_met_share, monthly
-from simulations.plant.model import Plant
 from simulations.scenarios.definitions import Scenario
 
 __all__ = ["Kpis", "Trace", "run_scenario", "run_compare", "Comparison", "make_controller", "bms_points"]
@@ -94,15 +93,12 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
         site = site.model_copy(update={"tick_period_s": dt})
     ctrl = make_controller(site, controller)
     ctrl_name = controller if isinstance(controller, str) else type(controller).__name__
-    binding = PlantBinding(site)
-    cfg = site.simulation
     timeline: list[tuple[float, str, str, dict]] = []
-    if cfg.heartbeat_timeout_s < 2 * dt:
-        timeline.append((t0, "note", f"plant heartbeat timeout {cfg.heartbeat_timeout_s:g} s stretched to "
-                         f"{3 * dt:g} s (3 ticks of {dt:g} s)", {}))
-        cfg = cfg.model_copy(update={"heartbeat_timeout_s": 3 * dt})
-    plant = Plant(cfg, t0)
-    rates = MeterRates()
+    cfg, note = config_for_tick(plant_config_of(site), dt)
+    if note:
+        timeline.append((t0, "note", note, {}))
+    loop = PlantLoop(site, cfg, t0)
+    plant, binding = loop.plant, loop.binding
     state = ctrl.initial_state(t0)
     units = {n: p.unit for n, p in site.points.items()}
     high_trips = {name: (t.point, t.alarm, t.limit) for name, t in site.trips.items() if t.kind == "high"}
@@ -111,8 +107,6 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
     bms = bms_points(site)
     non_bms_act = {p for p in binding.act.values() if p not in bms}
     it_supply_point = site.point_for(Role.IT_SUPPLY_TEMP)
-    m_cfg = site.modes
-    soc_span = m_cfg.tank_full_temp_c - m_cfg.tank_empty_temp_c
 
     mode_s: dict[str, float] = {m.value: 0.0 for m in Mode}
     above_alarm = {name: 0.0 for name in high_trips}
@@ -136,10 +130,7 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
     down_until = -math.inf
     in_comms_loss = False
     steps = int(round(hours * 3600.0 / dt))
-    actuators = None
     prev_act = None
-    server_span = cfg.server_max_w - cfg.server_idle_w
-    servers = cfg.servers
     m = plant.meters
 
     def cumulative() -> list[float]:
@@ -169,7 +160,6 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
             reqs.append(requests[ri][1])
             ri += 1
         loads = scenario.loads(t)
-        rates.update(m, dt)
         down = t < down_until
         if down:
             mode_name = "controller_down"
@@ -178,8 +168,7 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
             if state is None:
                 state = ctrl.initial_state(t)
                 timeline.append((t, "controller_started", "controller restarted from its initial state", {}))
-            meas = plant.measurements()
-            values = binding.point_values(meas, rates)
+            values = loop.point_values()
             lost = _in_windows(t, comms) if comms else False
             if lost != in_comms_loss:
                 in_comms_loss = lost
@@ -207,10 +196,10 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
             cmd_values = {p: o.value for p, o in res.commands.items()}
             if lost:
                 cmd_values = {p: v for p, v in cmd_values.items() if p in non_bms_act}
-            actuators = binding.actuators(cmd_values, actuators)
-            plant.set_actuators(actuators, t)
-        # KPIs on true values (before the plant moves on).
-        true = plant.true_measurements()
+            loop.command(cmd_values, t)
+        # KPIs on true values (before the plant moves on): the plant loop's books of this tick.
+        books = loop.books(loads)
+        true = books.true
         mode_s[mode_name] = mode_s.get(mode_name, 0.0) + dt
         it_sup = true.it_supply_c
         for name, (point, alarm, limit) in high_trips.items():
@@ -225,8 +214,8 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
                     above_limit[name] += dt
         if it_sup > max_it_supply:
             max_it_supply = it_sup
-        if true.consumer_available and loads.consumer_demand_w > 0:
-            err = true.consumer_supply_c - sp
+        if books.demanding:
+            err = books.supply_error_k
             iae += abs(err) * dt
             if err < 0:
                 deficit -= err * dt
@@ -235,21 +224,18 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
                 if err > overshoot:
                     overshoot = err
             demand_j += loads.consumer_demand_w * dt
-        eff = plant.effective_actuators()
+        eff = books.effective
         if prev_act is not None:
             for f in TRAVEL_FIELDS:
                 travel[f] += abs(getattr(eff, f) - getattr(prev_act, f))
             if eff.boiler_enable != prev_act.boiler_enable:
                 travel["boiler_switches"] += 1
         prev_act = eff
-        load = loads.it_load_fraction
-        load = 0.0 if not load > 0.0 else 1.0 if load > 1.0 else load
-        wanted = servers * (cfg.server_idle_w + load * server_span)
+        wanted = books.wanted_it_w
         cap = eff.power_cap_w
-        it_now = sum(true.server_power_w)
-        # Compute lost: the cap holds the servers below what the workload wants, or they protect
-        # themselves from hot coolant (their own throttle or shutdown).
-        if cap < wanted - 1.0 or true.it_return_c >= cfg.server_throttle_c:
+        it_now = books.it_w
+        # Compute lost while throttled (simulations.plant.loop: the cap, or the servers' own protection).
+        if books.throttled:
             throttled_s += dt
             if it_now < wanted:
                 lost_j += (wanted - it_now) * dt
@@ -261,7 +247,7 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
             trace.it_supply_c.append(it_sup)
             trace.it_power_w.append(it_now)
             trace.power_cap_w.append(cap)
-            soc_true = min(max((sum(true.tank_layers_c) / len(true.tank_layers_c) - m_cfg.tank_empty_temp_c) / soc_span, 0.0), 1.0)
+            soc_true = true_soc(site, true.tank_layers_c)
             st_soc = getattr(state, "tank_soc", None) if state is not None else None
             trace.tank_soc.append(st_soc if st_soc is not None else soc_true)
             trace.true_soc.append(soc_true)
@@ -274,7 +260,7 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
             next_trace += every
         if progress is not None and k % 3600 == 0:
             progress(k / max(steps, 1))
-        plant.advance(dt, loads)
+        loop.advance(dt, loads)
 
     # The last interval's energies (the one that started at the last sample).
     _flush(trace, cumulative(), last_cum)

@@ -28,8 +28,8 @@ from typing import Any, Mapping
 from controller.site.loader import LoadedConfig
 from controller.core.readings import Reading
 from drivers.base import Driver, DriverPoint, WriteResult
-from simulations.plant.binding import MeterRates, PlantBinding
-from simulations.plant.model import Actuators, Plant
+from simulations.plant.loop import PlantLoop, config_for_tick, plant_config_of
+from simulations.plant.model import Actuators
 from simulations.scenarios.definitions import Scenario
 
 
@@ -51,49 +51,43 @@ class SimulatedPlant:
 
     def __init__(self, loaded: LoadedConfig, scenario: Scenario, t0_s: float, tick_s: float):
         site = loaded.site
-        cfg = site.simulation
-        if cfg.heartbeat_timeout_s < 2 * tick_s:
-            cfg = cfg.model_copy(update={"heartbeat_timeout_s": 3 * tick_s})
+        cfg, _ = config_for_tick(plant_config_of(site), tick_s)
         self.cfg = cfg
         self.site = site
         self.scenario = scenario
-        self.plant = Plant(cfg, t0_s)
-        self.binding = PlantBinding(site)
-        self.rates = MeterRates()
-        self.rates.update(self.plant.meters, 0.0)
-        self.actuators = Actuators()
+        # The one plant loop (simulations.plant.loop): the same books as the closed loop's KPIs.
+        self.loop = PlantLoop(site, cfg, t0_s)
+        self.plant = self.loop.plant
+        self.binding = self.loop.binding
         self.t = t0_s
         self.truth = PlantTruth()
-        self.sp = site.loops.consumer_supply.setpoint
-        self.values: dict[str, float] = self.binding.point_values(self.plant.measurements(), self.rates)
+        self.values: dict[str, float] = self.loop.point_values()
+
+    @property
+    def actuators(self) -> Actuators:
+        """What was last commanded (the defaults before the first write)."""
+        return self.loop.actuators or Actuators()
 
     def write(self, commands: Mapping[str, float]) -> None:
-        self.actuators = self.binding.actuators(commands, self.actuators)
-        self.plant.set_actuators(self.actuators, self.t)
+        self.loop.command(commands, self.t)
 
     def advance(self, dt: float) -> None:
-        """Move the plant by dt (s), with the KPI bookkeeping of simulations.runners.closed_loop."""
+        """Move the plant by dt (s), with the plant loop's books of the tick added to the truth."""
         if dt <= 0:
             return
         loads = self.scenario.loads(self.t)
-        true = self.plant.true_measurements()
-        cfg, tr = self.cfg, self.truth
-        if true.consumer_available and loads.consumer_demand_w > 0:
-            err = true.consumer_supply_c - self.sp
-            if err < 0:
-                tr.deficit_ks -= err * dt
-                tr.below_s += dt
-        tr.min_supply_c = min(tr.min_supply_c, true.consumer_supply_c)
-        load = min(max(loads.it_load_fraction, 0.0), 1.0)
-        wanted = cfg.servers * (cfg.server_idle_w + load * (cfg.server_max_w - cfg.server_idle_w))
-        eff = self.plant.effective_actuators()
-        if eff.power_cap_w < wanted - 1.0 or true.it_return_c >= cfg.server_throttle_c:
+        b = self.loop.books(loads)
+        tr = self.truth
+        if b.demanding and b.supply_error_k < 0:
+            tr.deficit_ks -= b.supply_error_k * dt
+            tr.below_s += dt
+        tr.min_supply_c = min(tr.min_supply_c, b.true.consumer_supply_c)
+        if b.throttled:
             tr.throttled_s += dt
         tr.seconds += dt
-        self.plant.advance(dt, loads)
+        self.loop.advance(dt, loads)
         self.t += dt
-        self.rates.update(self.plant.meters, dt)
-        self.values = self.binding.point_values(self.plant.measurements(), self.rates)
+        self.values = self.loop.point_values()
 
     def mark(self, name: str) -> None:
         """Remember the cumulative meters and KPI sums now, to compare periods (e.g. without a gap)."""

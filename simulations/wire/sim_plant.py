@@ -66,9 +66,9 @@ from drivers.ipmi.driver import load_credentials as load_ipmi_credentials
 from drivers.opcua.driver import load_credentials as load_opcua_credentials
 from drivers.registry import driver_config, driver_points
 from simulations.plant import faults as F
-from simulations.plant.binding import MeterRates, PlantBinding
 from simulations.plant.faults import Fault
-from simulations.plant.model import Actuators, Loads, Measurements, Plant
+from simulations.plant.loop import PlantLoop, plant_config_of
+from simulations.plant.model import Actuators, Loads, Measurements
 from simulations.scenarios.definitions import SCENARIOS, Scenario
 from simulations.wire.bmc import SimBmc, stop_bmcs
 from simulations.wire.modbus_server import ModbusPlantServer
@@ -162,9 +162,10 @@ class SimPlant:
         self.start_time_of_day_s = (_time_of_day_s() if start_time_of_day_s is None
                                     else float(start_time_of_day_s))
         self.override = LoadOverride()
-        self.binding = PlantBinding(self.site)
-        self.plant = Plant(self.site.simulation, 0.0)
-        self.rates = MeterRates()
+        # The one plant loop (simulations.plant.loop), shared with the closed loop and the daemon
+        # on simulated time; its time is the wall clock's here.
+        self.loop = PlantLoop(self.site, plant_config_of(self.site), 0.0)
+        self.binding, self.plant, self.rates = self.loop.binding, self.loop.plant, self.loop.rates
         # Commands as written by clients (point -> value), starting from the plant's defaults.
         self._commanded: dict[str, float] = self.binding.actuator_values(Actuators())
         overrides = dict(ports or {})
@@ -385,8 +386,7 @@ class SimPlant:
         self._last_step = now
         self._apply_commands()  # the BMCs' limits may have changed
         if dt > 0:
-            self.plant.advance(dt, self.loads())
-            self.rates.update(self.plant.meters, dt)
+            self.loop.advance(dt, self.loads())
         self.steps += 1
         values = self._point_values()
         self._publish_modbus(values)
