@@ -44,12 +44,12 @@ BOILER_MIN_ON_S = 600.0  # anti-short-cycling: a typical boiler controller's def
 BOILER_MIN_OFF_S = 600.0
 DIFF_ON_K = 5.0
 DIFF_OFF_K = 2.0
-PUMP_MIN_S = 300.0
+PUMP_MIN_S = 900.0  # a pump or fan start every 15 min at most: anti-cycling as for the boiler
 FAN_BELOW_ALARM_K = 7.0
 FAN_KP_PCT_PER_K = 10.0
 FAN_TI_S = 600.0
 FAN_MIN_PCT = 20.0  # EC fans run between ~20 % and 100 % of speed
-FAN_MIN_S = 600.0
+FAN_MIN_S = 900.0
 # The fan starts when its loop asks for more than this (a PI held at its limit sits at ~1e-15, not 0).
 FAN_START_PCT = 1.0
 
