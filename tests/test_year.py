@@ -137,3 +137,11 @@ def test_comparison_prints_every_baseline_the_lp_bound_and_the_lead():
                                            key=lambda n: c.runs[n][0].reused_kwh)
     for k, _ in c.runs.values():
         assert k.reused_kwh <= c.lp_bound.reused_kwh
+
+
+def test_yardstick_plot_is_a_png(tmp_path):
+    from simulations.analysis.yardstick_plot import plot_yardsticks
+
+    _, c = compared("pool-year")
+    p = plot_yardsticks(c.runs, c.lp_bound, tmp_path / "y.png", "pool-year window")
+    assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
