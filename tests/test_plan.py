@@ -50,10 +50,19 @@ def test_plan_moves_batch_into_the_hours_that_want_heat_and_keeps_deadlines(site
     assert night < 1.0 < 55.0 < day, (night, day)
     # All 60 kWh are run by the deadline (less the planning guard of an hour).
     assert sum(s.batch_budget_w for s in slots[:90]) * 0.25 / 1000 == pytest.approx(60.0, rel=1e-3)
-    # heat_first only where the plan is short of heat and dumps nothing.
-    for s in slots:
-        assert (s.policy == HEAT_FIRST) == (s.boiler_w > 50 and s.dump_w <= 50), s
+    # heat_first where the plan is short of heat then or later in the horizon (keep heat for it).
+    for i, s in enumerate(slots):
+        assert (s.policy == HEAT_FIRST) == any(r.boiler_w > 50 for r in slots[i:]), s
+    assert slots[0].policy == HEAT_FIRST and slots[-1].policy == COMPUTE_FIRST
     assert all(s.reason for s in slots) and "hold batch" in slots[4].reason
+
+
+def test_without_a_shortfall_ahead_the_plan_keeps_compute_first(site):
+    import dataclasses
+    inp = pool_inputs(site, [QueuedJob("j", 20000.0, 20 * H, 8800.0)])
+    summer = dataclasses.replace(inp, demand_w=tuple(8000.0 for _ in range(N)))
+    plan = solve(summer, 1.0).plan
+    assert all(s.policy == COMPUTE_FIRST and s.boiler_w == 0.0 for s in plan.slots)
 
 
 def test_work_due_soon_runs_now_even_where_the_heat_is_dumped(site):

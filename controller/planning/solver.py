@@ -180,7 +180,7 @@ def _reason(d: float, heat: float, b: float, bmax: float, g: float, q: float, x:
         parts.append(f"boiler {g:.1f} kW")
     if q > SIGNIFICANT_KW:
         parts.append(f"dump {q:.1f} kW")
-    parts.append(policy)
+    parts.append(policy if policy == COMPUTE_FIRST or g > SIGNIFICANT_KW else f"{policy} (keep heat for a shortfall ahead)")
     return "; ".join(parts)
 
 
@@ -207,13 +207,15 @@ def solve(inputs: PlanInputs, time_limit_s: float) -> SolveResult:
     x = np.array(hs.getSolution().col_value).reshape(inputs.slots, NV)
     slots = []
     k, e_max = arr["capture"], arr["e_max"]
+    short = x[:, G] > SIGNIFICANT_KW
+    short_from = np.flip(np.logical_or.accumulate(np.flip(short)))
     for t in range(inputs.slots):
         b, g, q, xo, ci = x[t, B], x[t, G], x[t, Q], x[t, X], x[t, C]
         d = arr["dem"][t]
         heat = k * (arr["fixed"][t] + b)
-        # Short of heat and nothing dumped: a warmer loop gives the consumer higher-grade heat at no
-        # cost in dumped heat; when the plan dumps, compute_first keeps the IT loop's margin.
-        policy = HEAT_FIRST if g > SIGNIFICANT_KW and q <= SIGNIFICANT_KW else COMPUTE_FIRST
+        # A shortfall now or later in the horizon: heat_first keeps heat (a warmer loop, the dump
+        # later, the tank hotter) for it. None ahead: compute_first keeps the IT loop's margin.
+        policy = HEAT_FIRST if short_from[t] else COMPUTE_FIRST
         soc = x[t, E] / e_max if e_max > 0 else 0.0
         slots.append(PlanSlot(
             start_s=inputs.slot_start(t), tank_target_soc=float(min(max(soc, 0.0), 1.0)) + 0.0,
