@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--month", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--only", default=None, help="comma-separated run labels (default: all)")
+    ap.add_argument("--merge", default=None, help="a JSON written by --out: its runs fill in the ones not run now")
     args = ap.parse_args(argv)
     work = []
     for name in args.scenarios:
@@ -105,13 +107,24 @@ def main(argv: list[str] | None = None) -> int:
         sc = SCENARIOS[name]
         hours = args.days * 24.0 if args.days else sc.hours
         start = day_start_s(args.month, 1) if args.days else sc.start_s
-        work += [(name, label, ctrl, plan, hours, start) for label, ctrl, plan in RUNS]
+        only = set(args.only.split(",")) if args.only else None
+        work += [(name, label, ctrl, plan, hours, start) for label, ctrl, plan in RUNS if only is None or label in only]
     ctx = multiprocessing.get_context("fork")
     results: dict[str, dict] = {}
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
         for name, label, out in pool.map(_one, work):
             results.setdefault(name, {})[label] = out
             print(f"  done {name} {label} in {out['wall_s']:.0f} s", file=sys.stderr, flush=True)
+    if args.merge:
+        with open(args.merge) as fh:
+            old = json.load(fh)
+        for name, rep in old.items():
+            if name in results:
+                merged = {label: rep["runs"][label] for label, _c, _p in RUNS
+                          if label in rep["runs"] or label in results[name]}
+                for label in list(merged):
+                    merged[label] = results[name].get(label, rep["runs"].get(label))
+                results[name] = merged
     from simulations.workload.bound import workload_bound
     report = {}
     for name, runs in results.items():
