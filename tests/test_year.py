@@ -43,7 +43,7 @@ def test_year_window_kpis_are_consistent_and_heatctl_beats_the_baseline(name):
     for k in (h, b):
         assert k.energy_balance_error < 0.005
         assert k.erf == pytest.approx(k.delivered_kwh / (k.it_kwh + k.pumps_fans_kwh), rel=1e-9)
-        assert k.delivered_kwh <= bound.reused_kwh * 1.0 + 1e-6, (k.controller, k.delivered_kwh, bound.reused_kwh)
+        assert k.reused_kwh <= bound.reused_kwh + 1e-6, (k.controller, k.reused_kwh, bound.reused_kwh)
         assert not k.trips and all(v == 0.0 for v in k.hours_above_limit.values())
         # The monthly breakdown adds up to the totals.
         assert sum(r["delivered"] for r in k.monthly) == pytest.approx(k.delivered_kwh, rel=1e-9)
@@ -51,7 +51,8 @@ def test_year_window_kpis_are_consistent_and_heatctl_beats_the_baseline(name):
         assert 0.0 <= k.demand_met_share <= 1.0
     # Both controllers saw the same world.
     assert h.demand_kwh == pytest.approx(b.demand_kwh, rel=1e-9)
-    assert bound.captured_kwh == pytest.approx(h.captured_kwh, rel=1e-9)
+    # The bound is built from what the workload asked for, never from a run's capture.
+    assert bound.captured_kwh >= h.captured_kwh * 0.999
     # heatctl reuses at least what the baseline does, with no more boiler, and changes mode calmly.
     assert h.delivered_kwh >= b.delivered_kwh
     assert h.boiler_kwh <= b.boiler_kwh * 1.01

@@ -49,9 +49,9 @@ def ratios(result: Result) -> dict[str, float]:
     h = result.runs.get("heatctl", (None,))[0]
     b = result.runs.get("baseline", (None,))[0]
     if h is not None and result.bound is not None and result.bound.reused_kwh > 0:
-        out["heatctl_reuse_of_bound"] = h.delivered_kwh / result.bound.reused_kwh
+        out["heatctl_reuse_of_bound"] = h.reused_kwh / result.bound.reused_kwh  # wanted heat, as the LP bounds
     if b is not None and result.bound is not None and result.bound.reused_kwh > 0:
-        out["baseline_reuse_of_bound"] = b.delivered_kwh / result.bound.reused_kwh
+        out["baseline_reuse_of_bound"] = b.reused_kwh / result.bound.reused_kwh
     if h is not None and b is not None:
         for key in ("delivered_kwh", "erf", "boiler_kwh", "dumped_kwh"):
             bv = getattr(b, key)
@@ -73,7 +73,9 @@ def table_rows(result: Result) -> tuple[list[str], list[list[str]]]:
         row("IT energy (kWh)", lambda k: _f(k.it_kwh)),
         row("heat captured (kWh)", lambda k: _f(k.captured_kwh), _f(bound.captured_kwh) if bound else ""),
         row("consumer demand (kWh)", lambda k: _f(k.demand_kwh), _f(bound.demand_kwh) if bound else ""),
-        row("heat reused: delivered (kWh)", lambda k: _f(k.delivered_kwh), _f(bound.reused_kwh) if bound else ""),
+        row("heat reused: delivered (kWh)", lambda k: _f(k.delivered_kwh)),
+        row("heat reused, wanted: useful - boiler (kWh)", lambda k: _f(k.reused_kwh),
+            _f(bound.reused_kwh) if bound else ""),
         row("heat dumped (kWh)", lambda k: _f(k.dumped_kwh), _f(bound.unusable_kwh) if bound else ""),
         row("boiler backup (kWh)", lambda k: _f(k.boiler_kwh),
             _f(bound.demand_kwh - bound.reused_kwh) if bound else ""),
@@ -85,6 +87,7 @@ def table_rows(result: Result) -> tuple[list[str], list[list[str]]]:
             f"{bound.reused_kwh / bound.demand_kwh * 100:.1f} %" if bound and bound.demand_kwh else ""),
         row("compute throttled (h / kWh)", lambda k: f"{k.throttled_hours:.1f} / {_f(k.it_lost_kwh)}"),
         row("comfort: below setpoint (K.h)", lambda k: _f(k.comfort_deficit_kh, 1)),
+        row("above setpoint (K.h)", lambda k: _f(k.iae_above_kh, 1)),
         row("supply IAE (K.h) / worst overshoot (K)", lambda k: f"{_f(k.supply_iae_kh)} / {k.max_overshoot_k:.1f}"),
         row("max IT supply (degC)", lambda k: f"{k.max_it_supply_c:.1f}"),
         row("trips", lambda k: ", ".join(f"{t} x{n}" for t, n in k.trips.items()) or "none"),
@@ -152,7 +155,7 @@ def monthly_rows(result: Result) -> list[dict]:
     index = {r["month"]: r for r in rows}
     for name, (k, _) in result.runs.items():
         for r in k.monthly:
-            index[r["month"]][name] = r["delivered"]
+            index[r["month"]][name] = r["useful"] - r["boiler"]  # wanted recovered heat, as bounded
     if result.bound is not None:
         for r in result.bound.monthly:
             if r["month"] in index:

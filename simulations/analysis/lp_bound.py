@@ -67,6 +67,13 @@ class LpBound:
     solve_s: float
     monthly: list[dict] = field(default_factory=list)  # {"month", "reused"}: each month's own bound
     series_kwh: list[float] = field(default_factory=list)  # the optimum's heat reused per step
+    from_tank_kwh: float = 0.0  # the optimum's tank discharge
+    unusable_kwh: float = 0.0  # captured heat (at most) that the optimum could not use
+
+    @property
+    def captured_kwh(self) -> float:
+        """The most heat the servers could have put into the water (the comparison table's column)."""
+        return self.captured_max_kwh
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "series_kwh"}
@@ -157,8 +164,10 @@ def stores_of(cfg, step_s: float) -> Stores:
     )
 
 
-def solve(cap_j, dem_j, st: Stores, tank0_j: float, other0_j: float) -> tuple[float, np.ndarray]:
-    """Max sum(direct + tank out + other out) subject to the stores' dynamics. Returns (J, per step J).
+def solve(cap_j, dem_j, st: Stores, tank0_j: float, other0_j: float,
+          details: dict | None = None) -> tuple[float, np.ndarray]:
+    """Max sum(direct + tank out + other out) subject to the stores' dynamics. Returns (J, per step J);
+    `details`, if given, gets the optimum's tank discharge and unused capture (J).
 
     Per step t, 7 variables: d (direct), c (tank in), x (tank out), a (other in), y (other out),
     E (tank at the end of t), A (other store at the end of t).
@@ -231,6 +240,9 @@ def solve(cap_j, dem_j, st: Stores, tank0_j: float, other0_j: float) -> tuple[fl
         raise RuntimeError(f"bound LP not solved: {h.modelStatusToString(status)}")
     x = np.array(h.getSolution().col_value).reshape(n, nv)
     per_step = x[:, D] + x[:, X] + x[:, Y]
+    if details is not None:
+        details["from_tank_j"] = float(x[:, X].sum())
+        details["unused_j"] = float(np.maximum(np.asarray(cap_j) - x[:, D] - x[:, C] - x[:, A_IN], 0.0).sum())
     return float(per_step.sum()), per_step
 
 
@@ -265,7 +277,8 @@ def lp_bound(site, scenario, hours: float | None = None, tick_s: float | None = 
     step = max(step_s, tick)
     times, cap, dem = requested_series(scenario, cfg, start, hours, tick, step)
     st = stores_of(cfg, step)
-    total, series = solve(cap, dem, st, st.tank0_j, st.other0_j)
+    details: dict = {}
+    total, series = solve(cap, dem, st, st.tank0_j, st.other0_j, details)
     months: dict[int, list[int]] = {}
     for i, t in enumerate(times):
         months.setdefault(month_of(t), []).append(i)
@@ -278,4 +291,5 @@ def lp_bound(site, scenario, hours: float | None = None, tick_s: float | None = 
         tank_capacity_kwh=st.tank_max_j * KWH, other_capacity_kwh=st.other_max_j * KWH,
         t_lo_c=st.t_lo_c, t_hi_c=st.t_hi_c, step_s=step, solve_s=time.perf_counter() - started,
         monthly=monthly, series_kwh=list(series * KWH),
+        from_tank_kwh=details["from_tank_j"] * KWH, unusable_kwh=details["unused_j"] * KWH,
     )

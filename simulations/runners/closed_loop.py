@@ -319,9 +319,12 @@ class Comparison:
 
     scenario: Scenario
     runs: dict[str, tuple[Kpis, Trace]]
-    bound: Any  # simulations.analysis.bound.Bound (None if heatctl did not run)
+    bound: Any  # simulations.analysis.lp_bound.LpBound: the bound no controller can beat
     wall_s: float = 0.0
-    lp_bound: Any = None  # simulations.analysis.lp_bound.LpBound: the bound no controller can beat
+
+    @property
+    def lp_bound(self) -> Any:
+        return self.bound
 
 
 # Work handed to forked workers: set before the pool starts, inherited by fork (scenarios hold
@@ -340,11 +343,11 @@ def run_compare(site: SiteConfig, scenario: Scenario, hours: float | None = None
                 controllers: tuple[str, ...] = ("heatctl", "baseline", "good-practice", "g36"),
                 jobs: int = 2) -> Comparison:
     """Run each controller on the same plant and profiles (in parallel processes when jobs > 1),
-    then compute the bounds: the LP bound from the workload's requested power and the demand
-    (simulations.analysis.lp_bound), and the older greedy one from heatctl's captured-heat series."""
+    then compute the bound from the workload's requested power and the consumer's demand (an LP:
+    simulations.analysis.lp_bound), never from a controller's run."""
     import time
 
-    from simulations.analysis.bound import physical_bound
+    from simulations.analysis.lp_bound import lp_bound
 
     started = time.perf_counter()
     runs: dict[str, tuple[Kpis, Trace]] = {}
@@ -364,8 +367,6 @@ def run_compare(site: SiteConfig, scenario: Scenario, hours: float | None = None
         for i, name in enumerate(controllers):
             runs[name] = run_scenario(site, scenario, hours=hours, tick_s=tick_s, trace_every_s=trace_every_s,
                                       progress=progress if i == 0 else None, controller=name)
-    bound = physical_bound(site, runs["heatctl"][1]) if "heatctl" in runs else None
-    from simulations.analysis.lp_bound import lp_bound
-    lp = lp_bound(site, scenario, hours=hours, tick_s=tick_s,
-                  step_s=trace_every_s or scenario.trace_every_s or 3600.0)
-    return Comparison(scenario, runs, bound, time.perf_counter() - started, lp)
+    bound = lp_bound(site, scenario, hours=hours, tick_s=tick_s,
+                     step_s=trace_every_s or scenario.trace_every_s or 3600.0)
+    return Comparison(scenario, runs, bound, time.perf_counter() - started)
