@@ -33,7 +33,6 @@ class PlanSlot:
     it_w: float = 0.0
     boiler_w: float = 0.0
     dump_w: float = 0.0
-    tank_floor_soc: float = 0.0  # discharge stops below this: the plan keeps this charge for later
 
 
 @dataclass(frozen=True)
@@ -62,11 +61,14 @@ class Plan:
 
 @dataclass(frozen=True)
 class PlanAdjust:
-    """What the step takes from the current slot."""
+    """What the step takes from the current slot: the policy, applied as the site's policy is (the
+    loops' setpoints and margins). The batch budget goes to the workload manager, not to the plant;
+    the tank target is what the plan expects, for plan-against-actual (the tank follows from the
+    batch budget and the policy: the step's own modes charge and discharge it)."""
 
     policy: Policy
-    tank_floor_soc: float
     batch_budget_w: float
+    tank_target_soc: float
     slot_start_s: float
 
 
@@ -75,5 +77,5 @@ def adjustments(plan: Plan | None, now: float) -> PlanAdjust | None:
     slot = plan.slot_at(now) if plan is not None else None
     if slot is None:
         return None
-    floor = min(max(slot.tank_floor_soc, 0.0), 1.0)
-    return PlanAdjust(Policy(slot.policy), floor, max(slot.batch_budget_w, 0.0), slot.start_s)
+    return PlanAdjust(Policy(slot.policy), max(slot.batch_budget_w, 0.0),
+                      min(max(slot.tank_target_soc, 0.0), 1.0), slot.start_s)
