@@ -1,7 +1,7 @@
 """`heatctl simulate --scenario NAME [--hours H] [--report DIR] [--json]`: the closed loop on simulated time.
 
-Year scenarios (Scenario.compare) run heatctl and the baseline side by side in two processes and
-compute the physical bound; every run prints its KPI table and writes a report folder (default
+Year scenarios (Scenario.compare) run heatctl and every baseline (simulations.baselines.registry) in two
+processes and compute the bound no controller can beat (an LP: simulations.analysis.lp_bound); every run prints its KPI table and writes a report folder (default
 reports/NAME/: KPIs as JSON and Markdown, PNG plots; simulations/analysis/kpi_report.py). The progress bar is
 drawn on a terminal only.
 """
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="write the report folder here (default: reports/NAME/)")
     p.add_argument("--no-report", action="store_true", help="print the KPIs only; write no report folder")
     p.add_argument("--compare", action=argparse.BooleanOptionalAction, default=None,
-                   help="also run the baseline and compute the physical bound (default: on for year scenarios)")
+                   help="also run every baseline and compute the LP bound (default: on for year scenarios)")
     p.add_argument("--sweep", default=None, metavar="KEY=A..B/STEP",
                    help="run once per value of one config key (a YAML path) and tabulate the KPIs")
     p.add_argument("--window", action="store_true",
