@@ -1,7 +1,8 @@
 """`heatctl simulate --scenario NAME [--hours H] [--report DIR] [--json]`: the closed loop on simulated time.
 
-Year scenarios (Scenario.compare) run heatctl and every baseline (simulations.baselines.registry) in two
-processes and compute the bound no controller can beat (an LP: simulations.analysis.lp_bound); every run prints its KPI table and writes a report folder (default
+Year scenarios (Scenario.compare) run heatctl and every baseline (simulations.baselines.registry) in
+two processes and compute the bound no controller can beat (an LP: simulations.analysis.lp_bound);
+every run prints its KPI table and writes a report folder (default
 reports/NAME/: KPIs as JSON and Markdown, PNG plots; simulations/analysis/kpi_report.py). The progress bar is
 drawn on a terminal only.
 """
