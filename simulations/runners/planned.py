@@ -59,17 +59,45 @@ class PlannedController:
         self.solve_s: list[float] = []
         self.events: list = []
         self._hour_cache: tuple[float, list] | None = None
+        self._by_hour: dict[float, object] = {}
+        self._inter_cache: dict[float, float] = {}
         self._takes_plan = "plan" in inspect.signature(self.inner.step).parameters
+        if not self._takes_plan:
+            # A step without the plan input: the slot's policy selects a Controller built for that
+            # policy (the same pure step on the same state; only the policy settings differ).
+            from controller.site.models import Policy
+            self._by_policy = {p: (self.inner if p is site.site.policy else make_controller(
+                site.model_copy(update={"site": site.site.model_copy(update={"policy": p})}), "heatctl"))
+                for p in Policy}
 
     def initial_state(self, now: float, *a, **kw):
         return self.inner.initial_state(now, *a, **kw)
 
     def _hourly(self, now: float):
+        """The envelope's forecast (forecast_from_profile) for the 25 hours from this hour: each
+        hour's value depends only on that hour, so each is computed once per run."""
         hour = (now // 3600.0) * 3600.0
         if self._hour_cache is None or self._hour_cache[0] != hour:
             sc = self.scenario
-            self._hour_cache = (hour, forecast_from_profile(sc.demand_w, sc.ambient_c, hour, hours=25))
+            out = []
+            for i in range(25):
+                h = hour + i * 3600.0
+                if h not in self._by_hour:
+                    self._by_hour[h] = forecast_from_profile(sc.demand_w, sc.ambient_c, h, hours=1)[0]
+                out.append(self._by_hour[h])
+            self._by_hour = {h: v for h, v in self._by_hour.items() if h >= hour}
+            self._hour_cache = (hour, out)
         return self._hour_cache[1]
+
+    def _interactive(self, t: float) -> float:
+        """Interactive nodes forecast for slot time t: the mean of the same time on the last 7 days
+        (every weekday once, so it depends on the time of day only: cached per slot of the day)."""
+        key = round(t % DAY_S, 3)
+        v = self._inter_cache.get(key)
+        if v is None:
+            v = sum(self.workload.interactive_nodes(t - d * DAY_S) for d in range(1, 8)) / 7.0
+            self._inter_cache[key] = v
+        return v
 
     def inputs(self, now: float, soc: float | None) -> PlanInputs:
         first = (now // SLOT_S) * SLOT_S
@@ -82,7 +110,7 @@ class PlannedController:
         for i in range(HORIZON_SLOTS):
             t = first + i * SLOT_S
             # Interactive load forecast: the same slot of the last 7 days (as the envelope's history).
-            inter = sum(wl.interactive_nodes(t - d * DAY_S) for d in range(1, 8)) / 7.0
+            inter = self._interactive(t)
             fixed.append(self.idle_w + inter * self.span_w)
             bmax.append(max(wl.servers - inter, 0.0) * self.span_w)
         queue = tuple(QueuedJob(j.job_id, j.remaining_node_h * self.span_w, j.deadline_s, j.width * self.span_w,
@@ -102,7 +130,8 @@ class PlannedController:
         self.workload.budget_nodes = None if adj is None else adj.batch_budget_w / self.span_w
         if self._takes_plan:
             return self.inner.step(state, snapshot, requests, now, plan=adj)
-        return self.inner.step(state, snapshot, requests, now)
+        ctrl = self.inner if adj is None else self._by_policy[adj.policy]
+        return ctrl.step(state, snapshot, requests, now)
 
 
 def run_with_workload(site: SiteConfig, scenario: Scenario, controller: str = "heatctl", plan: bool = False,

@@ -22,8 +22,8 @@ from concurrent.futures import ProcessPoolExecutor
 from simulations.scenarios.profiles import day_start_s
 from simulations.scenarios.year import SCENARIOS, site_for
 
-RUNS = (("heatctl+plan", "heatctl", True), ("heatctl", "heatctl", False), ("naive", "baseline", False),
-        ("good-practice", "good-practice", False), ("g36", "g36", False))
+RUNS = (("heatctl+plan", "heatctl", True), ("heatctl", "heatctl", False), ("g36", "g36", False),
+        ("good-practice", "good-practice", False), ("naive", "baseline", False))
 
 
 def _one(args) -> tuple[str, str, dict]:
@@ -109,12 +109,18 @@ def main(argv: list[str] | None = None) -> int:
         start = day_start_s(args.month, 1) if args.days else sc.start_s
         only = set(args.only.split(",")) if args.only else None
         work += [(name, label, ctrl, plan, hours, start) for label, ctrl, plan in RUNS if only is None or label in only]
+    # Run by label first, so the runs that matter most finish first (partial results are written).
+    order = {label: i for i, (label, _c, _p) in enumerate(RUNS)}
+    work.sort(key=lambda w: order[w[1]])
     ctx = multiprocessing.get_context("fork")
     results: dict[str, dict] = {}
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
         for name, label, out in pool.map(_one, work):
             results.setdefault(name, {})[label] = out
             print(f"  done {name} {label} in {out['wall_s']:.0f} s", file=sys.stderr, flush=True)
+            if args.out:
+                with open(args.out + ".partial", "w") as fh:
+                    json.dump(results, fh, indent=1, default=str)
     if args.merge:
         with open(args.merge) as fh:
             old = json.load(fh)
