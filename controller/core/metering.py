@@ -59,37 +59,30 @@ class EnergyCounters:
 RoleIndex = Mapping[Role, tuple[str, ...]]
 
 
-def _value(checked: Mapping[str, Checked], idx: RoleIndex, role: Role) -> float | None:
-    names = idx[role]
-    if len(names) != 1:
-        return None
-    c = checked.get(names[0])
-    return c.value if c is not None and c.good else None
+def _tank_range(site: SiteConfig) -> tuple[float, float]:
+    """The tank's mean temperature when empty and when full (degC), as the state of charge uses them."""
+    m = site.modes
+    return m.tank_empty_temp_c, m.tank_full_temp_c + site.policy_settings.tank_full_offset_k
+
+
+def _soc(top_c: float, bottom_c: float, empty: float, span: float) -> float:
+    soc = (0.5 * (top_c + bottom_c) - empty) / span
+    return min(max(soc, 0.0), 1.0)
 
 
 def tank_soc(site: SiteConfig, top_c: float | None, bottom_c: float | None) -> float | None:
     """State of charge 0..1 from the mean of the tank's top and bottom temperatures."""
     if top_c is None or bottom_c is None:
         return None
-    m = site.modes
-    full = m.tank_full_temp_c + site.policy_settings.tank_full_offset_k
-    soc = (0.5 * (top_c + bottom_c) - m.tank_empty_temp_c) / (full - m.tank_empty_temp_c)
-    return min(max(soc, 0.0), 1.0)
-
-
-def tank_energy_j(site: SiteConfig, soc: float) -> float:
-    m = site.modes
-    full = m.tank_full_temp_c + site.policy_settings.tank_full_offset_k
-    t_mid = 0.5 * (m.tank_empty_temp_c + full)
-    mass = site.metering.tank_volume_m3 * density_kg_m3(t_mid)
-    return soc * mass * cp_j_per_kg_k(t_mid) * (full - m.tank_empty_temp_c)
+    empty, full = _tank_range(site)
+    return _soc(top_c, bottom_c, empty, full - empty)
 
 
 class FlowPlan:
-    """What heat_flows needs from the site, resolved once: point names by role, tank constants.
+    """The heat flows of one site: point names by role and the tank's constants, resolved once.
 
-    The step builds one per config and calls `flows`: looking roles up (Enum keys) and water
-    properties up every tick showed in its profile. Same arithmetic as heat_flows, same results.
+    The step builds one per config and calls `flows` each tick (looking roles up, Enum keys, and
+    water properties up every tick showed in its profile).
     """
 
     def __init__(self, site: SiteConfig, idx: RoleIndex):
@@ -104,18 +97,18 @@ class FlowPlan:
         self.consumer_heat = one(Role.CONSUMER_HEAT)
         self.has_consumer_meter = bool(idx[Role.CONSUMER_HEAT])
         self.dump, self.boiler, self.aux = one(Role.DUMP_HEAT), one(Role.BOILER_HEAT), one(Role.AUX_POWER)
-        m = site.modes
-        # As tank_soc and tank_energy_j compute them (kept as separate factors: same rounding).
-        self.empty = m.tank_empty_temp_c
-        self.full = m.tank_full_temp_c + site.policy_settings.tank_full_offset_k
-        self.span = self.full - self.empty
-        t_mid = 0.5 * (m.tank_empty_temp_c + self.full)
+        self.empty, full = _tank_range(site)
+        self.span = full - self.empty
+        # Water properties at the middle of the tank's range (kept as separate factors: the energy
+        # is soc x mass x cp x span, in that order, for the same rounding every tick).
+        t_mid = 0.5 * (self.empty + full)
         self.mass = site.metering.tank_volume_m3 * density_kg_m3(t_mid)
         self.cp = cp_j_per_kg_k(t_mid)
 
     def flows(self, checked: Mapping[str, Checked], v1_pct: float | None, prev_soc: float | None,
               dt: float) -> HeatFlows:
-        """heat_flows(site, idx, checked, v1_pct, prev_soc, dt) for this plan's site."""
+        """This tick's flows from the validated readings; `v1_pct` is the valve position applied
+        over the interval, `prev_soc` the last known state of charge, `dt` the interval (s)."""
         get = checked.get
 
         def v(name: str | None) -> float | None:
@@ -131,11 +124,7 @@ class FlowPlan:
         f2, t_bs, t_br = v(self.f2), v(self.t_bs), v(self.t_br)
         transferred = heat_flow_w(f2, t_bs, t_br) if None not in (f2, t_bs, t_br) else None
         top, bottom = v(self.top), v(self.bottom)
-        if top is None or bottom is None:
-            soc = None
-        else:
-            soc = (0.5 * (top + bottom) - self.empty) / self.span
-            soc = min(max(soc, 0.0), 1.0)
+        soc = None if top is None or bottom is None else _soc(top, bottom, self.empty, self.span)
         to_tank = None
         if soc is not None and prev_soc is not None and dt > 0:
             to_tank = (soc * self.mass * self.cp * self.span - prev_soc * self.mass * self.cp * self.span) / dt
@@ -143,6 +132,7 @@ class FlowPlan:
         estimated = False
         if delivered is None and not self.has_consumer_meter \
                 and transferred is not None and v1_pct is not None:
+            # No heat meter at the consumer: the share of the building flow V1 leaves to it.
             delivered = max(transferred * (1.0 - v1_pct / 100.0), 0.0)
             estimated = True
         f = _new(HeatFlows)
@@ -172,33 +162,6 @@ _E_SET = tuple(getattr(EnergyCounters, n).__set__ for n in _ENERGY_FIELDS)
 # A field added to either class must be added above too (else it would be left unset).
 assert tuple(f.name for f in fields(EnergyCounters)) == _ENERGY_FIELDS
 assert len(fields(HeatFlows)) == 10
-
-
-def heat_flows(site: SiteConfig, idx: RoleIndex, checked: Mapping[str, Checked], v1_pct: float | None,
-               prev_soc: float | None, dt: float) -> HeatFlows:
-    servers = [checked.get(n) for n in idx[Role.SERVER_POWER]]
-    it_w = sum(c.value for c in servers) if servers and all(c is not None and c.good for c in servers) else None  # type: ignore[misc]
-    v = lambda role: _value(checked, idx, role)  # noqa: E731
-    f1, t_its, t_itr = v(Role.IT_FLOW), v(Role.IT_SUPPLY_TEMP), v(Role.IT_RETURN_TEMP)
-    captured = heat_flow_w(f1, t_itr, t_its) if None not in (f1, t_its, t_itr) else None
-    f2, t_bs, t_br = v(Role.B_FLOW), v(Role.B_SUPPLY_TEMP), v(Role.B_RETURN_TEMP)
-    transferred = heat_flow_w(f2, t_bs, t_br) if None not in (f2, t_bs, t_br) else None
-    soc = tank_soc(site, v(Role.TANK_TOP_TEMP), v(Role.TANK_BOTTOM_TEMP))
-    to_tank = None
-    if soc is not None and prev_soc is not None and dt > 0:
-        to_tank = (tank_energy_j(site, soc) - tank_energy_j(site, prev_soc)) / dt
-    delivered = v(Role.CONSUMER_HEAT)
-    estimated = False
-    if delivered is None and not idx[Role.CONSUMER_HEAT] \
-            and transferred is not None and v1_pct is not None:
-        # No heat meter at the consumer: the share of the building flow V1 leaves to it.
-        delivered = max(transferred * (1.0 - v1_pct / 100.0), 0.0)
-        estimated = True
-    return HeatFlows(
-        it_w=it_w, captured_w=captured, transferred_w=transferred, delivered_w=delivered,
-        to_tank_w=to_tank, dumped_w=v(Role.DUMP_HEAT), boiler_w=v(Role.BOILER_HEAT),
-        aux_w=v(Role.AUX_POWER), tank_soc=soc, delivered_estimated=estimated,
-    )
 
 
 def integrate(e: EnergyCounters, f: HeatFlows, dt: float, max_gap_s: float) -> EnergyCounters:

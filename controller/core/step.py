@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Iterable, Mapping
 
-from controller.core.commands import Output, OutputSource
+from controller.core.commands import Output
 from controller.site.models import SiteConfig
 from controller.site.checks import point_kind
 from controller.core.events import Event
@@ -26,6 +26,13 @@ from controller.core.modes import Mode, ModeContext, ModeMachine, refusal_for_re
 from controller.core.readings import Snapshot
 from controller.core.requests import (AckTripRequest, ClearOverrideRequest, HoldRequest, ModeRequest,
                                  OverrideRequest, ReleaseRequest, Request, TripTestRequest)
+from controller.core.sequences import LoopCall
+from controller.core.sequences.arbitration import Arbitration
+from controller.core.sequences.boiler import Boiler
+from controller.core.sequences.consumer_tank import ConsumerTank
+from controller.core.sequences.dump import Dump
+from controller.core.sequences.it_delta_t import ItDeltaT
+from controller.core.sequences.power_cap import PowerCap
 from controller.site.roles import PointKind, Role
 from controller.core.state import ControllerState, Override
 from controller.core import trips as trips_mod
@@ -42,17 +49,9 @@ class StepResult:
     loops: dict[str, LoopResult] = field(default_factory=dict)
 
 
-# The tank top must be this much hotter than the consumer supply for a discharge to add heat.
-TANK_DISCHARGE_MARGIN_K = 2.0
-# In safe_degrade the dump holds the building return this much below its normal setpoint.
-SAFE_DEGRADE_DUMP_OFFSET_K = 10.0
-
-
 # Enum members as module constants for the hot path: in Python 3.11 `Mode.NORMAL` costs a
 # descriptor call on the Enum class, ~10x a global lookup, and the step does it many times a tick.
 _NORMAL, _BUFFER_CHARGING, _BYPASS, _SAFE_DEGRADE = Mode.NORMAL, Mode.BUFFER_CHARGING, Mode.BYPASS, Mode.SAFE_DEGRADE
-_SRC_AUTO, _SRC_TRIP, _SRC_SAFE_DEGRADE, _SRC_STARTUP, _SRC_OVERRIDE = (
-    OutputSource.AUTO, OutputSource.TRIP, OutputSource.SAFE_DEGRADE, OutputSource.STARTUP, OutputSource.OVERRIDE)
 
 
 class Controller:
@@ -75,9 +74,6 @@ class Controller:
             "dump": LoopRunner("dump", L.dump, reverse=True),
             "power_cap": LoopRunner("power_cap", L.power_cap, reverse=False),
         }
-        # The high trip on the cap loop's measurement: the cap loop works below its limit.
-        self.overtemp = next(t for t in site.trips.values()
-                             if t.kind == "high" and t.point == L.power_cap.measurement)
         self.safe_outputs = self._safe_outputs()
         # Role point names as plain attributes, and the actuators' ranges as tuples: Role members
         # are Enums, whose attribute lookup and hashing are Python code in 3.11, and pydantic
@@ -92,7 +88,11 @@ class Controller:
         self._p_avail, self._p_demand = r[Role.CONSUMER_AVAILABLE], r[Role.CONSUMER_DEMAND]
         self._leak_points = self.idx[Role.LEAK]
         self._server_points = self.idx[Role.SERVER_POWER]
-        self._act_ranges = {n: tuple(site.points[n].range) for n in self.actuators}
+        # The control sequences (controller/core/sequences), composed in `_automatic` and `step`.
+        self.it_delta_t, self.consumer_tank, self.dump = ItDeltaT(site), ConsumerTank(site), Dump(site)
+        self.power_cap, self.boiler = PowerCap(site), Boiler(site)
+        self.arbitrate = Arbitration(self.actuators, {n: tuple(site.points[n].range) for n in self.actuators},
+                                     self._p_hb)
         self._flow_plan = FlowPlan(site, self.idx)
         # A gap longer than this is unmetered. Never shorter than three ticks: at a coarse tick
         # (a 60 s year run) every interval would otherwise be counted as a gap.
@@ -281,28 +281,9 @@ class Controller:
             if mode is _SAFE_DEGRADE else None
 
         # 5. arbitration: trip > safe_degrade > override > automatic
-        trip_out = trips_mod.trip_outputs(site, trip_states)
-        commands: dict[str, Output] = {}
-        hb_point = self._p_hb
-        act_ranges = self._act_ranges
-        mode_value = mode.value
-        for point in self.actuators:
-            lo, hi = act_ranges[point]
-            if point == hb_point:
-                value = float((state.heartbeat + 1) % (int(hi) + 1))
-                commands[point] = _output(value, _SRC_AUTO, "heartbeat")
-                continue
-            if point in trip_out:
-                value, trip_name = trip_out[point]
-                commands[point] = _output(value, _SRC_TRIP, trip_name)
-            elif safe is not None and point in safe:
-                src = _SRC_SAFE_DEGRADE if started else _SRC_STARTUP
-                commands[point] = _output(min(max(safe[point], lo), hi), src, mode_cause)
-            elif point in overrides:
-                ov = overrides[point]
-                commands[point] = _output(ov.value, _SRC_OVERRIDE, ov.reason)
-            else:
-                commands[point] = _output(min(max(auto[point], lo), hi), _SRC_AUTO, mode_value)
+        commands = self.arbitrate(trip_out=trips_mod.trip_outputs(site, trip_states), safe=safe, started=started,
+                                  mode_cause=mode_cause, overrides=overrides, auto=auto, mode_value=mode.value,
+                                  heartbeat=state.heartbeat)
 
         # 6. fold back into the loops, meter
         applied = {p: o.value for p, o in commands.items()}
@@ -312,7 +293,7 @@ class Controller:
             tick=state.tick + 1, last_now=now, started=started, mode=mode, mode_since=mode_since,
             mode_cause=mode_cause, held=held, trips=trip_states, overrides=overrides,
             history=history, loops=loops, outputs=applied, energy=energy,
-            heartbeat=int(applied[hb_point]), degrade_causes=causes,
+            heartbeat=int(applied[self._p_hb]), degrade_causes=causes,
             causes_clear_since=clear_since, tank_soc=flows.tank_soc if flows.tank_soc is not None else state.tank_soc,
             boiler_on=boiler_on,
             boiler_since=now if boiler_on != state.boiler_on else state.boiler_since,
@@ -397,109 +378,45 @@ class Controller:
                 out[loop] = applied[point]
         v1, p3 = self._p_v1, self._p_p3
         if v1 in applied or p3 in applied:
-            out["consumer_supply"] = applied.get(v1, commanded.get(v1, 0.0)) - applied.get(p3, commanded.get(p3, 0.0))
+            out["consumer_supply"] = ConsumerTank.internal(applied.get(v1, commanded.get(v1, 0.0)),
+                                                           applied.get(p3, commanded.get(p3, 0.0)))
         return out
 
     def _automatic(self, state: ControllerState, checked: Mapping[str, Checked], mode: Mode,
                    now: float, dt: float, applied: Mapping[str, float] | None = None
                    ) -> tuple[dict[str, float], bool, dict[str, LoopResult], dict]:
         """The automatic outputs (actuator point -> value), the boiler decision, the loop results
-        and the loops' PID copies to settle after arbitration."""
-        site = self.site
-        pol = site.policy_settings
-
+        and the loops' PID copies to settle after arbitration: the sequences, composed."""
         def val(point: str) -> float | None:
             c = checked[point]
             return c.value if c.good else None
         results: dict[str, LoopResult] = {}
         pids: dict[str, tuple] = {}
 
-        def run(name: str, meas: float | None, sp: float, lo: float, hi: float,
-                forced: float | None = None) -> float:
-            runner = self.runners[name]
-            st = state.loops[name]
+        def run(name: str, call: LoopCall) -> float:
+            meas, sp, lo, hi, forced = call
             a = applied.get(name) if applied else None
             if forced is not None:
-                pid, out, held = runner.run(st, None, sp, lo, hi, now, dt, a)
+                pid, out, held = self.runners[name].run(state.loops[name], None, sp, lo, hi, now, dt, a)
                 out = min(max(forced, lo), hi)
             else:
-                pid, out, held = runner.run(st, meas, sp, lo, hi, now, dt, a)
+                pid, out, held = self.runners[name].run(state.loops[name], meas, sp, lo, hi, now, dt, a)
             p, i, d = pid.components if not held else (0.0, 0.0, 0.0)
             results[name] = loop_result(out, p, i, d, sp, meas, held)
             pids[name] = (pid, held)
             return out
 
-        # P1 holds the IT loop dT.
-        t_ret, t_sup = val(self._p_it_ret), val(self._p_it_sup)
-        dT = t_ret - t_sup if t_ret is not None and t_sup is not None else None
-        L = site.loops
-        p1 = run("it_delta_t", dT, pol.it_delta_t_k, L.it_delta_t.output_min, L.it_delta_t.output_max)
-
-        # V1 / P3 split range on the consumer supply temperature.
-        m = L.consumer_supply.output_max
+        t_sup, t_c = val(self._p_it_sup), val(self._p_cons_sup)
         online = self._consumer_online(checked)
-        soc = state.tank_soc
-        forced = None
-        if mode is _NORMAL:
-            lo, hi = -m, m
-        elif mode is _BUFFER_CHARGING:
-            lo, hi = 0.0, m
-        elif mode is _BYPASS:
-            # The tank is full: sending flow through it returns it hot to the dump, which is the
-            # only way to keep surplus heat off a consumer that cannot take it.
-            lo, hi = -m, m
-        else:
-            lo, hi = -m, m
-        top = val(self._p_top)
-        t_c_now = val(self._p_cons_sup)
-        if top is None or t_c_now is None or top < t_c_now + TANK_DISCHARGE_MARGIN_K:
-            # Discharging a tank no hotter than the consumer circuit would cool it: P3 stays off.
-            lo = max(lo, 0.0)
-            hi = max(hi, lo)
-        if not online:
-            # Nobody takes heat at the consumer: charge the tank while it has room, else nothing.
-            has_room = soc is not None and soc < site.modes.tank_full_soc
-            forced = m if (has_room and mode is not _BYPASS) else 0.0
-            lo, hi = min(lo, forced), max(hi, forced)
-        u = run("consumer_supply", val(self._p_cons_sup), L.consumer_supply.setpoint, lo, hi, forced)
-
-        # D1 keeps the building return low enough; in safe_degrade, lower still.
-        b_ret = val(self._p_b_ret)
-        dump_sp = L.dump.setpoint + pol.dump_offset_k
-        if mode is _SAFE_DEGRADE:
-            dump_sp = L.dump.setpoint - SAFE_DEGRADE_DUMP_OFFSET_K
-        d1 = run("dump", b_ret, dump_sp, L.dump.output_min, L.dump.output_max)
-
-        # The power cap: held below the over-temperature limit by the policy's margin.
-        cap_hi = site.power.safe_degrade_w if mode is _SAFE_DEGRADE else site.power.max_w
-        cap_sp = (self.overtemp.limit or 0.0) - pol.cap_margin_k
-        cap = run("power_cap", t_sup, cap_sp, site.power.floor_w, cap_hi)
-        if t_sup is None:
-            cap = min(cap, site.power.safe_degrade_w)  # blind to the IT supply: do not hand power back
-
-        # Boiler: tops the consumer up when recovered heat falls short. A thermostat with a
-        # hysteresis band and a minimum time between switches: boilers are rated for a limited
-        # number of starts, and the valve loop's ripple must not toggle it (seen: 87 starts a day
-        # with a 0.5 K band and no minimum time).
-        t_c = val(self._p_cons_sup)
-        threshold = L.consumer_supply.setpoint - pol.boiler_on_below_k
-        avail = checked[self._p_avail]
-        if avail.good and not online:
-            boiler = False  # the consumer says it is offline: it takes no heat from anyone
-        elif not avail.good or t_c is None:
-            # Cannot see the consumer (comms to its BMS lost): the boiler keeps the pool warm under
-            # its own thermostat. Recovered heat still goes to the tank meanwhile (not online).
-            boiler = True
-        else:
-            want = t_c < threshold + site.outputs.boiler_hysteresis_k if state.boiler_on else t_c < threshold
-            may_switch = now - state.boiler_since >= site.outputs.boiler_min_switch_s
-            boiler = want if (want == state.boiler_on or may_switch) else state.boiler_on
-
+        p1 = run("it_delta_t", self.it_delta_t(val(self._p_it_ret), t_sup))
+        u = run("consumer_supply", self.consumer_tank(mode, t_c, val(self._p_top), online, state.tank_soc))
+        v1, p3 = self.consumer_tank.split(u, online)
+        d1 = run("dump", self.dump(mode, val(self._p_b_ret)))
+        cap = self.power_cap.output(run("power_cap", self.power_cap(mode, t_sup)), t_sup)
+        boiler = self.boiler(checked[self._p_avail].good, online, t_c, state.boiler_on, state.boiler_since, now)
         out = {
-            self._p_p1: p1, self._p_p2: site.outputs.p2_auto_pct,
-            self._p_v1: max(u, 0.0), self._p_p3: max(0.0, -u) if online else 0.0,
-            self._p_d1: d1, self._p_boiler: 1.0 if boiler else 0.0,
-            self._p_cap: cap,
+            self._p_p1: p1, self._p_p2: self.site.outputs.p2_auto_pct, self._p_v1: v1, self._p_p3: p3,
+            self._p_d1: d1, self._p_boiler: 1.0 if boiler else 0.0, self._p_cap: cap,
         }
         return out, boiler, results, pids
 
@@ -520,7 +437,7 @@ class Controller:
                 results: Mapping[str, LoopResult]) -> dict[str, LoopState]:
         applied_internal = {
             "it_delta_t": applied[self._p_p1],
-            "consumer_supply": applied[self._p_v1] - applied[self._p_p3],
+            "consumer_supply": ConsumerTank.internal(applied[self._p_v1], applied[self._p_p3]),
             "dump": applied[self._p_d1],
             "power_cap": applied[self._p_cap],
         }
@@ -531,18 +448,7 @@ class Controller:
 
 
 _new = object.__new__
-_O_VALUE, _O_SOURCE, _O_WHY = Output.value.__set__, Output.source.__set__, Output.why.__set__  # type: ignore[attr-defined]
 _N_FIELDS = {cls: len(fields(cls)) for cls in (ModeContext, ControllerState, StepResult)}
-
-
-def _output(value: float, source: OutputSource, why: str) -> Output:
-    """Output(value, source, why), set through its slots: a frozen __init__ costs one
-    object.__setattr__ per field, which showed in the step's profile. The same object."""
-    o = _new(Output)
-    _O_VALUE(o, value)
-    _O_SOURCE(o, source)
-    _O_WHY(o, why)
-    return o
 
 
 def _frozen(cls, values: dict):

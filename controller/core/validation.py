@@ -61,22 +61,11 @@ class PointLimits:
 
 def check_point(name: str, cfg: PointConfig | PointLimits, reading: Reading | None, hist: PointHistory,
                 now: float) -> tuple[Checked, PointHistory]:
+    """One point's checks, plainly written: the definition of what validation decides. `validate`
+    runs a fast path for the common case (a good reading) and this for everything else; the
+    tests hold the fast path to this function's results."""
     if not isinstance(cfg, PointLimits):
         cfg = PointLimits.of(cfg)
-    # Fast path: a good, fresh, in-range reading, changing no faster than its rate limit, of a
-    # point without a frozen check. Anything else takes the full path below.
-    if (reading is not None and reading.quality is Quality.GOOD and cfg.frozen_after_s is None
-            and hist.bad_since is None):
-        v = reading.value
-        rate_ok = True
-        if cfg.max_rate_per_s is not None and hist.last_value is not None and v is not None:
-            dt_r = reading.ts - hist.last_ts  # type: ignore[operator]
-            rate_ok = dt_r > 0 and abs(v - hist.last_value) <= cfg.max_rate_per_s * dt_r
-        if rate_ok and v is not None and cfg.lo <= v <= cfg.hi and now - reading.ts <= cfg.max_age_s:
-            # (NaN fails the range comparison, so it takes the full path.)
-            if v == hist.last_value and hist.changed_at is not None:
-                return Checked(v, True, "", 0.0), PointHistory(v, reading.ts, hist.changed_at, None, "")
-            return Checked(v, True, "", 0.0), PointHistory(v, reading.ts, reading.ts, None, "")
     reason = ""
     value = None if reading is None else reading.value
     ts = None if reading is None else reading.ts
@@ -152,8 +141,10 @@ def validate(points: Mapping[str, PointConfig | PointLimits], snapshot: Snapshot
         cfg = points[name]
         reading = readings.get(name)
         hist = hist_get(name, GOOD_HISTORY)
-        # check_point's fast path, inlined (same conditions, same results); anything else takes
-        # check_point itself.
+        # The fast path: a good, fresh, in-range reading, changing no faster than its rate limit, of
+        # a point without a frozen check, after a good one. check_point's results for that case
+        # (tests/test_validation_metering.py holds the two together); anything else takes check_point.
+        # NaN fails the range comparison, so it takes check_point.
         if (reading is not None and reading.quality is _GOOD and type(cfg) is PointLimits
                 and cfg.frozen_after_s is None and hist.bad_since is None):
             v = reading.value

@@ -1,0 +1,56 @@
+"""The core's fast path held to its plain definition: `validate` to `check_point` per point and tick.
+Random sequences of readings (good, repeated, jumping, out of range, NaN, stale, future, lost,
+missing) through both."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from controller.core.readings import Quality, Reading, Snapshot
+from controller.core.validation import GOOD_HISTORY, PointLimits, check_point, validate
+
+LIMITS = {
+    "plain": PointLimits(0.0, 90.0, 3.0, None, None),
+    "rated": PointLimits(0.0, 90.0, 3.0, None, 2.0),
+    "frozen": PointLimits(0.0, 90.0, 3.0, 5.0, 2.0),
+}
+
+value = st.one_of(st.floats(-10, 100, allow_nan=False), st.sampled_from([40.0, 40.0, 41.0, math.nan, math.inf]))
+sample = st.tuples(
+    st.one_of(st.none(), value),                      # None: the point is missing from the snapshot
+    st.sampled_from([0.0, 0.0, 0.0, -1.0, -5.0, 1.0]),  # reading age offset: 0 fresh, -5 stale, +1 future
+    st.sampled_from([Quality.GOOD] * 4 + [Quality.LOST, Quality.UNCERTAIN]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(sample, sample, sample), min_size=1, max_size=25),
+       st.sampled_from([0.5, 1.0, 2.0]))
+def test_validate_agrees_with_check_point_on_every_point_and_tick(ticks, step_s):
+    hist_fast: dict = {}
+    hist_plain = {n: GOOD_HISTORY for n in LIMITS}
+    for k, row in enumerate(ticks):
+        now = k * step_s
+        readings = {}
+        for name, (v, age, q) in zip(LIMITS, row):
+            if v is not None:
+                readings[name] = Reading(v, "degC", now + age, q, "" if q is Quality.GOOD else "test")
+        checked, hist_fast = validate(LIMITS, Snapshot(now, readings), hist_fast, now)
+        for name, cfg in LIMITS.items():
+            c, hist_plain[name] = check_point(name, cfg, readings.get(name), hist_plain[name], now)
+            assert _same(checked[name], c), (name, k)
+            assert _same(hist_fast[name], hist_plain[name]), (name, k)
+
+
+def _same(a, b) -> bool:
+    """Equal, with NaN equal to NaN (a NaN sample is kept as nobody's last value, but be safe)."""
+    return type(a) is type(b) and all(
+        x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
+        for x, y in zip(_fields(a), _fields(b)))
+
+
+def _fields(o):
+    return [getattr(o, s) for s in type(o).__slots__]
