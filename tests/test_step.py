@@ -1,4 +1,9 @@
-"""Per-tick tests of the control step on the reference plant: inputs at tick N, outputs at tick N."""
+"""Per-tick tests of the control step on the reference plant: inputs at tick N, outputs at tick N.
+
+Most tests are tables (tests/step_table.py): one row per tick, its readings (overrides of the good
+operating point in tests/step_helpers.py) and requests, then the outputs, events, mode and trips
+expected at that tick. Tests that need hundreds of ticks (dwell times, chatter) loop over a row.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,10 @@ from controller.core.modes import Mode
 from controller.core.readings import Quality
 from controller.core.requests import (AckTripRequest, ClearOverrideRequest, HoldRequest, ModeRequest,
                                  OverrideRequest, ReleaseRequest, TripTestRequest)
-from tests.step_helpers import GOOD, make_controller, snap
+from tests.step_helpers import make_controller, snap
+from tests.step_table import Tick, run_table
+
+S = OutputSource
 
 
 @pytest.fixture(scope="module")
@@ -35,18 +43,20 @@ def values(res):
 
 
 def test_startup_holds_safe_state_until_complete_valid_snapshot(ctrl):
-    st = ctrl.initial_state(0.0)
-    # it_supply_temp missing: the snapshot is not complete.
-    res = ctrl.step(st, snap(ctrl.site, 0.0, drop=("it_supply_temp",)), [], 0.0)
-    assert res.state.mode is Mode.SAFE_DEGRADE
-    assert {o.source for p, o in res.commands.items() if p != "heartbeat"} == {OutputSource.STARTUP}
-    assert values(res)["boiler_enable"] == 1.0 and values(res)["d1_fan"] == 100.0
-    assert values(res)["power_cap"] == ctrl.site.power.safe_degrade_w
-    assert "trip" not in kinds(res)  # missing readings at start-up are the hold, not a trip
-    res = ctrl.step(res.state, snap(ctrl.site, 1.0), [], 1.0)
-    assert res.state.mode is Mode.NORMAL
+    safe_w = ctrl.site.power.safe_degrade_w
+    run_table(ctrl, ctrl.initial_state(0.0), [
+        # it_supply_temp missing: not a complete snapshot. The safe state holds; a missing reading
+        # at start-up is the hold, not a trip.
+        Tick(0, drop=("it_supply_temp",), mode=Mode.SAFE_DEGRADE, events=[],
+             outputs={"boiler_enable": (1.0, S.STARTUP), "d1_fan": (100.0, S.STARTUP),
+                      "p1_speed": (100.0, S.STARTUP), "power_cap": (safe_w, S.STARTUP)},
+             latched={"sensor_lost": False}),
+        Tick(1, mode=Mode.NORMAL, events=["reading_recovered", "mode_changed"],
+             outputs={"boiler_enable": (0.0, S.AUTO)}),
+    ])
+    res = ctrl.step(ctrl.initial_state(0.0), snap(ctrl.site, 1.0), [], 1.0)
     assert res.events[-1].fields["cause"] == "first complete, valid snapshot"
-    assert res.commands["p1_speed"].source is OutputSource.AUTO
+    assert {o.source for p, o in res.commands.items()} == {S.AUTO}
 
 
 def test_overtemp_trip_fires_in_the_same_tick_and_latches_until_ack(ctrl):
@@ -96,33 +106,34 @@ def test_overtemp_trip_fires_in_the_same_tick_and_latches_until_ack(ctrl):
 
 
 def test_first_listed_trip_wins_on_shared_actuators(ctrl):
-    st = started(ctrl)
-    res = ctrl.step(st, snap(ctrl.site, 1, it_supply_temp=36.0, leak_rack=1),
+    run_table(ctrl, started(ctrl), [
+        # A leak and an over-temperature trip test in one tick: leak (listed first) stops P1;
+        # it_overtemp would run it at 100 %. D1 is only it_overtemp's.
+        Tick(1, {"leak_rack": 1}, requests=[TripTestRequest(reason="prove overtemp", trip="it_overtemp")],
+             latched={"leak": True, "it_overtemp": True},
+             outputs={"p1_speed": (0.0, S.TRIP), "d1_fan": (100.0, S.TRIP), "power_cap": (5000.0, S.TRIP)}),
+    ])
+    res = ctrl.step(started(ctrl), snap(ctrl.site, 1, leak_rack=1),
                     [TripTestRequest(reason="prove overtemp", trip="it_overtemp")], 1.0)
-    assert res.state.trips["leak"].latched and res.state.trips["it_overtemp"].latched
-    # leak (listed first) stops P1; it_overtemp would run it at 100 %.
-    assert res.commands["p1_speed"].value == 0.0 and res.commands["p1_speed"].why == "leak"
-    assert res.commands["d1_fan"].value == 100.0 and res.commands["d1_fan"].why == "it_overtemp"
+    assert res.commands["p1_speed"].why == "leak" and res.commands["d1_fan"].why == "it_overtemp"
 
 
 def test_trip_test_latches_for_real_and_needs_ack(ctrl):
-    st = started(ctrl)
-    res = ctrl.step(st, snap(ctrl.site, 1), [TripTestRequest(reason="SAT step 12", trip="low_flow")], 1.0)
-    assert "trip_test" in kinds(res) and "trip" in kinds(res)
-    assert res.commands["power_cap"].source is OutputSource.TRIP
-    res = ctrl.step(res.state, snap(ctrl.site, 2), [], 2.0)
-    assert res.state.trips["low_flow"].latched and not res.state.trips["low_flow"].active
-    res = ctrl.step(res.state, snap(ctrl.site, 3), [AckTripRequest(reason="proven", trip="low_flow")], 3.0)
-    assert not res.state.trips["low_flow"].latched
+    run_table(ctrl, started(ctrl), [
+        Tick(1, requests=[TripTestRequest(reason="SAT step 12", trip="low_flow")],
+             has_events=["trip_test", "trip"], latched={"low_flow": True}, outputs={"power_cap": (5000.0, S.TRIP)}),
+        Tick(2, events=["trip_clear"], latched={"low_flow": True}, outputs={"power_cap": (5000.0, S.TRIP)}),
+        Tick(3, requests=[AckTripRequest(reason="proven", trip="low_flow")], has_events=["trip_acked", "trip_reset"],
+             latched={"low_flow": False}),
+    ])
 
 
 def test_low_flow_needs_it_power_above_idle(ctrl):
-    st = started(ctrl)
     idle = {f"srv{i}_power": 600 for i in range(1, 9)}  # 4.8 kW < it_idle_w 6 kW
-    res = ctrl.step(st, snap(ctrl.site, 1, it_flow=0.2, **idle), [], 1.0)
-    assert not res.state.trips.get("low_flow").latched
-    res = ctrl.step(res.state, snap(ctrl.site, 2, it_flow=0.2), [], 2.0)
-    assert res.state.trips["low_flow"].latched
+    run_table(ctrl, started(ctrl), [
+        Tick(1, {"it_flow": 0.2, **idle}, latched={"low_flow": False}),
+        Tick(2, {"it_flow": 0.2}, has_events=["trip"], latched={"low_flow": True}),  # 32 kW
+    ])
 
 
 @pytest.mark.parametrize("fault", ["lost", "nan", "out_of_range", "stale"])
@@ -165,15 +176,18 @@ def test_rate_of_change_rejects_a_jump_once(ctrl):
 
 
 def test_override_expires_and_trip_still_wins(ctrl):
-    st = started(ctrl)
-    res = ctrl.step(st, snap(ctrl.site, 1), [OverrideRequest(reason="valve stroke test", point="v1_position", value=55.0, duration_s=3.0)], 1.0)
-    assert res.commands["v1_position"].value == 55.0 and res.commands["v1_position"].source is OutputSource.OVERRIDE
-    res = ctrl.step(res.state, snap(ctrl.site, 2), [OverrideRequest(reason="pump test", point="p1_speed", value=30.0, duration_s=60.0)], 2.0)
-    res = ctrl.step(res.state, snap(ctrl.site, 3, it_supply_temp=36.0), [TripTestRequest(reason="prove", trip="it_overtemp")], 3.0)
-    assert res.commands["p1_speed"].source is OutputSource.TRIP and res.commands["p1_speed"].value == 100.0
-    res = ctrl.step(res.state, snap(ctrl.site, 4), [], 4.0)
-    assert "override_expired" in kinds(res)
-    assert "v1_position" not in res.state.overrides
+    res = run_table(ctrl, started(ctrl), [
+        Tick(1, requests=[OverrideRequest(reason="valve stroke test", point="v1_position", value=55.0, duration_s=3.0)],
+             events=["override_set"], outputs={"v1_position": (55.0, S.OVERRIDE)}),
+        Tick(2, requests=[OverrideRequest(reason="pump test", point="p1_speed", value=30.0, duration_s=60.0)],
+             events=["override_set"], outputs={"v1_position": (55.0, S.OVERRIDE), "p1_speed": (30.0, S.OVERRIDE)}),
+        # A trip beats the operator's override.
+        Tick(3, {"it_supply_temp": 36.0}, requests=[TripTestRequest(reason="prove", trip="it_overtemp")],
+             has_events=["trip"], outputs={"p1_speed": (100.0, S.TRIP)}),
+        # The valve override's 3 s are up at t = 4.
+        Tick(4, has_events=["override_expired"], outputs={"p1_speed": (100.0, S.TRIP)}),
+    ])
+    assert "v1_position" not in res.state.overrides and "p1_speed" in res.state.overrides
 
 
 @pytest.mark.parametrize("req, words", [
@@ -216,11 +230,10 @@ def test_operator_steps_through_modes_and_releases(ctrl):
 
 
 def test_fault_ends_a_hold(ctrl):
-    st = started(ctrl)
-    st = ctrl.step(st, snap(ctrl.site, 1), [HoldRequest(reason="tuning")], 1.0).state
-    assert st.held
-    st = ctrl.step(st, snap(ctrl.site, 2, leak_cdu=1), [], 2.0).state
-    assert st.mode is Mode.SAFE_DEGRADE and not st.held
+    run_table(ctrl, started(ctrl), [
+        Tick(1, requests=[HoldRequest(reason="tuning")], events=["request_accepted"], held=True, mode=Mode.NORMAL),
+        Tick(2, {"leak_cdu": 1}, has_events=["trip", "mode_changed"], held=False, mode=Mode.SAFE_DEGRADE),
+    ])
 
 
 def test_automatic_transitions_respect_dwell_and_hysteresis(ctrl):
@@ -257,11 +270,11 @@ def test_tank_full_sends_buffer_charging_to_bypass(ctrl):
 
 
 def test_consumer_offline_charges_tank_without_discharging(ctrl):
-    st = started(ctrl)
-    res = ctrl.step(st, snap(ctrl.site, 1, consumer_available=0, consumer_supply_temp=20.0), [], 1.0)
-    assert res.commands["v1_position"].value == 100.0
-    assert res.commands["p3_speed"].value == 0.0
-    assert res.commands["boiler_enable"].value == 0.0
+    run_table(ctrl, started(ctrl), [
+        # Offline and cold: all recovered heat to the tank (V1 open), no discharge, no boiler.
+        Tick(1, {"consumer_available": 0, "consumer_supply_temp": 20.0},
+             outputs={"v1_position": (100.0, S.AUTO), "p3_speed": (0.0, S.AUTO), "boiler_enable": (0.0, S.AUTO)}),
+    ])
 
 
 def test_heartbeat_increments_and_wraps(ctrl):
@@ -323,16 +336,13 @@ def test_policy_changes_setpoints_not_trip_limits():
 
 
 def test_consumer_unseen_enables_the_boiler_but_offline_does_not(ctrl):
-    from controller.core.readings import Quality
-    st = started(ctrl)
-    # The consumer's BMS link is lost: availability unknown -> the boiler is enabled (fail warm).
-    res = ctrl.step(st, snap(ctrl.site, 1, bad={"consumer_available": Quality.LOST,
-                                                "consumer_supply_temp": Quality.LOST}), [], 1.0)
-    assert res.commands["boiler_enable"].value == 1.0
-    assert res.commands["p3_speed"].value == 0.0
-    # The consumer says it is offline: no boiler from us.
-    res = ctrl.step(res.state, snap(ctrl.site, 2, consumer_available=0, consumer_supply_temp=30.0), [], 2.0)
-    assert res.commands["boiler_enable"].value == 0.0
+    run_table(ctrl, started(ctrl), [
+        # The consumer's BMS link is lost: availability unknown -> the boiler is enabled (fail warm).
+        Tick(1, bad={"consumer_available": Quality.LOST, "consumer_supply_temp": Quality.LOST},
+             outputs={"boiler_enable": (1.0, S.AUTO), "p3_speed": (0.0, S.AUTO)}),
+        # The consumer says it is offline: no boiler from us.
+        Tick(2, {"consumer_available": 0, "consumer_supply_temp": 30.0}, outputs={"boiler_enable": (0.0, S.AUTO)}),
+    ])
 
 
 def test_boiler_does_not_chatter(ctrl):
