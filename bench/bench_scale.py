@@ -8,8 +8,9 @@ The site is the reference plant plus:
   * 500 OPC-UA monitored items on the BMS's OPC-UA server (one subscription);
   * 64 BMCs instead of 8 (the plant's IT load spread over them), one DCMI power reading each.
 The extra points have no role: the daemon reads, validates and publishes them every tick, which is
-the load being measured. Their values change every second (a random walk), so the OPC-UA server
-sends 500 data changes a second and the Modbus decode sees fresh values.
+the load being measured. Their values change once a second (a random walk, a tenth of them every
+100 ms), so the OPC-UA server sends 500 data changes a second and the Modbus decode sees fresh
+values.
 
 The simulated plant and its servers run in a child process (`--serve`); the daemon runs in this
 process (`controller.daemon.runtime.Daemon`), so this process's CPU and memory are the daemon's.
@@ -53,7 +54,7 @@ BMCS = 64
 # --- the generated site ---------------------------------------------------------------------
 
 
-def scale_site(tick_s: float) -> dict:
+def scale_site(tick_s: float, bmcs: int = BMCS) -> dict:
     data = yaml.safe_load(REFERENCE.read_text())
     data["tick_period_s"] = tick_s
     for d in data["drivers"].values():
@@ -63,13 +64,13 @@ def scale_site(tick_s: float) -> dict:
             total_w = sum(b["max_power_w"] for b in d["bmcs"])
             # Placeholder ports: the plant serves on free ports and writes them into the config.
             d["bmcs"] = [{**template, "name": f"srv{i}", "port": 20000 + i,
-                          "max_power_w": total_w / BMCS, "min_power_w": 50}
-                         for i in range(1, BMCS + 1)]
+                          "max_power_w": total_w / bmcs, "min_power_w": 50}
+                         for i in range(1, bmcs + 1)]
     points = data["points"]
     power = dict(points["srv1_power"])
     for name in [n for n in points if re.fullmatch(r"srv\d+_power", n)]:
         del points[name]
-    for i in range(1, BMCS + 1):
+    for i in range(1, bmcs + 1):
         points[f"srv{i}_power"] = {**power, "source": {"driver": "bmcs", "bmc": f"srv{i}"}}
     for dev in MODBUS_DEVICES:
         for i in range(MODBUS_FLOATS_PER_DEVICE):
@@ -100,22 +101,30 @@ async def serve(config_in: Path, config_out: Path) -> None:
         sim.write_config(config_out)
         [modbus] = sim.modbus.values()
         [opcua] = sim.opcua.values()
+        # A tenth of the values every 100 ms: each changes once a second, and the plant's event
+        # loop (which also answers the daemon's Modbus requests) is never busy for long.
+        names = extra_mb + extra_ua
+        step = 0
         while True:
-            for n in values:
+            for n in names[step::10]:
                 values[n] += rng.uniform(-1, 1)
-            for n in extra_mb:
-                modbus.set_value(n, values[n])
-            for n in extra_ua:
-                opcua.set_value(n, values[n])
-            await asyncio.sleep(1.0)
+                if n.startswith("mb_"):
+                    modbus.set_value(n, values[n])
+                else:
+                    await opcua.set_value(n, values[n])
+            step = (step + 1) % 10
+            await asyncio.sleep(0.1)
 
 
 # --- the daemon side (this process) ---------------------------------------------------------
 
 
-def cpu_seconds() -> float:
-    t = os.times()
-    return t.user + t.system
+def cpu_seconds(pid: int | None = None) -> float:
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
 def rss_mib() -> tuple[float, float]:
@@ -130,7 +139,8 @@ def quantile(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))] if s else float("nan")
 
 
-async def measure(config: Path, state: Path, duration_s: float, profile: str | None) -> dict:
+async def measure(config: Path, state: Path, duration_s: float, profile: str | None,
+                  plant_pid: int) -> dict:
     from controller.daemon import logging_setup
     from controller.daemon.runtime import Daemon, RuntimeOptions
     from controller.site.loader import load_config
@@ -149,6 +159,18 @@ async def measure(config: Path, state: Path, duration_s: float, profile: str | N
 
     daemon._account = recording_account  # type: ignore[method-assign]
     await daemon.start()
+    # Each driver's read() duration (wrapped here, for the figures only).
+    reads: dict[str, list[float]] = {}
+    for name, sup in daemon.supervisors.items():
+        def timed(read=sup.driver.read, out=reads.setdefault(name, [])):
+            async def run():
+                t = time.perf_counter()
+                try:
+                    return await read()
+                finally:
+                    out.append(time.perf_counter() - t)
+            return run
+        sup.driver.read = timed()
     runner = asyncio.create_task(daemon.run())
     t_ready = time.monotonic() + 60
     while not daemon._ready:
@@ -162,10 +184,11 @@ async def measure(config: Path, state: Path, duration_s: float, profile: str | N
         prof = cProfile.Profile()
         prof.enable()
     first = len(samples)
-    cpu0, t0 = cpu_seconds(), time.monotonic()
+    read_first = {n: len(v) for n, v in reads.items()}
+    cpu0, t0, plant0 = cpu_seconds(), time.monotonic(), cpu_seconds(plant_pid)
     overruns0 = daemon.overruns_total
     await asyncio.sleep(duration_s)
-    cpu1, t1 = cpu_seconds(), time.monotonic()
+    cpu1, t1, plant1 = cpu_seconds(), time.monotonic(), cpu_seconds(plant_pid)
     if prof is not None:
         prof.disable()
         prof.dump_stats(profile)
@@ -184,6 +207,8 @@ async def measure(config: Path, state: Path, duration_s: float, profile: str | N
         await asyncio.wait_for(runner, 30)
     except (asyncio.TimeoutError, Exception):  # noqa: BLE001 - the figures are taken already
         pass
+    read_ms = {n: round(1e3 * quantile(v[read_first[n]:], 0.5), 2) for n, v in reads.items()}
+    read_p99 = {n: round(1e3 * quantile(v[read_first[n]:], 0.99), 2) for n, v in reads.items()}
     late = [x[1] for x in measured]
     dur = [x[2] for x in measured]
     return {"ticks": len(measured), "late_p50": quantile(late, 0.5), "late_p99": quantile(late, 0.99),
@@ -191,13 +216,15 @@ async def measure(config: Path, state: Path, duration_s: float, profile: str | N
             "dur_p50": quantile(dur, 0.5), "dur_p99": quantile(dur, 0.99),
             "dur_max": max(dur, default=float("nan")), "overruns": overruns,
             "cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0), "rss_mib": rss, "hwm_mib": hwm,
-            "seconds": t1 - t0, **status}
+            "plant_cpu_pct": 100 * (plant1 - plant0) / (t1 - t0),
+            "seconds": t1 - t0, "read_p50_ms": read_ms, "read_p99_ms": read_p99, **status}
 
 
-def run_one(tick_s: float, duration_s: float, workdir: Path, profile: str | None) -> dict:
+def run_one(tick_s: float, duration_s: float, workdir: Path, profile: str | None,
+            bmcs: int = BMCS) -> dict:
     src = workdir / f"scale-src-{tick_s:g}.yaml"
     out = workdir / f"scale-{tick_s:g}.yaml"
-    src.write_text(yaml.safe_dump(scale_site(tick_s), sort_keys=False))
+    src.write_text(yaml.safe_dump(scale_site(tick_s, bmcs), sort_keys=False))
     log = open(workdir / f"plant-{tick_s:g}.log", "w")
     plant = subprocess.Popen([sys.executable, __file__, "--serve", str(src), str(out)],
                              stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -210,7 +237,7 @@ def run_one(tick_s: float, duration_s: float, workdir: Path, profile: str | None
         time.sleep(1.0)  # the servers are up when the config is written; let the first step run
         state = workdir / f"state-{tick_s:g}"
         state.mkdir()
-        return asyncio.run(measure(out, state, duration_s, profile))
+        return asyncio.run(measure(out, state, duration_s, profile, plant.pid))
     finally:
         plant.send_signal(signal.SIGTERM)
         try:
@@ -226,8 +253,10 @@ def report(tick_s: float, r: dict) -> str:
             f"lateness p50 {ms(r['late_p50'])}, p99 {ms(r['late_p99'])}, p99.9 {ms(r['late_p999'])}, "
             f"max {ms(r['late_max'])}; tick duration p50 {ms(r['dur_p50'])}, p99 {ms(r['dur_p99'])}, "
             f"max {ms(r['dur_max'])}; overruns {r['overruns']}; CPU {r['cpu_pct']:.1f} % of one core; "
-            f"RSS {r['rss_mib']:.0f} MiB (peak {r['hwm_mib']:.0f}); mode {r['mode']}, "
-            f"{r['good']} readings good; drivers connected {r['drivers']}")
+            f"RSS {r['rss_mib']:.0f} MiB (peak {r['hwm_mib']:.0f}); plant process CPU "
+            f"{r['plant_cpu_pct']:.0f} %; mode {r['mode']}, "
+            f"{r['good']} readings good; drivers connected {r['drivers']}; driver read() p50 "
+            f"{r['read_p50_ms']} ms, p99 {r['read_p99_ms']} ms")
 
 
 def main() -> None:
@@ -236,6 +265,7 @@ def main() -> None:
     ap.add_argument("--ticks", default="0.1,1.0", help="tick periods to run (s), comma-separated")
     ap.add_argument("--profile", default=None, help="write a cProfile of the 100 ms run here")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    ap.add_argument("--bmcs", type=int, default=BMCS, help=f"number of BMCs (default {BMCS})")
     ap.add_argument("--serve", nargs=2, metavar=("CONFIG_IN", "CONFIG_OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -243,12 +273,12 @@ def main() -> None:
         return
     ticks = [float(t) for t in args.ticks.split(",")]
     print(f"# heatctl scale benchmark: {len(MODBUS_DEVICES) * MODBUS_FLOATS_PER_DEVICE * 2} extra "
-          f"Modbus registers, {OPCUA_ITEMS} OPC-UA items, {BMCS} BMCs; {os.cpu_count()} cores; "
+          f"Modbus registers, {OPCUA_ITEMS} OPC-UA items, {args.bmcs} BMCs; {os.cpu_count()} cores; "
           f"{args.duration:g} s measured per tick period after {WARMUP_S:g} s warm-up", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for tick in ticks:
             prof = args.profile if (args.profile and tick < 0.5) else None
-            r = run_one(tick, args.duration, Path(tmp), prof)
+            r = run_one(tick, args.duration, Path(tmp), prof, args.bmcs)
             print(report(tick, r), flush=True)
             if args.json:
                 print(json.dumps({"tick_s": tick, **r}), flush=True)

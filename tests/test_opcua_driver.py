@@ -22,7 +22,7 @@ from structlog.testing import capture_logs
 
 from controller.site.models import PointConfig
 from controller.core.readings import Quality, Reading
-from drivers.base import DriverPoint
+from drivers.base import DriverPoint, LinkState
 from drivers.opcua.driver import (
     ReadMode,
     OpcuaDriver,
@@ -388,8 +388,15 @@ async def test_unreachable_server_does_not_raise_and_reads_lost():
         assert (await drv.write({"consumer_demand": 1.0}))[0].ok is False
         h = drv.health()
         assert not h.connected and "refused" in h.last_error
+        # Issue 15: the endpoint and the next try, in the health line and in the LOST reason.
+        endpoint = f"opc.tcp://127.0.0.1:{port}/heatctl/"
+        assert endpoint in h.last_error and "next try" in h.last_error, h.last_error
+        assert h.state in (LinkState.BACKING_OFF, LinkState.CONNECTING) and h.endpoint == endpoint
+        reason = (await drv.read())["consumer_demand"].reason
+        assert endpoint in reason and "next try" in reason, reason
     finally:
         await drv.close()
+    assert drv.health().state is LinkState.CLOSED
 
 
 # --- security -------------------------------------------------------------------------------------
