@@ -17,12 +17,13 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Iterable, Mapping
 
 from controller.core.commands import Output
-from controller.site.models import SiteConfig
+from controller.site.models import Policy, SiteConfig
 from controller.site.checks import point_kind
 from controller.core.events import Event
 from controller.core.loops import LoopResult, LoopRunner, LoopState, loop_result
 from controller.core.metering import EnergyCounters, FlowPlan, HeatFlows, integrate
 from controller.core.modes import Mode, ModeContext, ModeMachine, refusal_for_request
+from controller.core.plan import PlanAdjust
 from controller.core.readings import Snapshot
 from controller.core.requests import (AckTripRequest, ClearOverrideRequest, HoldRequest, ModeRequest,
                                  OverrideRequest, ReleaseRequest, Request, TripTestRequest)
@@ -91,6 +92,9 @@ class Controller:
         # The control sequences (controller/core/sequences), composed in `_automatic` and `step`.
         self.it_delta_t, self.consumer_tank, self.dump = ItDeltaT(site), ConsumerTank(site), Dump(site)
         self.power_cap, self.boiler = PowerCap(site), Boiler(site)
+        # The policy-dependent sequences per policy, for a plan's slot (controller/core/plan.py).
+        self._by_policy = {p: (ItDeltaT(s), Dump(s), PowerCap(s), Boiler(s)) for p, s in (
+            (p, site.model_copy(update={"site": site.site.model_copy(update={"policy": p})})) for p in Policy)}
         self.arbitrate = Arbitration(self.actuators, {n: tuple(site.points[n].range) for n in self.actuators},
                                      self._p_hb)
         self._flow_plan = FlowPlan(site, self.idx)
@@ -130,10 +134,14 @@ class Controller:
     # --- the step ------------------------------------------------------------------------------
 
     def step(self, state: ControllerState, snapshot: Snapshot, requests: Iterable[Request],
-             now: float, applied_outputs: Mapping[str, float] | None = None) -> StepResult:
+             now: float, applied_outputs: Mapping[str, float] | None = None,
+             plan: PlanAdjust | None = None) -> StepResult:
         """One tick. `applied_outputs`: per output point, the value the drivers verified as applied
         by the previous tick's write (a point missing: unknown, the commanded value is assumed).
-        The loops track the applied value, so a failed or clamped write does not wind them up."""
+        The loops track the applied value, so a failed or clamped write does not wind them up.
+        `plan`: the current slot of the 24-hour plan (controller.core.plan.adjustments), or None
+        for the rules; its policy sets the loops as the site's policy does. Trips, safe_degrade and
+        overrides still win in arbitration, and the cap loop runs as ever."""
         site = self.site
         events: list[Event] = []
         ev = lambda kind, msg, **f: events.append(Event(now, kind, msg, f))  # noqa: E731
@@ -276,7 +284,7 @@ class Controller:
 
         # 4. loops and automatic outputs
         auto, boiler_on, loop_results, loop_pids = self._automatic(
-            state, checked, mode, now, dt, self._applied_internal(state.outputs, applied_outputs))
+            state, checked, mode, now, dt, self._applied_internal(state.outputs, applied_outputs), plan)
         safe = self._safe_degrade_values(auto, started, checked[self._p_b_ret].good) \
             if mode is _SAFE_DEGRADE else None
 
@@ -383,8 +391,8 @@ class Controller:
         return out
 
     def _automatic(self, state: ControllerState, checked: Mapping[str, Checked], mode: Mode,
-                   now: float, dt: float, applied: Mapping[str, float] | None = None
-                   ) -> tuple[dict[str, float], bool, dict[str, LoopResult], dict]:
+                   now: float, dt: float, applied: Mapping[str, float] | None = None,
+                   plan: PlanAdjust | None = None) -> tuple[dict[str, float], bool, dict[str, LoopResult], dict]:
         """The automatic outputs (actuator point -> value), the boiler decision, the loop results
         and the loops' PID copies to settle after arbitration: the sequences, composed."""
         def val(point: str) -> float | None:
@@ -408,12 +416,14 @@ class Controller:
 
         t_sup, t_c = val(self._p_it_sup), val(self._p_cons_sup)
         online = self._consumer_online(checked)
-        p1 = run("it_delta_t", self.it_delta_t(val(self._p_it_ret), t_sup))
+        it_delta_t, dump, power_cap, boiler_seq = self._by_policy[plan.policy] if plan is not None else (
+            self.it_delta_t, self.dump, self.power_cap, self.boiler)
+        p1 = run("it_delta_t", it_delta_t(val(self._p_it_ret), t_sup))
         u = run("consumer_supply", self.consumer_tank(mode, t_c, val(self._p_top), online, state.tank_soc))
         v1, p3 = self.consumer_tank.split(u, online)
-        d1 = run("dump", self.dump(mode, val(self._p_b_ret)))
-        cap = self.power_cap.output(run("power_cap", self.power_cap(mode, t_sup)), t_sup)
-        boiler = self.boiler(checked[self._p_avail].good, online, t_c, state.boiler_on, state.boiler_since, now)
+        d1 = run("dump", dump(mode, val(self._p_b_ret)))
+        cap = power_cap.output(run("power_cap", power_cap(mode, t_sup)), t_sup)
+        boiler = boiler_seq(checked[self._p_avail].good, online, t_c, state.boiler_on, state.boiler_since, now)
         out = {
             self._p_p1: p1, self._p_p2: self.site.outputs.p2_auto_pct, self._p_v1: v1, self._p_p3: p3,
             self._p_d1: d1, self._p_boiler: 1.0 if boiler else 0.0, self._p_cap: cap,
