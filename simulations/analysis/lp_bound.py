@@ -8,10 +8,11 @@ minus what its boiler supplied (simulations.plant.model, `meters.useful_load_j`)
 Assumptions, each chosen so that anything the plant can do is feasible in the LP (so the LP's
 optimum is an upper bound), per aggregation step of `step_s` (1 h by default):
 
-- captured heat <= the IT power the workload asks for (no cap, no throttle) x the most captured
-  heat per wanted watt at any coolant temperature up to `server_shutdown_c` (running warm draws
-  more power; an air-to-water coil captures less: simulations.plant.warm); it goes to the consumer
-  directly, into the tank, into the other water masses, or is lost;
+- captured heat <= the IT power the workload asks for (no cap) x the most captured heat per wanted
+  watt at any coolant temperature up to `server_throttle_c` (running warm draws more power; an
+  air-to-water coil captures less: simulations.plant.warm), or the servers' idle power up to
+  `server_shutdown_c` (they throttle to idle between the two), whichever is more; it goes to the
+  consumer directly, into the tank, into the other water masses, or is lost;
 - heat reaching the consumer usefully <= its demand at setpoint (sum over the step), whatever
   the supply temperature: heat above demand is not counted (the plant's meter does the same);
 - the tank holds its usable energy sum_k M_k c_p (T_k - T_lo)+ with T_lo = consumer setpoint +
@@ -89,9 +90,11 @@ def requested_series(scenario, cfg, start_s: float, hours: float, tick_s: float,
     per_step = max(1, int(round(step_s / tick_s)))
     offline = _offline_windows(scenario)
     span = cfg.server_max_w - cfg.server_idle_w
-    # Captured W per wanted W at the most favourable coolant temperature the servers run on
-    # (simulations.plant.warm: warmer water costs power, and on an air-to-water coil, capture).
-    per_w = max_captured_per_wanted_w(cfg, cfg.server_shutdown_c)
+    # Captured W per wanted W at the most favourable coolant temperature the servers work on
+    # (simulations.plant.warm: warmer water costs power, and on an air-to-water coil, capture): up to
+    # server_throttle_c at the wanted power; above it they throttle to idle, up to server_shutdown_c.
+    per_w = max_captured_per_wanted_w(cfg, cfg.server_throttle_c)
+    idle_w = cfg.servers * cfg.server_idle_w * max_captured_per_wanted_w(cfg, cfg.server_shutdown_c)
     times, cap, dem = [], [], []
     c_sum = d_sum = 0.0
     for k in range(n_ticks):
@@ -99,7 +102,8 @@ def requested_series(scenario, cfg, start_s: float, hours: float, tick_s: float,
         loads = scenario.loads(t)
         load = loads.it_load_fraction
         load = 0.0 if not load > 0.0 else 1.0 if load > 1.0 else load
-        c_sum += per_w * cfg.servers * (cfg.server_idle_w + load * span) * tick_s
+        c_w = per_w * cfg.servers * (cfg.server_idle_w + load * span)
+        c_sum += (c_w if c_w > idle_w else idle_w) * tick_s
         if loads.consumer_available and loads.consumer_demand_w > 0.0 and not _in(t, offline):
             d_sum += loads.consumer_demand_w * tick_s
         if (k + 1) % per_step == 0 or k == n_ticks - 1:
