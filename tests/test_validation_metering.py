@@ -110,3 +110,14 @@ def test_a_coarse_tick_is_metered_not_counted_as_gaps():
     assert st.energy.unmetered_s == 0.0
     assert st.energy.delivered_j == pytest.approx(20000.0 * 120.0)
     assert st.energy.it_j == pytest.approx(32000.0 * 120.0)
+
+
+def test_frozen_clock_starts_when_a_value_first_comes_good():
+    # The sensor's first samples come LOST but carry a value; then it sends that value, good,
+    # for ever. The frozen clock starts at the first good sample (found by the property test in
+    # test_core_fast_paths.py: before, it never started and the frozen check was off).
+    lost = [(t, r(40.0, t, Quality.LOST)) for t in (0, 1)]
+    samples = lost + [(t, r(40.0, t)) for t in range(2, 64)]
+    out = run_point(samples)
+    assert all(c.good for c in out[2:62])
+    assert not out[62].good and out[62].reason.startswith("frozen")

@@ -84,7 +84,9 @@ def check_point(name: str, cfg: PointConfig | PointLimits, reading: Reading | No
 
     changed_at = hist.changed_at
     if not reason and value is not None:
-        if hist.last_value is None or value != hist.last_value:
+        # Unknown since when it holds this value (first sample, or only bad samples so far, which
+        # do not start the frozen clock): the frozen clock starts now.
+        if hist.last_value is None or value != hist.last_value or changed_at is None:
             changed_at = ts
         if cfg.frozen_after_s is not None and changed_at is not None and ts is not None \
                 and ts - changed_at >= cfg.frozen_after_s:
