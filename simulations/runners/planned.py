@@ -5,7 +5,7 @@ model's (simulations.workload: interactive services and batch jobs run by a sche
 controller is wrapped so that every 15 minutes a plan is solved (controller.planning) from the
 forecasts the envelope makes and the batch queue, kept by a PlanKeeper, and applied: its batch budget
 to the workload's scheduler (what Slurm would be told), its slot to the step as a setpoint-like
-input when the step takes one (controller.core.plan.adjustments).
+input (controller.core.plan.adjustments: its policy sets the loops).
 
 Without the plan (`plan=False`) the same workload runs under today's rules: every batch job starts
 as soon as nodes are free. Baselines run the same way (any controller name of closed_loop).
@@ -14,7 +14,6 @@ as soon as nodes are free. Baselines run the same way (any controller name of cl
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Any
 
 from controller.core.envelope import forecast_from_profile
@@ -61,14 +60,6 @@ class PlannedController:
         self._hour_cache: tuple[float, list] | None = None
         self._by_hour: dict[float, object] = {}
         self._inter_cache: dict[float, float] = {}
-        self._takes_plan = "plan" in inspect.signature(self.inner.step).parameters
-        if not self._takes_plan:
-            # A step without the plan input: the slot's policy selects a Controller built for that
-            # policy (the same pure step on the same state; only the policy settings differ).
-            from controller.site.models import Policy
-            self._by_policy = {p: (self.inner if p is site.site.policy else make_controller(
-                site.model_copy(update={"site": site.site.model_copy(update={"policy": p})}), "heatctl"))
-                for p in Policy}
 
     def initial_state(self, now: float, *a, **kw):
         return self.inner.initial_state(now, *a, **kw)
@@ -128,10 +119,7 @@ class PlannedController:
         self.events.extend(ev)
         adj = adjustments(plan, now)
         self.workload.budget_nodes = None if adj is None else adj.batch_budget_w / self.span_w
-        if self._takes_plan:
-            return self.inner.step(state, snapshot, requests, now, plan=adj)
-        ctrl = self.inner if adj is None else self._by_policy[adj.policy]
-        return ctrl.step(state, snapshot, requests, now)
+        return self.inner.step(state, snapshot, requests, now, plan=adj)
 
 
 def run_with_workload(site: SiteConfig, scenario: Scenario, controller: str = "heatctl", plan: bool = False,
