@@ -143,12 +143,12 @@ def validate(points: Mapping[str, PointConfig | PointLimits], snapshot: Snapshot
         cfg = points[name]
         reading = readings.get(name)
         hist = hist_get(name, GOOD_HISTORY)
-        # The fast path: a good, fresh, in-range reading, changing no faster than its rate limit, of
-        # a point without a frozen check, after a good one. check_point's results for that case
-        # (tests/test_validation_metering.py holds the two together); anything else takes check_point.
+        # The fast path: a good, fresh, in-range reading, changing no faster than its rate limit
+        # and not frozen, after a good one: check_point's results for that case
+        # (tests/test_core_fast_paths.py holds the two together); anything else takes check_point.
         # NaN fails the range comparison, so it takes check_point.
-        if (reading is not None and reading.quality is _GOOD and type(cfg) is PointLimits
-                and cfg.frozen_after_s is None and hist.bad_since is None):
+        if (reading is not None and reading.quality is _GOOD and hist.bad_since is None
+                and type(cfg) is PointLimits):
             v = reading.value
             if v is not None:
                 ts = reading.ts
@@ -158,7 +158,12 @@ def validate(points: Mapping[str, PointConfig | PointLimits], snapshot: Snapshot
                 if rate is not None and last is not None:
                     dt_r = ts - hist.last_ts  # type: ignore[operator]
                     rate_ok = dt_r > 0 and abs(v - last) <= rate * dt_r
-                if rate_ok and cfg.lo <= v <= cfg.hi and now - ts <= cfg.max_age_s:
+                changed = hist.changed_at
+                if not (v == last and changed is not None):
+                    changed = ts
+                frozen_after = cfg.frozen_after_s
+                if (rate_ok and cfg.lo <= v <= cfg.hi and now - ts <= cfg.max_age_s
+                        and (frozen_after is None or ts - changed < frozen_after)):
                     c = _new(Checked)
                     _C_VALUE(c, v)
                     _C_GOOD(c, True)
@@ -167,8 +172,7 @@ def validate(points: Mapping[str, PointConfig | PointLimits], snapshot: Snapshot
                     h = _new(PointHistory)
                     _H_VALUE(h, v)
                     _H_TS(h, ts)
-                    changed = hist.changed_at
-                    _H_CHANGED(h, changed if (v == last and changed is not None) else ts)
+                    _H_CHANGED(h, changed)
                     _H_BAD(h, None)
                     _H_REASON(h, "")
                     checked[name] = c
