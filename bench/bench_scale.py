@@ -266,15 +266,21 @@ def main() -> None:
     ap.add_argument("--profile", default=None, help="write a cProfile of the 100 ms run here")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
     ap.add_argument("--bmcs", type=int, default=BMCS, help=f"number of BMCs (default {BMCS})")
+    ap.add_argument("--ipmi-read-interval", type=float, default=0.0, metavar="S",
+                    help="ask each BMC at most every S seconds (drivers.ipmi.driver."
+                         "MIN_READ_INTERVAL_S; default 0: every tick, as shipped)")
     ap.add_argument("--serve", nargs=2, metavar=("CONFIG_IN", "CONFIG_OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         asyncio.run(serve(Path(args.serve[0]), Path(args.serve[1])))
         return
     ticks = [float(t) for t in args.ticks.split(",")]
+    import drivers.ipmi.driver as ipmi_driver
+    ipmi_driver.MIN_READ_INTERVAL_S = args.ipmi_read_interval
     print(f"# heatctl scale benchmark: {len(MODBUS_DEVICES) * MODBUS_FLOATS_PER_DEVICE * 2} extra "
           f"Modbus registers, {OPCUA_ITEMS} OPC-UA items, {args.bmcs} BMCs; {os.cpu_count()} cores; "
-          f"{args.duration:g} s measured per tick period after {WARMUP_S:g} s warm-up", flush=True)
+          f"{args.duration:g} s measured per tick period after {WARMUP_S:g} s warm-up; IPMI read "
+          f"interval {args.ipmi_read_interval:g} s", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for tick in ticks:
             prof = args.profile if (args.profile and tick < 0.5) else None

@@ -31,13 +31,6 @@ USER, PASSWORD = "admin", "heatctl-sim"
 TIMEOUT_S = 0.3
 
 
-@pytest.fixture(autouse=True)
-def read_every_time(request, monkeypatch):
-    """Every read asks every BMC, unless a test is about the read interval itself."""
-    if "keeps_read_interval" not in request.node.name:
-        monkeypatch.setattr(ipmi, "MIN_READ_INTERVAL_S", 0.0)
-
-
 @pytest.fixture
 def credentials(tmp_path):
     path = tmp_path / "bmc.yaml"
@@ -321,6 +314,8 @@ async def test_each_bmc_keeps_read_interval_spread_out_and_readings_keep_their_t
         bmcs, credentials):
     clock = FakeClock()
     driver = make_driver(bmcs, credentials, with_cap=True)
+    assert driver.min_read_interval_s == 0.0  # the default: every read asks every BMC
+    driver.min_read_interval_s = interval = 0.9
     driver.clock = clock
     for link in driver._links.values():
         link._clock = clock
@@ -332,16 +327,16 @@ async def test_each_bmc_keeps_read_interval_spread_out_and_readings_keep_their_t
         again = await driver.read()
         assert again["srv1_power"].value == 1200.0 and again["srv1_power"].ts == 1000.0
         # Spread over the interval: srv1 is due after a third of it, srv3 only after all of it.
-        clock.now = 1000.0 + ipmi.MIN_READ_INTERVAL_S / 3 + 0.01
+        clock.now = 1000.0 + interval / 3 + 0.01
         r = await driver.read()
         assert r["srv1_power"].value == 999.0 and r["srv1_power"].ts == clock.now
         assert r["srv3_power"].ts == 1000.0 and r["power_cap"].ts == 1000.0
-        clock.now = 1000.0 + ipmi.MIN_READ_INTERVAL_S + 0.01
+        clock.now = 1000.0 + interval + 0.01
         r = await driver.read()
         assert {r[p].ts for p in r} == {clock.now} | {r["srv1_power"].ts}
         # A BMC that fails is asked again at every read, not after the interval.
         bmcs[1].silent = True
-        clock.now += ipmi.MIN_READ_INTERVAL_S + 0.01
+        clock.now += interval + 0.01
         r = await driver.read()
         assert r["srv2_power"].quality is Quality.LOST
         bmcs[1].silent = False

@@ -105,13 +105,13 @@ LIMIT_TOLERANCE_W = 0.5
 # and a 100 ms tick would otherwise send 3 commands to every BMC per tick (192 for 64 BMCs) for
 # nothing. The periodic re-send is a backstop, like the Modbus driver's write_refresh_s.
 LIMIT_REFRESH_S = 30.0
-# A BMC answered within this long (s) is not asked again: BMC firmware refreshes its power reading
-# about once a second (and DCMI's statistics period here is SAMPLING_PERIOD_S = 1 s), so asking 64
-# BMCs every 100 ms tick gets the same values ten times for 1,280 round trips a second (measured by
-# bench/bench_scale.py: the daemon's CPU and tick overruns at 64 BMCs). A reading keeps the time it
-# was read, so the controller's max_age_s still judges it. Below 1 s so that a 1 s tick reads every
-# BMC every tick despite jitter.
-MIN_READ_INTERVAL_S = 0.9
+# A BMC answered within this long (s) is not asked again (0: every read asks every BMC, the
+# default, so that a BMC that stops answering is LOST at the next read). BMC firmware refreshes its
+# power reading about once a second, so at a 100 ms tick with many BMCs an interval of 0.9 s saves
+# nine round trips in ten for the same values (bench/bench_scale.py --ipmi-read-interval 0.9: 64
+# BMCs). A cached reading keeps the time it was read, so max_age_s still judges it; the price is
+# that a BMC going silent shows LOST up to that interval later. Per driver: `min_read_interval_s`.
+MIN_READ_INTERVAL_S = 0.0
 
 
 def _io_recvfrom_nonblocking(mysocket, size):
@@ -484,7 +484,7 @@ class IpmiDriver(Driver):
     kind = "ipmi"
 
     def __init__(self, name: str, config: IpmiDriverConfig, points: Mapping[str, DriverPoint],
-                 clock: Clock = time.monotonic):
+                 clock: Clock = time.monotonic, *, min_read_interval_s: float | None = None):
         super().__init__(name, config, points, clock)
         self.config: IpmiDriverConfig = config
         by_name = {b.name: b for b in config.bmcs}
@@ -518,6 +518,8 @@ class IpmiDriver(Driver):
         # at most every MIN_READ_INTERVAL_S, spread over that interval after the first read.
         self._answers: dict[str, tuple[_ReadResult, float]] = {}
         self._next_read: dict[str, float] = {}
+        self.min_read_interval_s = (MIN_READ_INTERVAL_S if min_read_interval_s is None
+                                    else min_read_interval_s)
 
     async def start(self) -> None:
         """Sessions open on the first read (a login is bounded like any other request)."""
@@ -550,7 +552,7 @@ class IpmiDriver(Driver):
                 self._answers[bmc] = (outcome, now)
                 # After the first read, BMC i waits (i + 1) / n of the interval: spread out.
                 spread = (i + 1) / len(fresh) if first_round else 1.0
-                self._next_read[bmc] = now + MIN_READ_INTERVAL_S * spread
+                self._next_read[bmc] = now + self.min_read_interval_s * spread
         outcomes: dict[str, object] = {n: fresh[n] if n in fresh else self._answers[n][0]
                                        for n in self._read_bmcs}
         readings: dict[str, Reading] = {}
