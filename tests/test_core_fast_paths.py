@@ -54,3 +54,12 @@ def _same(a, b) -> bool:
 
 def _fields(o):
     return [getattr(o, s) for s in type(o).__slots__]
+
+
+def test_good_readings_are_the_readings_the_constructor_builds():
+    from controller.core.readings import good_readings
+
+    values, units = {"a": 1.5, "b": -2.0, "c": 0.0}, {"a": "degC", "b": "kW", "c": "%"}
+    fast = good_readings(values, units, 12.0)
+    assert fast == {n: Reading(v, units[n], 12.0) for n, v in values.items()}
+    assert all(type(r) is Reading and r.good for r in fast.values())

@@ -61,3 +61,25 @@ class Snapshot:
 
     def get(self, point: str) -> Reading | None:
         return self.readings.get(point)
+
+
+_new = object.__new__
+_R_VALUE, _R_UNIT, _R_TS, _R_QUALITY, _R_REASON = (
+    getattr(Reading, n).__set__ for n in ("value", "unit", "ts", "quality", "reason"))
+_GOOD = Quality.GOOD
+
+
+def good_readings(values: Mapping[str, float], units: Mapping[str, str], ts: float) -> dict[str, Reading]:
+    """{point: Reading(value, units[point], ts)} for values read good at `ts` (a simulated plant's),
+    set through the slots: a frozen dataclass's __init__ costs one object.__setattr__ per field,
+    about 40 % of building a snapshot per tick. The same objects (equal, frozen, same type)."""
+    out = {}
+    for name, v in values.items():
+        r = _new(Reading)
+        _R_VALUE(r, v)
+        _R_UNIT(r, units[name])
+        _R_TS(r, ts)
+        _R_QUALITY(r, _GOOD)
+        _R_REASON(r, "")
+        out[name] = r
+    return out
