@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import abc
 import enum
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 from pydantic import BaseModel
 
@@ -106,6 +107,26 @@ def good_reading(value: float, unit: str, ts: float) -> Reading:
     _set_quality(r, _GOOD)
     _set_reason(r, "")
     return r
+
+
+def put_readings(out: dict[str, Reading], names: Sequence[str], units: Sequence[str],
+                 values: Sequence[float], ts: float) -> None:
+    """out[name] = Reading(value, unit, ts) for each point: GOOD when finite, else BAD
+    ("not_finite": the device answered, the value is unusable). The batch form of `good_reading`,
+    with the slot setters bound once, for a request's worth of points."""
+    new, set_value, set_unit, set_ts = _new_reading, _set_value, _set_unit, _set_ts
+    set_quality, set_reason, good, isfinite = _set_quality, _set_reason, _GOOD, math.isfinite
+    for name, unit, value in zip(names, units, values):
+        if isfinite(value):
+            r = new(Reading)
+            set_value(r, value)
+            set_unit(r, unit)
+            set_ts(r, ts)
+            set_quality(r, good)
+            set_reason(r, "")
+            out[name] = r
+        else:
+            out[name] = Reading(value, unit, ts, Quality.BAD, "not_finite")
 
 
 class Driver(abc.ABC):

@@ -61,3 +61,15 @@ def test_good_reading_is_the_same_as_the_plain_constructor():
     assert fast.good and fast.reason == ""
     with pytest.raises(AttributeError):
         fast.value = 1.0  # still frozen
+
+
+def test_put_readings_is_the_plain_constructor_per_point():
+    import math as _m
+
+    from drivers.base import put_readings
+
+    out: dict = {}
+    put_readings(out, ["a", "b", "c"], ["degC", "W", "pct"], [1.5, _m.nan, -_m.inf], 7.0)
+    assert out["a"] == Reading(1.5, "degC", 7.0)
+    assert out["b"].quality is Quality.BAD and out["b"].reason == "not_finite" and _m.isnan(out["b"].value)
+    assert out["c"] == Reading(-_m.inf, "pct", 7.0, Quality.BAD, "not_finite")

@@ -37,7 +37,6 @@ and ignore scale and offset (a coil, a discrete input, or a register read as val
 from __future__ import annotations
 
 import asyncio
-import math
 import struct
 import time
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ from pymodbus.exceptions import ConnectionException, ModbusException
 from controller.core.readings import Quality, Reading
 from controller.site.modbus_schema import ModbusDriverConfig, ModbusPointSource
 from drivers.backoff import Backoff
-from drivers.base import (Clock, Driver, DriverPoint, LinkState, WriteResult, good_reading,
+from drivers.base import (Clock, Driver, DriverPoint, LinkState, WriteResult, put_readings,
                           retry_text)
 from drivers.modbus.codec import (  # noqa: F401 - re-exported: the codec's public names
     BIT_TABLES, MAX_BITS_PER_READ, MAX_REGISTERS_PER_READ, WRITABLE_TABLES, PlannedPoint,
@@ -457,12 +456,8 @@ class ModbusDriver(Driver):
         decoder, units = self._decoders[id(req)]
         if len(words) != req.count:
             words = words[:req.count]
-        isfinite = math.isfinite
-        for name, unit, value in zip(decoder.names, units, decoder.values(words)):
-            if isfinite(value):
-                out[name] = good_reading(value, unit, now)
-            else:  # a NaN or inf from the device: the device answered, the value is unusable
-                out[name] = Reading(value, unit, now, Quality.BAD, "not_finite")
+        # A NaN or inf from the device is BAD "not_finite": it answered, the value is unusable.
+        put_readings(out, decoder.names, units, decoder.values(words), now)
 
     # ---- write -----------------------------------------------------------------------------
 
