@@ -282,6 +282,8 @@ class OpcuaDriver(Driver):
         self._last_publish_mono = 0.0  # time.monotonic(): silence is wall time, not the tick clock
         self._confirmed_at: float | None = None  # self.clock() at the latest publish response
         self._samples: dict[str, _Sample] = {}
+        # Point -> (sample, confirmation time, the Reading made from them): see _read_cached.
+        self._made: dict[str, tuple[_Sample, float, Reading]] = {}
         self._item_errors: dict[str, str] = {}  # monitored items the server refused
         self._health.extra.update({"subscription": 0.0, "subscription_rebuilds_total": 0.0})
 
@@ -358,6 +360,7 @@ class OpcuaDriver(Driver):
         self._up = False
         self._down_reason = reason
         self._samples.clear()
+        self._made.clear()
         self._confirmed_at = None
 
     def _note_failure(self, detail: str) -> None:
@@ -593,6 +596,7 @@ class OpcuaDriver(Driver):
         params.PublishingEnabled = True
         params.Priority = 0
         self._samples.clear()
+        self._made.clear()
         self._health.requests_total += 1
         def on_publish(result: ua.PublishResult) -> None:
             # Subscription ids restart at 1 on a restarted server: only the current client counts.
@@ -722,6 +726,10 @@ class OpcuaDriver(Driver):
         now = self.clock()
         ts = self._confirmed_at if self._confirmed_at is not None else now
         out: dict[str, Reading] = {}
+        # A point whose sample and confirmation time are those of the last read gets the same
+        # Reading object back: at a tick faster than the publishing interval most ticks change
+        # nothing, and 500 items would otherwise be converted again every tick.
+        made = self._made
         for pname, dp in self.points.items():
             unit = dp.config.unit
             if pname in self._invalid:
@@ -730,8 +738,11 @@ class OpcuaDriver(Driver):
                 out[pname] = Reading(None, unit, now, Quality.BAD, self._item_errors[pname])
             elif (s := self._samples.get(pname)) is None:
                 out[pname] = Reading.lost(unit, now, "no value yet")
+            elif (m := made.get(pname)) is not None and m[0] is s and m[1] == ts:
+                out[pname] = m[2]
             else:
-                out[pname] = datavalue_to_reading(s.dv, unit, ts)
+                out[pname] = r = datavalue_to_reading(s.dv, unit, ts)
+                made[pname] = (s, ts, r)
         return out
 
     async def _read_polled(self) -> dict[str, Reading]:
