@@ -8,12 +8,12 @@ import pytest
 from controller.core.modes import Mode
 from controller.core.requests import (AckTripRequest, ClearOverrideRequest, HoldRequest, ModeRequest,
                                       OverrideRequest, ReleaseRequest, TripTestRequest)
-from tests.step_helpers import make_controller, snap
+from tests.step_helpers import snap
 
 
-@pytest.fixture(scope="module")
-def ctrl():
-    return make_controller()
+@pytest.fixture
+def ctrl(ref_ctrl):
+    return ref_ctrl  # the reference plant's controller, from tests/conftest.py
 
 
 def started(ctrl):

@@ -22,9 +22,9 @@ from tests.step_table import Tick, run_table
 S = OutputSource
 
 
-@pytest.fixture(scope="module")
-def ctrl():
-    return make_controller()
+@pytest.fixture
+def ctrl(ref_ctrl):
+    return ref_ctrl  # the reference plant's controller, from tests/conftest.py
 
 
 def started(ctrl, t=0.0):
