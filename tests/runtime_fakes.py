@@ -135,3 +135,10 @@ def write_config(tmp: Path, tick: float = 1.0, name: str = "site.yaml",
 
 def load(path: Path) -> LoadedConfig:
     return load_config(path)
+
+
+def flushed(daemon):
+    """The daemon's audit store, once its database writer has written everything queued so far
+    (writes leave the tick: controller/daemon/persistence.py)."""
+    assert daemon.db is None or daemon.db.wait_idle(10), "database writer did not drain in 10 s"
+    return daemon.audit

@@ -11,6 +11,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
+from tests.runtime_fakes import flushed
 from controller.core.alarms import (ACKED, FAILURE, FLOOD_LIMIT, FUNCTION_CHECK, GOOD, MAINTENANCE, NORMAL,
                                OUT_OF_SERVICE, OUT_OF_SPEC, RTN_UNACK, SHELVED, UNACK, AlarmInputs,
                                AlarmRequest, Alarms)
@@ -459,7 +460,7 @@ async def test_daemon_alarm_raised_listed_acked_shelved_expired(tmp_path, sockdi
         assert r["ok"] and status() == UNACK
 
         # Every change audited with the caller.
-        events, _ = d.audit.events(kinds=["alarm_raised", "alarm_acked", "alarm_shelved", "alarm_shelve_expired",
+        events, _ = flushed(d).events(kinds=["alarm_raised", "alarm_acked", "alarm_shelved", "alarm_shelve_expired",
                                           "alarm_unshelved", "alarm_out_of_service", "alarm_in_service"])
         kinds = [e.kind for e in events]
         assert kinds == ["alarm_raised", "alarm_acked", "alarm_shelved", "alarm_shelve_expired", "alarm_shelved",
@@ -467,7 +468,7 @@ async def test_daemon_alarm_raised_listed_acked_shelved_expired(tmp_path, sockdi
         acked = events[1]
         assert acked.user and acked.uid == os.getuid() and acked.reason == "cap loop working on it"
         assert acked.fields["alarm"] == "it_supply_high" and acked.fields["to"] == ACKED
-        refused, _ = d.audit.events(kinds=["request_refused"])
+        refused, _ = flushed(d).events(kinds=["request_refused"])
         assert any(e.fields.get("request") == "shelve it_supply_high" for e in refused)
     finally:
         d.request_stop("test over")
@@ -488,7 +489,7 @@ async def test_daemon_read_only_caller_may_list_but_not_change_alarms(tmp_path, 
             err = capsys.readouterr().err
             assert "not authorized" in err and err.count("\n") == 1
         assert d.alarm_state.alarms["it_supply_high"].status == UNACK
-        events, _ = d.audit.events(kinds=["request_refused"])
+        events, _ = flushed(d).events(kinds=["request_refused"])
         assert [e.fields["request"] for e in events[-3:]] == ["alarm_ack", "shelve", "unshelve"]
         assert all(e.uid == os.getuid() and e.reason == "let me" for e in events[-3:])
     finally:

@@ -19,7 +19,7 @@ from controller import cli
 from controller.ops.api_client import ApiError, call, parse_duration
 from controller.daemon.api_server import Authorizer
 from controller.daemon.runtime import Daemon, RuntimeOptions, SystemdNotifier
-from tests.runtime_fakes import FakeClock, FakeDrivers, load, write_config
+from tests.runtime_fakes import flushed, FakeClock, FakeDrivers, load, write_config
 
 
 @pytest.fixture(autouse=True)
@@ -177,7 +177,7 @@ async def test_read_only_caller_is_refused_a_change_and_told_why(tmp_path, sockd
         assert code == 1
         assert "not authorized" in err and f"uid {os.getuid()}" in err and "status and events only" in err
         assert not d.state.held
-        events, _ = d.audit.events(kinds=["request_refused"])
+        events, _ = flushed(d).events(kinds=["request_refused"])
         assert events[-1].uid == os.getuid() and events[-1].reason == "let me"
         assert events[-1].fields["request"] == "hold"
     finally:

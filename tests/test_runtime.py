@@ -17,7 +17,7 @@ from controller.core.requests import OverrideRequest, TripTestRequest
 from controller.daemon.runtime import (Daemon, RuntimeOptions, SystemdNotifier, carry_over, schedule_next,
                                 verdict)
 from controller.core.step import Controller
-from tests.runtime_fakes import FakeClock, FakeDrivers, FakePlant, load, write_config
+from tests.runtime_fakes import flushed, FakeClock, FakeDrivers, FakePlant, load, write_config
 
 @pytest.fixture(autouse=True)
 def _default_structlog():
@@ -122,7 +122,7 @@ async def test_crashed_driver_marks_its_points_lost_and_is_restarted(tmp_path):
     assert drv.starts == 2 and drv.closes >= 1
     assert d.supervisors["bms_opcua"].crashed is None
     assert d.last.checked["consumer_supply_temp"].good
-    events, _ = d.audit.events(kinds=["driver_outage", "driver_recovered"])
+    events, _ = flushed(d).events(kinds=["driver_outage", "driver_recovered"])
     assert [e.kind for e in events] == ["driver_outage", "driver_recovered"]
     assert events[0].fields["driver"] == "bms_opcua"
     await d.shutdown()
@@ -160,7 +160,7 @@ async def test_silent_driver_outage_logged_once_and_recovery_once(tmp_path):
     for _ in range(3):
         assert await d.tick()
         clock.advance(1.0)
-    events, _ = d.audit.events(kinds=["driver_outage", "driver_recovered"])
+    events, _ = flushed(d).events(kinds=["driver_outage", "driver_recovered"])
     assert [(e.kind, e.fields["driver"]) for e in events] == [
         ("driver_outage", "bms_modbus"), ("driver_recovered", "bms_modbus")]
     await d.shutdown()
@@ -180,11 +180,11 @@ async def test_sighup_with_a_broken_config_keeps_the_old_one(tmp_path):
     assert d.loaded.sha256 == old_sha and d.ctrl is old_ctrl
     clock.advance(1.0)
     assert await d.tick()  # still running on the old config
-    events, _ = d.audit.events(kinds=["config_refused"])
+    events, _ = flushed(d).events(kinds=["config_refused"])
     assert len(events) == 1
     assert any("duplicate key" in p for p in events[0].fields["problems"])
     assert "site.yaml:" in events[0].fields["problems"][0]  # file:line: path: message
-    refused = [c for c in d.audit.configs() if not c.accepted]
+    refused = [c for c in flushed(d).configs() if not c.accepted]
     assert len(refused) == 1 and "min_dwell_s: 10" in refused[0].text
     await d.shutdown()
 
@@ -220,7 +220,7 @@ async def test_sighup_with_a_good_config_swaps_between_ticks_and_carries_state(t
     clock.advance(1.0)
     assert await d.tick()
     assert d.last.commands["p1_speed"].source is OutputSource.TRIP
-    assert [c.cause for c in d.audit.configs()] == ["start-up", "SIGHUP"]
+    assert [c.cause for c in flushed(d).configs()] == ["start-up", "SIGHUP"]
     await d.shutdown()
 
 
@@ -296,7 +296,7 @@ async def test_requests_are_answered_after_the_tick_with_the_steps_verdict(tmp_p
     r1, r2 = await f1, await f2
     assert r1["accepted"] and r1["mode"] == "bypass" and r1["held"]
     assert not r2["accepted"] and "not latched" in r2["refusal"]
-    events, _ = d.audit.events(kinds=["request_refused", "mode_changed"])
+    events, _ = flushed(d).events(kinds=["request_refused", "mode_changed"])
     assert {e.kind for e in events} == {"request_refused", "mode_changed"}
     mine = [e for e in events if e.user == "eng"]
     assert len(mine) == 2 and all(e.uid == os.getuid() for e in mine)
@@ -413,7 +413,7 @@ async def test_history_row_per_minute(tmp_path):
     for _ in range(130):
         assert await d.tick()
         clock.advance(1.0)
-    rows = d.audit.history()
+    rows = flushed(d).history()
     assert len(rows) >= 2
     r = rows[0]
     assert r["mode"] == "normal" and r["it_w"] == pytest.approx(32000.0)
@@ -462,7 +462,7 @@ async def test_a_driver_that_never_connects_is_down_after_the_connect_grace(tmp_
             assert d.supervisors["bmcs"].status()["state"] == "connecting"
         clock.advance(1.0)
     assert d.supervisors["bmcs"].status()["state"] == "down"
-    events, _ = d.audit.events(kinds=["driver_outage"])
+    events, _ = flushed(d).events(kinds=["driver_outage"])
     assert [e.fields["driver"] for e in events] == ["bmcs"]
     await d.shutdown()
 

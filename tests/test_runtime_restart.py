@@ -6,7 +6,7 @@ import structlog
 import pytest
 
 from controller.core.modes import Mode
-from tests.runtime_fakes import FakeClock
+from tests.runtime_fakes import flushed, FakeClock
 from tests.test_runtime import make_daemon
 
 
@@ -39,7 +39,7 @@ async def test_latched_trip_survives_a_crash_and_needs_an_ack(tmp_path):
         clock2.advance(1.0)
         assert await d2.tick()
     assert d2.state.mode is Mode.SAFE_DEGRADE and d2.state.trips["leak"].latched
-    restored, _ = d2.audit.events(kinds=["trips_restored"])
+    restored, _ = flushed(d2).events(kinds=["trips_restored"])
     assert len(restored) == 1 and "leak" in restored[0].message
     await d2.shutdown()
 

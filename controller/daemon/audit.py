@@ -208,6 +208,10 @@ class AuditStore:
         self._pending.extend(events)
         self.flush()
 
+    def queue(self, events: Iterable[AuditEvent]) -> None:
+        """Add events to be written by the next `flush` (the database writer's retry unit)."""
+        self._pending.extend(events)
+
     def flush(self) -> bool:
         if not self._pending:
             return True

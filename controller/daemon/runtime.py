@@ -49,6 +49,7 @@ import structlog
 
 from controller.daemon.api_server import ApiServer, Authorizer, Caller, user_name
 from controller.daemon.audit import ENERGY_EVERY_TICKS, AuditEvent, AuditStore, counters_to_json, iso
+from controller.daemon.persistence import DatabaseWriter
 from controller.core.commands import Output, OutputSource
 from controller.site.loader import ConfigError, LoadedConfig, load_config
 from controller.core.events import Event
@@ -666,7 +667,10 @@ class Daemon:
         self.last: StepResult | None = None
         self.supervisors: dict[str, DriverSupervisor] = {}
         self.point_driver: dict[str, str] = {}
+        # `audit` is the read side (start-up, the API's queries); every write goes through `db`,
+        # whose thread owns its own connection, so the tick never waits for SQLite.
         self.audit: AuditStore | None = None
+        self.db: DatabaseWriter | None = None
         self.api: ApiServer | None = None
         self._pending: list[_Pending] = []
         self._stopping = False
@@ -716,9 +720,12 @@ class Daemon:
         energy = restored[0] if restored else EnergyCounters()
         now = self.clock()
         self.state = self.ctrl.initial_state(now, energy)
+        state_dir = self.options.state_dir
+        self.db = DatabaseWriter(lambda: AuditStore(state_dir), clock=self.clock)
+        self.db.start()
         self._restore_latched_trips(now)
-        self.audit.record_config(self.wall(), self.loaded.path, self.loaded.sha256, self.loaded.text,
-                                 True, cause="start-up")
+        self._record_config(self.wall(), self.loaded.path, self.loaded.sha256, self.loaded.text,
+                            True, cause="start-up")
         self._audit([AuditEvent(self.wall(), "daemon_start",
                                 f"heatctl started (pid {os.getpid()}), config {self.loaded.path} "
                                 f"sha256 {self.loaded.sha256[:12]}, energy counters "
@@ -863,6 +870,9 @@ class Daemon:
                 self._metrics_stop()
             except Exception:  # noqa: BLE001
                 pass
+        if self.db is not None:
+            self.db.close()
+            self.db = None
         if self.audit is not None:
             self.audit.close()
             self.audit = None
@@ -1101,9 +1111,15 @@ class Daemon:
 
         try:
             # The 7-day hour-of-day means move little in an hour: queried hourly, not every estimate.
-            if self.audit is not None and wall >= getattr(self, "_envelope_hist_due", -math.inf):
+            # Queried by the database writer's thread: the result lands for a later estimate.
+            if self.db is not None and wall >= getattr(self, "_envelope_hist_due", -math.inf):
                 self._envelope_hist_due = wall + ENVELOPE_HISTORY_EVERY_S
-                self._envelope_hourly = self.audit.hourly_means(int(wall // 60) - 7 * 1440)
+                since = int(wall // 60) - 7 * 1440
+
+                def query(store: AuditStore) -> bool:
+                    self._envelope_hourly = store.hourly_means(since)
+                    return True
+                self.db.submit("envelope_history", query, coalesce="envelope_history")
             hourly = getattr(self, "_envelope_hourly", {})
             fc, basis = env.forecast_from_history(
                 hourly, int(wall // 3600) % 24, self._role_value(result, Role.CONSUMER_DEMAND),
@@ -1160,8 +1176,10 @@ class Daemon:
         if self.audit is None or self.state is None:
             return
         latched = {n: {"cause": t.cause, "acked": t.acked} for n, t in self.state.trips.items() if t.latched}
-        if latched != self._saved_latched:
-            self.audit.save_latched_trips(latched, self.wall())
+        if latched != self._saved_latched and self.db is not None:
+            wall = self.wall()
+            self.db.submit("latched_trips", lambda store: store.save_latched_trips(latched, wall) or True,
+                           coalesce="latched_trips")
             self._saved_latched = latched
 
     def _save_energy(self) -> None:
@@ -1169,18 +1187,32 @@ class Daemon:
             return
         try:
             self._save_latched_trips()
-            self.audit.save_energy(self.state.energy, self.wall(), self.state.tick, self.loaded.sha256)
+            if self.db is not None:
+                energy, wall, tick, sha = self.state.energy, self.wall(), self.state.tick, self.loaded.sha256
+                self.db.submit("energy", lambda store: store.save_energy(energy, wall, tick, sha) or True,
+                               coalesce="energy")
             self._ticks_since_energy = 0
         except Exception as exc:  # noqa: BLE001 - logged; retried next time
             log.error("energy_save_failed", error=f"{type(exc).__name__}: {exc}")
 
     def _audit(self, rows: list[AuditEvent]) -> None:
-        if self.audit is None:
+        """Hand the rows to the database writer: never waits (persistence.py)."""
+        if self.db is None or not rows:
             return
-        try:
-            self.audit.record(rows)
-        except Exception as exc:  # noqa: BLE001 - AuditStore keeps them and says so
-            log.error("audit_failed", error=f"{type(exc).__name__}: {exc}")
+        rows = list(rows)
+        queued = False
+
+        def write(store: AuditStore) -> bool:
+            nonlocal queued
+            if not queued:  # a retry after a locked database must not add the rows twice
+                store.queue(rows)
+                queued = True
+            return store.flush()
+        self.db.submit("audit", write)
+
+    def _record_config(self, *args, **kwargs) -> None:
+        if self.db is not None:
+            self.db.submit("config", lambda store: store.record_config(*args, **kwargs) or True)
 
     def _role_value(self, result: StepResult, role: Role) -> float | None:
         names = self.ctrl.idx.get(role, ())
@@ -1267,10 +1299,8 @@ class Daemon:
                    power_cap_w=m.mean("power_cap_w"),
                    consumer_setpoint_c=self.ctrl.site.loops.consumer_supply.setpoint,
                    counters=counters_to_json(self.state.energy))
-        try:
-            self.audit.write_history(row)
-        except Exception as exc:  # noqa: BLE001
-            log.error("history_write_failed", error=f"{type(exc).__name__}: {exc}")
+        if self.db is not None:
+            self.db.submit("history", lambda store: store.write_history(row) or True)
 
     # -- config reload --
 
@@ -1308,7 +1338,7 @@ class Daemon:
         self.alarm_state = self.alarms.carry_over(self.alarm_state, self.clock())
         self.reloads_ok += 1
         self.last_reload = {"ok": True, "at": wall, "sha256": loaded.sha256, "notes": notes}
-        self.audit and self.audit.record_config(wall, loaded.path, loaded.sha256, loaded.text, True, cause="SIGHUP")
+        self._record_config(wall, loaded.path, loaded.sha256, loaded.text, True, cause="SIGHUP")
         change = "unchanged" if loaded.sha256 == old_sha else f"{old_sha[:12]} -> {loaded.sha256[:12]}"
         msg = (f"config reloaded from {path}: sha256 {change}"
                + (", drivers rebuilt" if rebuilt else "") + ("; " + "; ".join(notes) if notes else ""))
@@ -1331,11 +1361,7 @@ class Daemon:
             sha = hashlib.sha256(raw).hexdigest()
         except OSError:
             pass
-        if self.audit is not None:
-            try:
-                self.audit.record_config(wall, path, sha, text, False, problems, cause="SIGHUP")
-            except Exception as exc:  # noqa: BLE001
-                log.error("audit_failed", error=str(exc))
+        self._record_config(wall, path, sha, text, False, problems, cause="SIGHUP")
         mode = self.state.mode.value if self.state else None
         self._audit([AuditEvent(wall, "config_refused",
                                 f"config reload refused, still running sha256 {self.loaded.sha256[:12]}: "
@@ -1375,7 +1401,7 @@ class Daemon:
             return {"events": [], "total": 0}
         events, total = self.audit.events(since, limit)
         return {"events": [e.as_dict() for e in events], "total": total,
-                "pending_writes": self.audit.pending}
+                "pending_writes": self.db.state().queued if self.db is not None else 0}
 
     def api_status(self) -> dict[str, Any]:
         return build_status(self)
@@ -1461,6 +1487,11 @@ def build_status(d: Daemon) -> dict[str, Any]:
     out["energy"] = {**dataclasses.asdict(e), "erf": e.erf}
     out["drivers"] = {n: s.status() for n, s in d.supervisors.items()}
     out["alarms"] = d.api_alarms()
+    if d.db is not None:
+        w = d.db.state()
+        # The database writer (persistence.py): rows waiting, and how long writes have been blocked.
+        out["database"] = {"queued": w.queued, "dropped": w.dropped, "written": w.written,
+                           "blocked_s": round(w.blocked_s, 3), "error": w.last_error or None}
     if res is None:
         return out
     readings = {}
