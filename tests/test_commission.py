@@ -17,7 +17,7 @@ import pytest
 
 from controller import cli
 from controller.ops.commissioning import Expect, PlanError, Runner, Step, Plan, load_plan
-from tests.test_e2e_daemon import Daemon, Sim, ROOT
+from tests.plant_harness import Daemon, Sim, ROOT
 
 PLAN = ROOT / "config" / "commissioning" / "reference-plant.yaml"
 
