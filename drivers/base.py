@@ -18,7 +18,7 @@ from typing import Callable, Mapping, Sequence
 from pydantic import BaseModel
 
 from controller.site.models import PointConfig
-from controller.core.readings import Quality, Reading
+from controller.core.readings import Quality, Reading, good_readings
 
 Clock = Callable[[], float]
 
@@ -89,44 +89,18 @@ class DriverHealth:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-# A GOOD Reading built without the frozen dataclass's __init__ (which sets each slot through
-# object.__setattr__): about half the cost, for the drivers' hot read paths that build hundreds per
-# tick. Same object as Reading(value, unit, ts): tests/test_driver_base.py checks it.
-_new_reading = Reading.__new__
-_set_value, _set_unit, _set_ts, _set_quality, _set_reason = (
-    Reading.__dict__[slot].__set__ for slot in ("value", "unit", "ts", "quality", "reason"))
-_GOOD = Quality.GOOD
-
-
-def good_reading(value: float, unit: str, ts: float) -> Reading:
-    """Reading(value, unit, ts) with quality GOOD, built faster (see above)."""
-    r = _new_reading(Reading)
-    _set_value(r, value)
-    _set_unit(r, unit)
-    _set_ts(r, ts)
-    _set_quality(r, _GOOD)
-    _set_reason(r, "")
-    return r
-
-
 def put_readings(out: dict[str, Reading], names: Sequence[str], units: Sequence[str],
                  values: Sequence[float], ts: float) -> None:
-    """out[name] = Reading(value, unit, ts) for each point: GOOD when finite, else BAD
-    ("not_finite": the device answered, the value is unusable). The batch form of `good_reading`,
-    with the slot setters bound once, for a request's worth of points."""
-    new, set_value, set_unit, set_ts = _new_reading, _set_value, _set_unit, _set_ts
-    set_quality, set_reason, good, isfinite = _set_quality, _set_reason, _GOOD, math.isfinite
-    for name, unit, value in zip(names, units, values):
-        if isfinite(value):
-            r = new(Reading)
-            set_value(r, value)
-            set_unit(r, unit)
-            set_ts(r, ts)
-            set_quality(r, good)
-            set_reason(r, "")
-            out[name] = r
-        else:
-            out[name] = Reading(value, unit, ts, Quality.BAD, "not_finite")
+    """out[name] = Reading(value, unit, ts) for each point of a request: GOOD when finite (built by
+    the core's `good_readings`, the one fast constructor), else BAD "not_finite" (the device
+    answered, the value is unusable)."""
+    isfinite = math.isfinite
+    good = {n: v for n, v in zip(names, values) if isfinite(v)}
+    out.update(good_readings(good, dict(zip(names, units)), ts))
+    if len(good) < len(names):
+        for name, unit, value in zip(names, units, values):
+            if name not in good:
+                out[name] = Reading(value, unit, ts, Quality.BAD, "not_finite")
 
 
 class Driver(abc.ABC):

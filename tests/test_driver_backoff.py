@@ -1,4 +1,4 @@
-"""drivers.backoff.Backoff as a table, and the fast GOOD reading of drivers.base."""
+"""drivers.backoff.Backoff as a table, retry_text, and drivers.base.put_readings."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from controller.core.readings import Quality, Reading
 from drivers.backoff import Backoff
-from drivers.base import good_reading, retry_text
+from drivers.base import retry_text
 
 # (action, now, expected delay returned or None, ready at `now` after the action, wait_s, failures)
 TABLE = [
@@ -53,14 +53,6 @@ def test_fresh_backoff_allows_an_attempt_at_any_time():
                                        (0.25, "next try in 0.25 s"), (12.34, "next try in 12.3 s")])
 def test_retry_text(wait, text):
     assert retry_text(wait) == text
-
-
-def test_good_reading_is_the_same_as_the_plain_constructor():
-    fast, plain = good_reading(21.5, "degC", 12.0), Reading(21.5, "degC", 12.0)
-    assert fast == plain and hash(fast) == hash(plain) and fast.quality is Quality.GOOD
-    assert fast.good and fast.reason == ""
-    with pytest.raises(AttributeError):
-        fast.value = 1.0  # still frozen
 
 
 def test_put_readings_is_the_plain_constructor_per_point():
