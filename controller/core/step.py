@@ -1,4 +1,4 @@
-"""The control step: `Controller.step(state, snapshot, requests, now) -> StepResult`.
+"""The control step: `Controller.step(state, snapshot, requests, now, applied_outputs) -> StepResult`.
 
 Pure and synchronous: no I/O, no clock (time comes in as `now`, seconds), no global state; the same
 inputs give the same outputs. One tick, in order:
@@ -6,9 +6,13 @@ inputs give the same outputs. One tick, in order:
 1. validate every reading (validation.py); requests that do not need the mode (ack, overrides);
 2. evaluate the hard trips on the validated readings and latch them (trips.py);
 3. collect safe_degrade causes; apply operator mode requests, then the automatic transitions;
-4. run the four PID loops with the mode's limits (loops.py) to get the automatic outputs;
-5. arbitrate each actuator: trip > safe_degrade > operator override > automatic;
-6. fold the applied outputs back into the loops (bumpless, no wind-up); meter heat (metering.py).
+4. the control sequences (sequences/: it dT, consumer/tank, dump, power cap, boiler) decide what
+   each PID loop works on, the loops run (loops.py), and give the automatic outputs;
+5. arbitrate each actuator (sequences/arbitration.py): trip > safe_degrade > override > automatic;
+6. fold the commanded outputs back into the loops (bumpless, no wind-up; next tick, the drivers'
+   verified `applied_outputs` correct them where known); meter heat (metering.py).
+
+Every event answering a request carries the request's `request_id` in its fields.
 """
 
 from __future__ import annotations
