@@ -64,7 +64,7 @@ def _events(db_path: Path, kind: str) -> list[sqlite3.Row]:
         db.close()
 
 
-@pytest.mark.slow
+@pytest.mark.serial
 def test_a_30_s_database_lock_misses_no_tick_and_loses_no_row(fast_plant):
     sim, d = fast_plant
     d.start()

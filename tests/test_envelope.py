@@ -54,7 +54,7 @@ def test_undersized_dump_in_summer_binds_thermally_and_errs_on_the_safe_side():
     promises more than was carried."""
     s = SCENARIOS["pool-year"]
     base = site_for(s)
-    site = base.model_copy(update={"simulation": base.simulation.model_copy(update={"dump_ua_w_per_k": 800.0})})
+    site = base.model_copy(update={"plant": base.plant.model_copy(update={"dump_ua_w_per_k": 800.0})})
     real, est, errs = realised_vs_estimate(s, site, 196 * 86400.0)
     assert "thermal" in est.binding
     # The figures the README quotes (run with -s to see them).

@@ -14,7 +14,6 @@ from __future__ import annotations
 import pytest
 
 from controller.core.envelope import HourForecast, estimate, limits_from_site
-from simulations.plant.loop import plant_config_of
 from simulations.runners.closed_loop import run_scenario
 from simulations.scenarios.definitions import Scenario
 from simulations.scenarios.year import site_for, SCENARIOS
@@ -26,8 +25,8 @@ CHECK = range(4, 8)  # hours 4..7: the loops have settled, the tank state is wha
 
 def oversized_site(initial_temp_c: float):
     base = site_for(SCENARIOS["pool-year"])
-    sim = plant_config_of(base).model_copy(update={"dump_ua_w_per_k": 500.0, "initial_temp_c": initial_temp_c})
-    return base.model_copy(update={"simulation": sim})
+    site = base.model_copy(update={"plant": base.plant.model_copy(update={"dump_ua_w_per_k": 500.0})})
+    return site.with_extension("simulation", {**base.extension("simulation"), "initial_temp_c": initial_temp_c})
 
 
 CASES = [  # (ambient degC, plant/tank start temperature degC, hours checked)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from simulations.plant.config import plant_config
 from simulations.runners.closed_loop import run_scenario
 from simulations.scenarios.definitions import SCENARIOS
 from tests.step_helpers import reference_site
@@ -130,6 +131,6 @@ def test_supply_temperature_settles_after_a_50_percent_load_step():
     # It was a real step: IT power rose by half of the servers' working range.
     before = [p for t, p in zip(trace.t_s, trace.it_power_w) if 1.5 * 3600 <= t < 2 * 3600]
     late = [p for t, p in zip(trace.t_s, trace.it_power_w) if t >= 3 * 3600]
-    cfg = SITE.simulation
+    cfg = plant_config(SITE)
     assert min(late) - max(before) >= 0.49 * cfg.servers * (cfg.server_max_w - cfg.server_idle_w)
     assert not k.trips

@@ -72,7 +72,7 @@ def test_invalid_value_is_its_row_with_the_loaders_reason():
 
 
 def test_a_section_the_file_leaves_to_defaults_can_be_swept():
-    out = configs_for(BASE, parse_set("simulation.capture_fraction=0.7..0.9/0.1"))
+    out = configs_for(BASE, parse_set("plant.capture_fraction=0.7..0.9/0.1"))
     assert [err for _, _, err in out] == [None, None, None]
 
 

@@ -10,6 +10,7 @@ import pytest
 from controller.cli import main
 from controller.site.loader import load_config
 from controller.site.roles import Role
+from simulations.plant.config import plant_config
 from simulations.scenarios.definitions import SCENARIOS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +27,7 @@ def test_check_config_accepts_each_template(path, capsys):
     assert main(["check-config", str(path)]) == 0
     assert ": OK: site" in capsys.readouterr().out
     site = load_config(path).site
-    sim = site.simulation
+    sim = plant_config(site)
     # The plant model matches the config: one server point per simulated server, the same setpoint.
     assert len(site.role_index()[Role.SERVER_POWER]) == sim.servers
     assert sim.consumer_setpoint_c == site.loops.consumer_supply.setpoint
@@ -36,5 +37,5 @@ def test_check_config_accepts_each_template(path, capsys):
 
 
 def test_capture_fractions_follow_the_hardware_pattern():
-    cap = {p.stem: load_config(p).site.simulation.capture_fraction for p in TEMPLATES}
+    cap = {p.stem: load_config(p).site.plant.capture_fraction for p in TEMPLATES}
     assert cap["immersion-space-heating"] >= 0.95 and cap["hybrid-retrofit"] <= 0.5

@@ -20,8 +20,9 @@ The model, hour by hour, in steady state (the plant's time constants are minutes
   a short hour (demand above what the IT side gives at full power) lets the consumer draw it down.
 
 The limits come from the site config: power.max_w, the trips and policy (T_cap), modes (tank
-temperatures) and the `simulation:` section, which holds the plant's nameplate figures (dump UA,
-HX UA, flows, tank volume, capture fraction) for the model and, on a real site, for this estimate.
+temperatures) and the site's own plant description (`plant:`: dump UA, HX UA, flows, capture
+fraction, servers; the tank volume from `metering:`). A site without `plant:` has no envelope: the
+estimate is never made from the simulated reference plant's defaults.
 How good the estimate is, is measured against the plant model with a step to full load
 (tests/test_envelope.py; README "Capacity envelope").
 """
@@ -87,24 +88,27 @@ def _counterflow_g(c_a: float, c_b: float, ua: float) -> float:
     return eps * c_min
 
 
-def limits_from_site(site: SiteConfig) -> EnvelopeLimits:
-    """The thermal limits of a site, from its config (see the module docstring)."""
-    sim = site.simulation
+def limits_from_site(site: SiteConfig) -> EnvelopeLimits | None:
+    """The thermal limits of a site, from its own plant description (`plant:`, and the metered tank
+    volume); None when the site has no plant description: the envelope is then off, never guessed."""
+    plant = site.plant
+    if plant is None:
+        return None
     over = next((t for t in site.trips.values() if t.kind == "high" and t.limit is not None
                  and site.points.get(t.point or "") is not None
                  and site.points[t.point].role == "it_supply_temp"), None)
     limit_c = over.limit if over is not None else 60.0
     cap_target = limit_c - site.policy_settings.cap_margin_k
-    c_it = sim.it_flow_max_m3h * _W_PER_K_PER_M3H
-    c_b = sim.building_flow_max_m3h * _W_PER_K_PER_M3H
-    g_d = c_b * (1 - math.exp(-sim.dump_ua_w_per_k / c_b))
+    c_it = plant.it_flow_max_m3h * _W_PER_K_PER_M3H
+    c_b = plant.building_flow_max_m3h * _W_PER_K_PER_M3H
+    g_d = c_b * (1 - math.exp(-plant.dump_ua_w_per_k / c_b))
     m = site.modes
     full_c = m.tank_full_temp_c + site.policy_settings.tank_full_offset_k
-    tank_j = sim.tank_volume_m3 * density_kg_m3(40.0) * cp_j_per_kg_k(40.0) * (full_c - m.tank_empty_temp_c)
+    tank_j = site.metering.tank_volume_m3 * density_kg_m3(40.0) * cp_j_per_kg_k(40.0) * (full_c - m.tank_empty_temp_c)
     return EnvelopeLimits(
-        it_max_w=min(site.power.max_w, sim.servers * sim.server_max_w),
-        it_floor_w=site.power.floor_w, capture=sim.capture_fraction, cap_target_c=cap_target,
-        dump_g_w_per_k=g_d, hx_g_w_per_k=_counterflow_g(c_it, c_b, sim.hx_ua_w_per_k),
+        it_max_w=min(site.power.max_w, plant.servers * plant.server_max_w),
+        it_floor_w=site.power.floor_w, capture=plant.capture_fraction, cap_target_c=cap_target,
+        dump_g_w_per_k=g_d, hx_g_w_per_k=_counterflow_g(c_it, c_b, plant.hx_ua_w_per_k),
         tank_capacity_j=max(tank_j, 0.0),
         # charging: the building flow from the HX outlet (near T_w) down to the tank's empty temperature
         tank_charge_max_w=c_b * max(cap_target - m.tank_empty_temp_c, 0.0),

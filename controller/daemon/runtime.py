@@ -1109,6 +1109,10 @@ class Daemon:
         from the last 7 days of history, else the current readings. Never fails the tick."""
         from controller.core import envelope as env
 
+        limits = env.limits_from_site(self.ctrl.site)
+        if limits is None:  # no plant description in the config: the envelope is off, not guessed
+            self.envelope = None
+            return
         try:
             # The 7-day hour-of-day means move little in an hour: queried hourly, not every estimate.
             # Queried by the database writer's thread: the result lands for a later estimate.
@@ -1125,7 +1129,7 @@ class Daemon:
                 hourly, int(wall // 3600) % 24, self._role_value(result, Role.CONSUMER_DEMAND),
                 self._role_value(result, Role.AMBIENT_TEMP))
             soc = result.flows.tank_soc if result.flows is not None else None
-            e = env.estimate(env.limits_from_site(self.ctrl.site), soc, fc, basis)
+            e = env.estimate(limits, soc, fc, basis)
             self.envelope = {**e.as_dict(), "at": iso(wall),
                              "forecast": [{"demand_w": h.demand_w, "ambient_c": h.ambient_c} for h in fc]}
             observe = getattr(self.metrics, "observe_envelope", None)
@@ -1136,7 +1140,14 @@ class Daemon:
 
     def api_envelope(self) -> dict[str, Any]:
         env = getattr(self, "envelope", None)
-        return {"envelope": env} if env is not None else {"envelope": None, "note": "not computed yet"}
+        if env is not None:
+            return {"envelope": env}
+        from controller.core.envelope import limits_from_site
+        if limits_from_site(self.ctrl.site) is None:
+            return {"envelope": None, "enabled": False,
+                    "note": f"off: {self.loaded.path} has no plant: section (heat exchanger, dry cooler, "
+                            "flows, servers) to compute it from"}
+        return {"envelope": None, "enabled": True, "note": "not computed yet"}
 
     def _status_line(self) -> str:
         st = self.state

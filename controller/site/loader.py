@@ -41,6 +41,13 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+# Top-level sections that belong to a tool rather than to the site (the simulated plant's
+# parameters): set aside before the site is validated, kept raw on it (`SiteConfig.extension`), and
+# validated by the tool's own schema only when the caller passes it (`extensions=`). The daemon never
+# passes one, so it never sees simulated plant parameters, yet runs a config that has them.
+EXTENSION_SECTIONS = ("simulation",)
+
+
 @dataclass(frozen=True)
 class LoadedConfig:
     site: SiteConfig
@@ -222,8 +229,11 @@ def _compose(text: str) -> yaml.Node | None:
     return yaml.compose(text, Loader=yaml.SafeLoader)
 
 
-def parse_config_text(text: str, path: str = "<config>") -> LoadedConfig:
-    """Parse and validate config text; raise ConfigError with file:line: path: message lines."""
+def parse_config_text(text: str, path: str = "<config>",
+                      extensions: Mapping[str, type[BaseModel]] | None = None) -> LoadedConfig:
+    """Parse and validate config text; raise ConfigError with file:line: path: message lines.
+
+    `extensions`: section name -> the schema that validates it (see EXTENSION_SECTIONS)."""
 
     def fail(problems: list[Problem], lines: dict[YamlPath, int]) -> ConfigError:
         return ConfigError(
@@ -264,12 +274,22 @@ def parse_config_text(text: str, path: str = "<config>") -> LoadedConfig:
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:{root.start_mark.line + 1}: expected a mapping of sections "
                            f"(site:, points:, ...) at the top level, got {_yaml_kind(data)}"])
+    ext_data = {name: data.pop(name) for name in EXTENSION_SECTIONS if name in data}
+    ext_problems: list[Problem] = []
+    for name, model in (extensions or {}).items():
+        raw = ext_data.get(name)
+        try:
+            model.model_validate_json(json.dumps(_json_safe(raw if raw is not None else {}), default=str),
+                                      strict=True)
+        except ValidationError as exc:
+            ext_problems.extend(Problem((name,) + p.path, p.message) for p in _pydantic_problems(exc))
     try:
         site = SiteConfig.model_validate_json(json.dumps(_json_safe(data), default=str), strict=True)
     except ValidationError as exc:
-        raise fail(_pydantic_problems(exc), lines) from None
+        raise fail(_pydantic_problems(exc) + ext_problems, lines) from None
+    site._extensions = ext_data
 
-    problems = list(check_site(site))
+    problems = ext_problems + list(check_site(site))
     sources: dict[str, BaseModel] = {}
     for name, point in site.points.items():
         if point.source is None:
@@ -335,8 +355,10 @@ def _check_sources(site: SiteConfig, sources: Mapping[str, BaseModel]) -> list[P
     return problems
 
 
-def load_config(path: str | Path) -> LoadedConfig:
-    """Read and validate a site config file; raise ConfigError (never anything else) on failure."""
+def load_config(path: str | Path, extensions: Mapping[str, type[BaseModel]] | None = None) -> LoadedConfig:
+    """Read and validate a site config file; raise ConfigError (never anything else) on failure.
+
+    `extensions`: as for `parse_config_text`."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -344,4 +366,4 @@ def load_config(path: str | Path) -> LoadedConfig:
         raise ConfigError([f"{p}: no such file; expected a site configuration (YAML)"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{p}: cannot read: {exc.__class__.__name__}: {exc}"]) from None
-    return parse_config_text(text, str(p))
+    return parse_config_text(text, str(p), extensions)

@@ -11,7 +11,10 @@ Shape (see config/reference-plant.yaml for a commented example):
     modes:     thresholds with hysteresis and dwell times for the automatic transitions
     power:     the site's IT power range and the safe_degrade cap
     policy:    the setpoints each site policy uses
-    simulation: optional, the plant model's parameters (used by `heatctl simulate` and `sim-plant`)
+    plant:     optional, the site's own plant facts (heat exchanger, dry cooler, flows, servers): the
+               capacity envelope needs them and is off without them
+    simulation: optional, the simulated plant's own parameters: an extension section the site model
+               does not read (validated by `heatctl simulate`/`sim-plant`, never seen by the daemon)
     alarms:    optional, operator alarms (ISA-18.2) on points and derived signals, with owners
     raci:      optional, area (thermal, compute, controller, safety) -> owning team
 
@@ -33,7 +36,6 @@ from controller.site.strict_model import StrictModel
 from controller.site.ipmi_schema import IpmiDriverConfig
 from controller.site.modbus_schema import ModbusDriverConfig
 from controller.site.opcua_schema import OpcuaDriverConfig
-from simulations.plant.config import PlantConfig
 
 
 class Policy(enum.Enum):
@@ -187,6 +189,26 @@ class OutputsConfig(StrictModel):
     boiler_min_switch_s: float = Field(600.0, ge=0)
 
 
+class PlantDescription(StrictModel):
+    """What the site's hardware can move, one key per fact, from its data sheets or commissioning
+    measurements. The 24-hour capacity envelope is computed from these (controller/core/envelope.py);
+    the simulated plant takes the same facts, so a simulation of the site is of this site."""
+
+    # Plate heat exchanger between the IT loop and the building loop: UA (W/K), for epsilon-NTU.
+    hx_ua_w_per_k: float = Field(gt=0)
+    # Dry (dump) cooler at full fan: UA to ambient air (W/K).
+    dump_ua_w_per_k: float = Field(gt=0)
+    # Largest flows the pumps deliver (m3/h): P1 on the IT loop, P2 on the building loop.
+    it_flow_max_m3h: float = Field(gt=0)
+    building_flow_max_m3h: float = Field(gt=0)
+    # Share of IT power that the liquid loop captures at design conditions (0.7-0.95 with direct
+    # liquid cooling; lower for hybrid air-to-water).
+    capture_fraction: float = Field(gt=0, le=1)
+    # The servers: how many, and each one's maximum power (W).
+    servers: int = Field(ge=1, le=4096)
+    server_max_w: float = Field(gt=0)
+
+
 class MeteringConfig(StrictModel):
     # Buffer tank water volume (m3): stored heat = volume * rho * c_p * (mean temp - empty temp).
     tank_volume_m3: float = Field(2.0, gt=0)
@@ -260,7 +282,7 @@ class SiteConfig(StrictModel):
     policy: PolicyConfig
     outputs: OutputsConfig = OutputsConfig()
     metering: MeteringConfig = MeteringConfig()
-    simulation: PlantConfig = PlantConfig()
+    plant: PlantDescription | None = None
     planning: PlanningConfig = PlanningConfig()
     # Alarms (optional): name -> what is watched, priority, delays, owner.
     alarms: dict[str, AlarmConfig] = Field(default_factory=dict)
@@ -270,6 +292,20 @@ class SiteConfig(StrictModel):
     # point's source parsed by its driver's schema. Not part of the YAML.
     # Role -> point names, built once: the step asks for it many times per tick.
     _by_role: dict[str, list[str]] = PrivateAttr(default_factory=dict)
+    # Extension sections (loader.EXTENSION_SECTIONS, e.g. `simulation:`) as raw data: kept for the
+    # tool that owns them, never interpreted by the site model or the daemon.
+    _extensions: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def extension(self, name: str) -> dict[str, Any]:
+        """The raw data of an extension section (empty when the config has none)."""
+        value = self._extensions.get(name)
+        return dict(value) if isinstance(value, dict) else {}
+
+    def with_extension(self, name: str, data: dict[str, Any]) -> "SiteConfig":
+        """A copy of this site whose extension section `name` is `data` (what-if runs, tests)."""
+        site = self.model_copy()
+        site._extensions = {**self._extensions, name: dict(data)}
+        return site
 
     def model_post_init(self, __context: Any) -> None:
         for name, p in self.points.items():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from controller.site.strict_model import StrictModel
 
@@ -89,3 +89,53 @@ class PlantConfig(StrictModel):
     loop_pressure_nominal_bar: float = Field(2.0, gt=0)
     leak_pressure_tau_s: float = Field(60.0, gt=0)
     refill_pressure_tau_s: float = Field(300.0, gt=0)
+
+
+# Facts of the real site: they live in the site's `plant:` section (and the tank volume in
+# `metering.tank_volume_m3`), one key per fact, so the simulation of a site is of that site and the
+# capacity envelope reads the same numbers. The `simulation:` section holds only the rest.
+SITE_FACTS = ("hx_ua_w_per_k", "dump_ua_w_per_k", "it_flow_max_m3h", "building_flow_max_m3h",
+              "capture_fraction", "servers", "server_max_w")
+SITE_METERING_FACTS = ("tank_volume_m3",)
+
+
+class SimulationSection(PlantConfig):
+    """The `simulation:` section as written in a site config: PlantConfig without the site's facts."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_site_facts(cls, data):
+        moved = sorted(set(data) & set(SITE_FACTS + SITE_METERING_FACTS)) if isinstance(data, dict) else []
+        if moved:
+            raise ValueError("; ".join(
+                f"{k} is a fact of the site: write it under "
+                f"{'metering' if k in SITE_METERING_FACTS else 'plant'}: instead" for k in moved))
+        return data
+
+
+# The loader's extension argument for every tool that simulates (loader.EXTENSION_SECTIONS).
+SIMULATION_EXTENSION = {"simulation": SimulationSection}
+
+
+def plant_config(site) -> PlantConfig:
+    """The simulated plant's parameters for `site`: its `plant:` facts and metered tank volume, and
+    its `simulation:` section for what only a simulation needs. A site without `plant:` is simulated
+    with the reference plant's facts (PlantConfig's defaults)."""
+    from controller.site.loader import ConfigError
+
+    data = dict(site.extension("simulation"))
+    moved = sorted(set(data) & set(SITE_FACTS + SITE_METERING_FACTS))
+    if moved:
+        raise ConfigError([f"simulation.{k}: a fact of the site; write it under "
+                           f"{'metering' if k in SITE_METERING_FACTS else 'plant'}: instead" for k in moved])
+    if site.plant is not None:
+        data.update({k: getattr(site.plant, k) for k in SITE_FACTS})
+    data["tank_volume_m3"] = site.metering.tank_volume_m3
+    try:
+        return PlantConfig.model_validate(data)
+    except Exception as exc:  # pydantic's ValidationError: one line per problem, never a traceback
+        errors = getattr(exc, "errors", None)
+        if errors is None:
+            raise
+        raise ConfigError([f"simulation.{'.'.join(str(x) for x in e['loc'])}: {e['msg']}"
+                           for e in errors()]) from None

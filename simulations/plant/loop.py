@@ -28,12 +28,10 @@ from simulations.plant.model import Actuators, Loads, Measurements, Plant
 
 
 def plant_config_of(site) -> PlantConfig:
-    """The plant parameters of a site: the plant config accessor where the site config has one
-    (the `simulation:` section validated as a schema extension), else the section itself."""
-    try:
-        from simulations.plant.config import plant_config  # type: ignore[attr-defined]
-    except ImportError:
-        return site.simulation
+    """The plant parameters of a site: its `plant:` facts and its `simulation:` extension section
+    (simulations.plant.config.plant_config)."""
+    from simulations.plant.config import plant_config
+
     return plant_config(site)
 
 

@@ -22,6 +22,7 @@ from controller.planning.inputs import PlanInputs, QueuedJob, site_limits, slots
 from controller.planning.keeper import PlanKeeper
 from controller.planning.solver import solve
 from controller.site.models import SiteConfig
+from simulations.plant.loop import plant_config_of
 from simulations.runners.closed_loop import make_controller, run_scenario
 from simulations.scenarios.definitions import Scenario
 from simulations.workload.model import WorkloadSim
@@ -31,7 +32,7 @@ DAY_S = 86400.0
 
 
 def workload_for(site: SiteConfig, scenario: Scenario, tick_s: float, start_s: float | None = None) -> WorkloadSim:
-    cfg = site.simulation
+    cfg = plant_config_of(site)
     return WorkloadSim(mix_for(scenario.config), cfg.servers, scenario.start_s if start_s is None else start_s, tick_s)
 
 
@@ -48,7 +49,7 @@ class PlannedController:
         self.inner = make_controller(site, "heatctl")
         self.site, self.scenario, self.workload = site, scenario, workload
         self.limits = site_limits(site)
-        cfg = site.simulation
+        cfg = plant_config_of(site)
         self.span_w = cfg.server_max_w - cfg.server_idle_w
         self.idle_w = cfg.servers * cfg.server_idle_w
         self.time_limit_s = time_limit_s if time_limit_s is not None else site.planning.solve_time_limit_s

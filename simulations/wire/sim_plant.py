@@ -221,7 +221,7 @@ class SimPlant:
             bmc = getattr(self.loaded.sources.get(pname), "bmc", None)
             if bmc in self.bmcs and bmc not in self._bmc_server:
                 self._bmc_server[bmc] = i
-        free = iter(i for i in range(self.site.simulation.servers)
+        free = iter(i for i in range(plant_config_of(self.site).servers)
                     if i not in self._bmc_server.values())
         for bmc in self.bmcs:
             if bmc not in self._bmc_server:

@@ -19,6 +19,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
+from simulations.plant.loop import plant_config_of
 from simulations.scenarios.profiles import day_start_s
 from simulations.scenarios.year import SCENARIOS, site_for
 
@@ -34,7 +35,7 @@ def _one(args) -> tuple[str, str, dict]:
     site = site_for(sc)
     t0 = time.perf_counter()
     k, _tr, wl, pc = run_with_workload(site, sc, ctrl, plan, hours=hours, start_s=start)
-    cfg = site.simulation
+    cfg = plant_config_of(site)
     span = cfg.server_max_w - cfg.server_idle_w
     out = dict(reused_kwh=k.reused_kwh, boiler_kwh=k.boiler_kwh, dumped_kwh=k.dumped_kwh, it_kwh=k.it_kwh,
                demand_kwh=k.demand_kwh, delivered_kwh=k.delivered_kwh, throttled_h=k.throttled_hours,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from controller.site.loader import load_config
+from simulations.plant.config import SIMULATION_EXTENSION
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    loaded = load_config(args.file)
+    loaded = load_config(args.file, SIMULATION_EXTENSION)
     site = loaded.site
     print(
         f"{args.file}: OK: site {site.site.name!r}, policy {site.site.policy.value}, "

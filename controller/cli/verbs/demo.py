@@ -22,6 +22,7 @@ from pathlib import Path
 
 from controller.ops.api_client import ApiError, call
 from controller.site.loader import load_config
+from simulations.plant.config import SIMULATION_EXTENSION
 from controller.site.paths import default_config_path
 
 # The metrics port of the demo daemon (Prometheus scrapes 127.0.0.1 only).
@@ -42,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.config or default_config_path())
-    site = load_config(path).site
+    site = load_config(path, SIMULATION_EXTENSION).site
     if args.simulated:
         return _simulated(site, path)
     return _on_the_wire(path, args)

@@ -14,6 +14,7 @@ import signal
 import sys
 
 from controller.site.loader import load_config
+from simulations.plant.config import SIMULATION_EXTENSION
 from controller.site.paths import default_config_path
 
 # Default control port: next to the reference config's device ports (Modbus 15020), fixed so that
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 <= args.control_port <= 65535:
         return _err(f"--control-port must be 0..65535, got {args.control_port}", 2)
     path = args.config or default_config_path()
-    loaded = load_config(path)
+    loaded = load_config(path, SIMULATION_EXTENSION)
     try:
         return asyncio.run(_serve(loaded, args))
     except KeyboardInterrupt:

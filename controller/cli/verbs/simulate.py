@@ -15,6 +15,7 @@ import sys
 import time
 
 from controller.site.loader import load_config
+from simulations.plant.config import SIMULATION_EXTENSION
 from controller.site.paths import REPO_ROOT, default_config_path
 from controller.cli.verbs.arg_types import positive_float
 
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         path = str(REPO_ROOT / scenario.config)
     else:
         path = args.config or default_config_path()
-    site = load_config(path).site
+    site = load_config(path, SIMULATION_EXTENSION).site
     if args.policy is not None:
         from controller.site.models import Policy
         site = site.model_copy(update={"site": site.site.model_copy(update={"policy": Policy(args.policy)})})

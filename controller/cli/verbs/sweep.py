@@ -46,6 +46,7 @@ def sweep_main(scenario: str, set_spec: str, config: str | None = None, hours: f
                prog: str = "heatctl sweep", policy: str | None = None, window: bool = False) -> int:
     """The sweep as a verb: prints the table (or JSON); returns the exit code. Also used by `simulate --sweep`."""
     from controller.site.loader import load_config
+    from simulations.plant.config import SIMULATION_EXTENSION
     from simulations.analysis.sweep import SweepError, find_scenario, format_rows, parse_set, run_sweep
 
     try:
@@ -73,7 +74,7 @@ def sweep_main(scenario: str, set_spec: str, config: str | None = None, hours: f
         from controller.site.paths import REPO_ROOT
         config = str(REPO_ROOT / sc.config)
     path = Path(config) if config else default_config_path()
-    loaded = load_config(path)  # the base must be valid before any value is tried
+    loaded = load_config(path, SIMULATION_EXTENSION)  # the base must be valid before any value is tried
     started = time.perf_counter()
     progress = None
     if sys.stderr.isatty() and not as_json:
