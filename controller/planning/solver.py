@@ -8,7 +8,9 @@ Per 15-minute slot t (powers in kW, energies in kWh, h = slot length in hours):
   U_t + X_t + G_t     = D_t                        demand met directly, from the tank, or by the boiler
   E_t = E_{t-1} + h (C_t - X_t),  0 <= E_t <= E_max    the tank (state of charge = E / E_max)
   S_t = S_{t-1} + h B_t,  due_t <= S_t <= W           batch work: what is due by each deadline is run
-                                                       (cumulative), never more than is queued
+                                                       (cumulative; a job runs at most at its width,
+                                                       so part of it is due before its deadline),
+                                                       never more than is queued
 
 with F the IT power that always runs (idle and interactive: never held), B the batch power
 (0 <= B_t <= the free nodes' power; the work of running jobs that cannot be preempted is due as
@@ -77,11 +79,17 @@ def _due_and_floor(inp: PlanInputs, cap_kwh: np.ndarray) -> tuple[np.ndarray, np
     due = np.zeros(n)
     floor = np.zeros(n)
     total = 0.0
+    ends_h = (t0 - inp.now_s) / 3600.0 + h * np.arange(1, n + 1)   # end of each slot, hours from now
     for j in inp.queue:
         w = max(j.remaining_wh, 0.0) / 1000.0
         total += w
-        k = int(np.clip((j.deadline_s - inp.deadline_guard_s - t0) // inp.slot_s, 0, n - 1))
-        due[k:] += w
+        # A job runs at most at its width (max_w): by the end of slot t it must have done all but
+        # what its width can still do before its deadline (less the guard), or it cannot make it.
+        left_h = np.maximum((j.deadline_s - inp.deadline_guard_s - inp.now_s) / 3600.0 - ends_h, 0.0)
+        due += np.maximum(w - j.max_w / 1000.0 * left_h, 0.0) if j.max_w > 0 else 0.0
+        if j.max_w <= 0:
+            k = int(np.clip((j.deadline_s - inp.deadline_guard_s - t0) // inp.slot_s, 0, n - 1))
+            due[k:] += w
         if j.running and not j.preemptible and j.max_w > 0:
             # Whole slots only: a floor past the job's end would ask for more work than is queued.
             slots = min(int(w / (j.max_w / 1000.0 * h)), n)

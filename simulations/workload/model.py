@@ -11,8 +11,9 @@ The scheduler (a stand-in for Slurm, run every control tick; node counts are flu
 - a job whose slack (deadline - now - remaining / width) has fallen to `guard_s` (plus
   `whole_width_guard_s` for a job that cannot be preempted: it needs all its nodes at once) runs at
   full width whatever the budget (deadlines win over heat);
-- the rest run earliest deadline first, up to the batch budget (nodes) and the free nodes. Without a
-  budget (None: today's rules), every queued job runs as soon as nodes are free.
+- the rest run up to the batch budget (nodes) and the free nodes, least slack first (the job that
+  can wait least first). Without a budget (None: today's rules), every queued job runs as soon as
+  nodes are free, earliest deadline first.
 Work is conserved: held work stays in the queue with its remaining node-hours; a job that finishes
 after its deadline (or is still running at it) is counted once as missed.
 
@@ -121,7 +122,11 @@ class WorkloadSim:
         self._arrivals(t)
         inter = self.interactive_nodes(t)
         free = max(self.servers - inter, 0.0)
-        self.queue.sort(key=lambda j: (j.deadline_s, j.job_id))
+        if self.budget_nodes is None:
+            self.queue.sort(key=lambda j: (j.deadline_s, j.job_id))
+        else:
+            # Under a budget, least slack first: the job that can wait least gets the budget first.
+            self.queue.sort(key=lambda j: (j.deadline_s - j.remaining_node_h / j.width * H, j.job_id))
         alloc: dict[str, float] = {}
         used = 0.0
         # Jobs that must run: started and not preemptible, or out of slack.
