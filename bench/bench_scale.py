@@ -149,7 +149,8 @@ async def measure(config: Path, state: Path, duration_s: float, profile: str | N
     loaded = load_config(str(config))
     options = RuntimeOptions(config_path=str(config), state_dir=str(state),
                              socket_path=str(state / "heatctl.sock"), metrics_addr=None)
-    daemon = Daemon(options, loaded)
+    from drivers.registry import build_drivers
+    daemon = Daemon(options, loaded, driver_factory=build_drivers)
     samples: list[tuple[float, float, float, int]] = []  # (start, lateness, duration, skipped)
     account = daemon._account
 

@@ -137,3 +137,17 @@ class Driver(abc.ABC):
         """Every point marked LOST now: what a failed read returns, never the last values."""
         now = self.clock()
         return {n: Reading.lost(p.config.unit, now, reason) for n, p in self.points.items()}
+
+
+def read_budget_s(driver: Driver) -> float:
+    """How long one read() of this driver may take by its own rules (s), without the margin.
+
+    Modbus: one request and its retries (a device that has just gone silent; the driver then marks
+    it silent and skips its other requests). OPC-UA (one Read when polling) and IPMI (all BMCs at
+    once): one timeout_s.
+    """
+    cfg = driver.config
+    timeout = float(getattr(cfg, "timeout_s", 0.5))
+    if driver.kind == "modbus":
+        return timeout * (1 + int(getattr(cfg, "retries", 0)))
+    return timeout

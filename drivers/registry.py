@@ -26,7 +26,7 @@ import structlog
 from controller.site.loader import LoadedConfig
 from controller.site.paths import REPO_ROOT
 from controller.core.readings import Reading
-from drivers.base import Clock, Driver, DriverPoint, WriteResult
+from drivers.base import Clock, Driver, DriverPoint, WriteResult, read_budget_s  # noqa: F401 - re-exported
 
 log = structlog.get_logger(__name__)
 
@@ -79,18 +79,6 @@ def driver_config(loaded: LoadedConfig, driver_name: str):
     return _with_resolved_paths(loaded.site.drivers[driver_name], loaded.path)
 
 
-def read_budget_s(driver: Driver) -> float:
-    """How long one read() of this driver may take by its own rules (s), without the margin.
-
-    Modbus: one request and its retries (a device that has just gone silent; the driver then marks
-    it silent and skips its other requests). OPC-UA (one Read when polling) and IPMI (all BMCs at
-    once): one timeout_s.
-    """
-    cfg = driver.config
-    timeout = float(getattr(cfg, "timeout_s", 0.5))
-    if driver.kind == "modbus":
-        return timeout * (1 + int(getattr(cfg, "retries", 0)))
-    return timeout
 
 
 def build_drivers(loaded: LoadedConfig, clock: Clock = time.monotonic,

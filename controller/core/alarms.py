@@ -43,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 from controller.site.models import AlarmConfig, SiteConfig
+from controller.site.alarm_signals import DRIVER_DOWN, SIGNALS, signal_spec  # noqa: F401 - re-exported
 from controller.site.checks import point_kind
 from controller.core.events import Event
 from controller.core.requests import Request
@@ -77,28 +78,9 @@ CHATTER_COUNT = 3
 MAINTENANCE_WINDOW_S = 3600.0
 MAINTENANCE_RECONNECTS = 3
 
-DRIVER_DOWN = "driver_down:"
-# Derived signals a `condition` alarm can watch: name -> (numeric, area, description). A boolean
-# signal is active while true; a numeric one while >= the alarm's limit.
-SIGNALS: dict[str, tuple[bool, str, str]] = {
-    "mode_safe_degrade": (False, "safety", "the plant is in safe_degrade"),
-    "consumer_supply_below_setpoint_k": (True, "thermal", "consumer supply setpoint minus the consumer supply (K)"),
-    "boiler_on": (False, "thermal", "the boiler is enabled (recovered heat falls short)"),
-    "operator_hold": (False, "controller", "an operator holds the mode (automatic transitions suspended)"),
-    DRIVER_DOWN + "<driver>": (False, "controller", "the named driver delivers no readings (outage or crash)"),
-}
 # Point role -> area, for alarms on points that name no area.
 _ROLE_AREAS = {Role.SERVER_POWER.value: "compute", Role.POWER_CAP.value: "compute",
                Role.LEAK.value: "safety", Role.HEARTBEAT.value: "controller"}
-
-
-def signal_spec(name: str) -> tuple[bool, str, str] | None:
-    """(numeric, area, description) of a derived signal name, or None if there is no such signal."""
-    if name.startswith(DRIVER_DOWN) and len(name) > len(DRIVER_DOWN):
-        return SIGNALS[DRIVER_DOWN + "<driver>"]
-    if name == DRIVER_DOWN + "<driver>":
-        return None
-    return SIGNALS.get(name)
 
 
 # --- requests ----------------------------------------------------------------------------------

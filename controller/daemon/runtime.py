@@ -63,7 +63,7 @@ from controller.core.state import ControllerState
 from controller.core.step import Controller, StepResult
 from controller.core import trips as trips_mod
 from controller.core.alarms import AlarmRequest, Alarms, accepted_kind
-from drivers.base import Driver, DriverHealth, WriteResult
+from drivers.base import Driver, DriverHealth, WriteResult, read_budget_s
 
 try:  # written in parallel; until it lands the daemon runs without metrics
     from controller.daemon.metrics import DaemonMetrics  # type: ignore[import-not-found]
@@ -204,18 +204,16 @@ class SystemdNotifier:
 
 # --- drivers ----------------------------------------------------------------------------------
 
-def _default_driver_factory(loaded: LoadedConfig, clock: Clock) -> Mapping[str, Driver]:
-    from drivers.registry import build_drivers
-    return build_drivers(loaded, clock)
+def _no_driver_factory(loaded: LoadedConfig, clock: Clock) -> Mapping[str, Driver]:
+    # The daemon knows drivers only by their interface (drivers.base): the composition root
+    # (`heatctl run`: drivers.registry.build_drivers) injects the concrete ones.
+    raise StartupError("no driver factory given: the daemon is started by `heatctl run`, which builds "
+                       "the site's drivers")
 
 
 def driver_budget_s(driver: Driver) -> float:
     """How long one read of `driver` may take by its own rules, plus a margin."""
-    try:
-        from drivers.registry import read_budget_s
-        return read_budget_s(driver) + READ_MARGIN_S
-    except ImportError:  # pragma: no cover
-        return float(getattr(driver.config, "timeout_s", 0.5)) + READ_MARGIN_S
+    return read_budget_s(driver) + READ_MARGIN_S
 
 
 class DriverSupervisor:
@@ -653,7 +651,7 @@ class Daemon:
         self.clock = clock
         self.wall = wall
         self._sleep_fn = sleep
-        self.driver_factory = driver_factory or _default_driver_factory
+        self.driver_factory = driver_factory or _no_driver_factory
         self.notifier = notifier if notifier is not None else SystemdNotifier(clock=clock)
         self._metrics_arg = metrics
         self.metrics: Any = None

@@ -32,7 +32,7 @@ from pydantic import Field, ValidationError
 
 from controller.ops.api_client import ApiError, call
 from controller.daemon.audit import iso
-from controller.site.loader import _line_for, _pydantic_problems, _walk, format_path
+from controller.site.loader import line_for, pydantic_problems, walk_yaml, format_path
 from controller.site.strict_model import StrictModel
 
 POLL_S = 0.1
@@ -95,23 +95,23 @@ def load_plan(path: str | Path) -> Plan:
     lines: dict = {}
     problems: list = []
     if node is not None:
-        _walk(node, (), lines, problems)
+        walk_yaml(node, (), lines, problems)
     if problems:
-        raise PlanError([f"{p}:{_line_for(x.path, lines)}: {format_path(x.path)}: {x.message}" for x in problems])
+        raise PlanError([f"{p}:{line_for(x.path, lines)}: {format_path(x.path)}: {x.message}" for x in problems])
     data = yaml.safe_load(text)
     try:
         plan = Plan.model_validate(data if data is not None else {})
     except ValidationError as exc:
-        raise PlanError([f"{p}:{_line_for(x.path, lines)}: {format_path(x.path)}: {x.message}"
-                         for x in _pydantic_problems(exc)]) from None
+        raise PlanError([f"{p}:{line_for(x.path, lines)}: {format_path(x.path)}: {x.message}"
+                         for x in pydantic_problems(exc)]) from None
     bad = []
     for i, s in enumerate(plan.steps):
         need = {"mode": ["mode"], "trip_test": ["trip"], "drill": []}.get(s.kind, [])
         for k in need:
             if getattr(s, k) is None:
-                bad.append(f"{p}:{_line_for(('steps', i), lines)}: steps[{i}]: a {s.kind} step needs '{k}'")
+                bad.append(f"{p}:{line_for(('steps', i), lines)}: steps[{i}]: a {s.kind} step needs '{k}'")
         if s.kind == "drill" and s.inject is None and s.manual is None:
-            bad.append(f"{p}:{_line_for(('steps', i), lines)}: steps[{i}]: a drill needs 'manual' or 'inject'")
+            bad.append(f"{p}:{line_for(('steps', i), lines)}: steps[{i}]: a drill needs 'manual' or 'inject'")
     if bad:
         raise PlanError(bad)
     return plan

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
+from controller.site.alarm_signals import DRIVER_DOWN, SIGNALS, signal_spec
 from controller.site.models import SiteConfig
 from controller.site.roles import KNOWN_UNITS, ROLE_SPECS, PointKind, Role
 
@@ -210,8 +211,6 @@ def _check_modes_and_power(site: SiteConfig) -> Iterator[Problem]:
 def _check_alarms(site: SiteConfig) -> Iterator[Problem]:
     """Each alarm watches something that exists, with the keys its kind needs and no others, and a
     high (low) alarm comes before the trip on the same point: below (above) the trip's limit."""
-    from controller.core.alarms import DRIVER_DOWN, SIGNALS, signal_spec  # the signals live with the alarms
-
     for name, a in site.alarms.items():
         base = ("alarms", name)
         if name in site.trips:

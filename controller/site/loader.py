@@ -68,7 +68,7 @@ def format_path(path: YamlPath) -> str:
     return out or "(top level)"
 
 
-def _walk(node: yaml.Node, path: YamlPath, lines: dict[YamlPath, int], problems: list[Problem]) -> None:
+def walk_yaml(node: yaml.Node, path: YamlPath, lines: dict[YamlPath, int], problems: list[Problem]) -> None:
     """Record each YAML path's line; report duplicate keys, non-text keys and non-plain tags."""
     lines.setdefault(path, node.start_mark.line + 1)
     # safe_load would refuse these with a traceback-shaped message and no path: say where they are.
@@ -90,20 +90,20 @@ def _walk(node: yaml.Node, path: YamlPath, lines: dict[YamlPath, int], problems:
                 continue
             seen.add(key)
             lines[child] = key_node.start_mark.line + 1
-            _walk(value_node, child, lines, problems)
+            walk_yaml(value_node, child, lines, problems)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, path + (i,), lines, problems)
+            walk_yaml(item, path + (i,), lines, problems)
 
 
-def _line_for(path: YamlPath, lines: dict[YamlPath, int]) -> int:
+def line_for(path: YamlPath, lines: dict[YamlPath, int]) -> int:
     # A missing key has no line of its own: report the line of its nearest parent.
     while path and path not in lines:
         path = path[:-1]
     return lines.get(path, 1)
 
 
-# How YAML spells the non-finite floats; _json_safe turns them into these strings so that the
+# How YAML spells the non-finite floats; json_safe turns them into these strings so that the
 # validator rejects them as numbers and the message shows what the operator wrote.
 _NON_FINITE = {"nan": ".nan", "inf": ".inf", "-inf": "-.inf"}
 
@@ -185,7 +185,7 @@ def _describe(err: Mapping[str, Any]) -> str:
     return f"{msg}, got {_show(got)}" if got is not None and not isinstance(got, (dict, list)) else msg
 
 
-def _pydantic_problems(exc: ValidationError) -> list[Problem]:
+def pydantic_problems(exc: ValidationError) -> list[Problem]:
     problems = []
     for err in exc.errors():
         loc = tuple(err["loc"])
@@ -203,14 +203,14 @@ def _pydantic_problems(exc: ValidationError) -> list[Problem]:
     return problems
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     # JSON has no NaN or inf; keep them visible to the validator as text so they are rejected.
     if isinstance(value, float) and not math.isfinite(value):
         return _NON_FINITE[str(value)]
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -220,7 +220,7 @@ def _json_safe(value: Any) -> Any:
 _FAST_LOADER = getattr(yaml, "CSafeLoader", None)
 
 
-def _compose(text: str) -> yaml.Node | None:
+def compose_yaml(text: str) -> yaml.Node | None:
     if _FAST_LOADER is not None:
         try:
             return yaml.compose(text, Loader=_FAST_LOADER)
@@ -237,11 +237,11 @@ def parse_config_text(text: str, path: str = "<config>",
 
     def fail(problems: list[Problem], lines: dict[YamlPath, int]) -> ConfigError:
         return ConfigError(
-            [f"{path}:{_line_for(p.path, lines)}: {format_path(p.path)}: {p.message}" for p in problems]
+            [f"{path}:{line_for(p.path, lines)}: {format_path(p.path)}: {p.message}" for p in problems]
         )
 
     try:
-        root = _compose(text)
+        root = compose_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
@@ -256,7 +256,7 @@ def parse_config_text(text: str, path: str = "<config>",
     # Duplicate keys, non-text keys and non-plain tags stop here: past a duplicate, whatever else
     # looks wrong follows from YAML having kept the last of the two, and would only mislead.
     yaml_problems: list[Problem] = []
-    _walk(root, (), lines, yaml_problems)
+    walk_yaml(root, (), lines, yaml_problems)
     if yaml_problems:
         raise fail(yaml_problems, lines)
     try:
@@ -279,14 +279,14 @@ def parse_config_text(text: str, path: str = "<config>",
     for name, model in (extensions or {}).items():
         raw = ext_data.get(name)
         try:
-            model.model_validate_json(json.dumps(_json_safe(raw if raw is not None else {}), default=str),
+            model.model_validate_json(json.dumps(json_safe(raw if raw is not None else {}), default=str),
                                       strict=True)
         except ValidationError as exc:
-            ext_problems.extend(Problem((name,) + p.path, p.message) for p in _pydantic_problems(exc))
+            ext_problems.extend(Problem((name,) + p.path, p.message) for p in pydantic_problems(exc))
     try:
-        site = SiteConfig.model_validate_json(json.dumps(_json_safe(data), default=str), strict=True)
+        site = SiteConfig.model_validate_json(json.dumps(json_safe(data), default=str), strict=True)
     except ValidationError as exc:
-        raise fail(_pydantic_problems(exc) + ext_problems, lines) from None
+        raise fail(pydantic_problems(exc) + ext_problems, lines) from None
     site._extensions = ext_data
 
     problems = ext_problems + list(check_site(site))
@@ -309,10 +309,10 @@ def parse_config_text(text: str, path: str = "<config>",
             continue
         try:
             sources[name] = SOURCE_MODELS[driver.kind].model_validate_json(
-                json.dumps(_json_safe(point.source)), strict=True
+                json.dumps(json_safe(point.source)), strict=True
             )
         except ValidationError as exc:
-            for p in _pydantic_problems(exc):
+            for p in pydantic_problems(exc):
                 problems.append(Problem(("points", name, "source") + p.path, p.message))
     problems.extend(_check_sources(site, sources))
     if problems:

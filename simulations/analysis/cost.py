@@ -38,8 +38,8 @@ from typing import Any, Mapping
 from pydantic import Field, ValidationError
 
 from controller.site.checks import Problem
-from controller.site.loader import (ConfigError, YamlPath, _compose, _json_safe, _line_for,
-                                      _pydantic_problems, _walk, format_path)
+from controller.site.loader import (ConfigError, YamlPath, compose_yaml, json_safe, line_for,
+                                      pydantic_problems, walk_yaml, format_path)
 from controller.site.paths import REPO_ROOT
 from controller.site.strict_model import StrictModel
 
@@ -143,11 +143,11 @@ def parse_cost_model(text: str, path: str = "<cost model>") -> CostModel:
     lines: dict[YamlPath, int] = {}
 
     def fail(problems: list[Problem]) -> ConfigError:
-        return ConfigError([f"{path}:{_line_for(p.path, lines)}: {format_path(p.path)}: {p.message}"
+        return ConfigError([f"{path}:{line_for(p.path, lines)}: {format_path(p.path)}: {p.message}"
                             for p in problems])
 
     try:
-        root = _compose(text)
+        root = compose_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -155,7 +155,7 @@ def parse_cost_model(text: str, path: str = "<cost model>") -> CostModel:
     if root is None:
         raise ConfigError([f"{path}:1: the file is empty; expected a cost model"])
     yaml_problems: list[Problem] = []
-    _walk(root, (), lines, yaml_problems)
+    walk_yaml(root, (), lines, yaml_problems)
     if yaml_problems:
         raise fail(yaml_problems)
     constructor = yaml.SafeLoader("")
@@ -167,9 +167,9 @@ def parse_cost_model(text: str, path: str = "<cost model>") -> CostModel:
         raise ConfigError([f"{path}:{root.start_mark.line + 1}: expected a mapping of sections "
                            f"(capex:, opex_per_year:, ...) at the top level"])
     try:
-        model = CostModel.model_validate_json(json.dumps(_json_safe(data), default=str), strict=True)
+        model = CostModel.model_validate_json(json.dumps(json_safe(data), default=str), strict=True)
     except ValidationError as exc:
-        raise fail(_pydantic_problems(exc)) from None
+        raise fail(pydantic_problems(exc)) from None
     problems = _check_cases(model)
     if problems:
         raise fail(problems)

@@ -89,14 +89,14 @@ ALL = "all"
 _LOAD_KEYS = ("it_load", "demand_w", "available", "ambient_c")
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """Measurements as JSON: NaN and inf as null, tuples as lists, enums as values."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     return value
 
 
@@ -556,7 +556,7 @@ class SimPlant:
         cmd = self.binding.actuators(self._commanded, None)
         cmd.power_cap_w = self._cap_w
         loads = self.loads()
-        return _json_safe({
+        return json_safe({
             "t_s": self.plant.t_s,
             "speed": self.speed,
             "fallback_active": true.fallback_active,
@@ -597,7 +597,7 @@ class SimPlant:
                 return {"ok": True}
             if op == "set_load":
                 self.set_load(**{k: v for k, v in request.items() if k != "op"})
-                return {"ok": True, "loads": _json_safe(dataclasses.asdict(self.loads()))}
+                return {"ok": True, "loads": json_safe(dataclasses.asdict(self.loads()))}
             if op == "set_profile":
                 self.set_profile(str(request.get("name")))
                 return {"ok": True}

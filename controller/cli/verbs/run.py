@@ -77,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
         metrics_addr=args.metrics,
         authorizer=Authorizer(operator_group=args.operator_group or None))
     try:
-        return asyncio.run(run_daemon(options, loaded))
+        from drivers.registry import build_drivers  # the composition root injects the concrete drivers
+        return asyncio.run(run_daemon(options, loaded, driver_factory=build_drivers))
     except StartupError as exc:
         print(f"heatctl run: {exc}", file=sys.stderr)
         return 1
