@@ -139,8 +139,6 @@ class ModeThresholds(StrictModel):
     # The tank temperatures that mean empty (0) and full (1) state of charge.
     tank_empty_temp_c: float
     tank_full_temp_c: float
-    # Demand below this counts as "no demand".
-    demand_min_w: float = Field(500.0, ge=0)
     # A critical reading bad this long sends the plant to safe_degrade.
     critical_grace_s: float = Field(5.0, ge=0)
     # Leaving safe_degrade needs every cause gone for this long (and latched trips acknowledged).
