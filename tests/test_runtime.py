@@ -265,16 +265,17 @@ def test_carry_over_keeps_what_still_exists():
 
 # --- requests --------------------------------------------------------------------------------
 
-def test_verdict_matches_each_request_to_its_own_event():
+def test_verdict_matches_each_request_to_its_own_event_by_id():
     from controller.core.events import Event
-    a = OverrideRequest(reason="r1", user="u", point="d1_fan", value=40.0, duration_s=100)
-    b = OverrideRequest(reason="r2", user="u", point="nope", value=1.0, duration_s=100)
-    events = [Event(0, "override_set", "", {"point": "d1_fan", "user": "u", "reason": "r1"}),
-              Event(0, "request_refused", "", {"request": "override nope = 1 for 100 s", "user": "u",
-                                               "reason": "r2", "refusal": "unknown actuator"})]
-    used: set[int] = set()
-    assert verdict(a, events, used)[:2] == (True, "")
-    assert verdict(b, events, used)[:2] == (False, "unknown actuator")
+    # Two identical requests (same user, reason, point): only the id tells their answers apart.
+    a = OverrideRequest(reason="r", user="u", point="d1_fan", value=40.0, duration_s=100, request_id=7)
+    b = OverrideRequest(reason="r", user="u", point="d1_fan", value=40.0, duration_s=100, request_id=8)
+    c = OverrideRequest(reason="r", user="u", point="d1_fan", value=40.0, duration_s=100, request_id=9)
+    events = [Event(0, "request_refused", "", {"request_id": 8, "refusal": "unknown actuator"}),
+              Event(0, "override_set", "", {"point": "d1_fan", "request_id": 7})]
+    assert verdict(a, events)[:2] == (True, "")
+    assert verdict(b, events)[:2] == (False, "unknown actuator")
+    assert verdict(c, events) == (None, "", None)
 
 
 def _caller():
@@ -398,7 +399,9 @@ async def test_a_crash_loses_at_most_n_ticks_of_metering(tmp_path):
     for _ in range(25):
         assert await d.tick()
         clock.advance(1.0)
-    # No shutdown: as after SIGKILL. What is on disk is the counters of tick 20.
+    # No shutdown: as after SIGKILL. What is on disk (once the writer thread has caught up with
+    # what the tick handed it) is the counters of tick 20.
+    flushed(d)
     store = AuditStore(tmp_path / "state", read_only=True)
     saved, _ = store.load_energy()
     store.close()

@@ -362,12 +362,12 @@ class Alarms:
             if refusal is not None:
                 events.append(Event(now, "request_refused", f"{req.describe()} refused: {refusal}", {
                     "request": req.describe(), "alarm": req.alarm, "refusal": refusal,
-                    "reason": req.reason, "user": req.user}))
+                    "reason": req.reason, "user": req.user, "request_id": req.request_id}))
                 continue
             assert spec is not None
             st = alarms[req.alarm]
             before = st.status
-            who = {"user": req.user, "reason": req.reason}
+            who = {"user": req.user, "reason": req.reason, "request_id": req.request_id}
             if req.op == "alarm_ack":
                 st = replace(st, unacked=False)
                 ev(spec, "alarm_acked", before, st, f"acknowledged by {req.user}", **who)

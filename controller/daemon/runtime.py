@@ -56,13 +56,12 @@ from controller.core.events import Event
 from controller.core.metering import EnergyCounters
 from controller.core.modes import Mode
 from controller.core.readings import Quality, Reading, Snapshot
-from controller.core.requests import (AckTripRequest, ClearOverrideRequest, HoldRequest, ModeRequest,
-                                 OverrideRequest, ReleaseRequest, Request, TripTestRequest)
+from controller.core.requests import Request, TripTestRequest
 from controller.site.roles import Role
 from controller.core.state import ControllerState
 from controller.core.step import Controller, StepResult
 from controller.core import trips as trips_mod
-from controller.core.alarms import AlarmRequest, Alarms, accepted_kind
+from controller.core.alarms import AlarmRequest, Alarms
 from drivers.base import Driver, DriverHealth, WriteResult, read_budget_s
 
 try:  # written in parallel; until it lands the daemon runs without metrics
@@ -485,42 +484,15 @@ class _Pending:
     future: asyncio.Future
 
 
-def _request_key(req: Request) -> tuple[set[str], set[str], Callable[[Event], bool]]:
-    """(accepted kinds, refusal texts, extra match) identifying the step's verdict on `req`."""
-    if isinstance(req, ModeRequest):
-        text = f"mode {req.mode.value}"
-        return {"request_accepted"}, {text}, lambda e: e.fields.get("request") == text
-    if isinstance(req, HoldRequest):
-        return {"request_accepted"}, {"hold"}, lambda e: e.fields.get("request") == "hold"
-    if isinstance(req, ReleaseRequest):
-        return {"request_accepted"}, {"release"}, lambda e: e.fields.get("request") == "release"
-    if isinstance(req, OverrideRequest):
-        text = f"override {req.point} = {req.value:g} for {req.duration_s:g} s"
-        return {"override_set"}, {text}, lambda e: e.fields.get("point") == req.point
-    if isinstance(req, ClearOverrideRequest):
-        return {"override_cleared"}, {f"override clear {req.point}"}, lambda e: e.fields.get("point") == req.point
-    if isinstance(req, AckTripRequest):
-        return {"trip_acked"}, {f"ack {req.trip}"}, lambda e: e.fields.get("trip") == req.trip
-    if isinstance(req, TripTestRequest):
-        return {"trip_test"}, {f"trip-test {req.trip}"}, lambda e: e.fields.get("trip") == req.trip
-    if isinstance(req, AlarmRequest):
-        return {accepted_kind(req)}, {req.describe()}, lambda e: e.fields.get("alarm") == req.alarm
-    return set(), set(), lambda e: False
-
-
-def verdict(req: Request, events: list[Event], used: set[int]) -> tuple[bool | None, str, Event | None]:
-    """Find the step's verdict on `req` among this tick's events: (accepted, refusal, event).
-    `used` holds indexes of events already matched to earlier requests of the same tick."""
-    kinds, refusal_texts, match = _request_key(req)
-    for i, e in enumerate(events):
-        if i in used or e.fields.get("user") != req.user or e.fields.get("reason") != req.reason:
+def verdict(req: Request, events: list[Event]) -> tuple[bool | None, str, Event | None]:
+    """The step's (or the alarm evaluation's) verdict on `req` among this tick's events, found by
+    the request id that every answering event echoes: (accepted, refusal, event)."""
+    for e in events:
+        if e.fields.get("request_id") != req.request_id:
             continue
-        if e.kind == "request_refused" and e.fields.get("request") in refusal_texts:
-            used.add(i)
+        if e.kind == "request_refused":
             return False, str(e.fields.get("refusal", "")), e
-        if e.kind in kinds and match(e):
-            used.add(i)
-            return True, "", e
+        return True, "", e
     return None, "", None
 
 
@@ -669,6 +641,7 @@ class Daemon:
         # whose thread owns its own connection, so the tick never waits for SQLite.
         self.audit: AuditStore | None = None
         self.db: DatabaseWriter | None = None
+        self._request_seq = 0
         self.api: ApiServer | None = None
         self._pending: list[_Pending] = []
         self._stopping = False
@@ -1068,9 +1041,8 @@ class Daemon:
         if rows:
             self._audit(rows)
         # Answer the API requests fed into this tick.
-        used: set[int] = set()
         for p in pending:
-            accepted, refusal, ev = verdict(p.request, result.events, used)
+            accepted, refusal, ev = verdict(p.request, result.events)
             resp: dict[str, Any] = {"ok": accepted is True, "accepted": accepted is True, "tick": state.tick,
                                     "mode": state.mode.value, "held": state.held}
             if accepted is None:
@@ -1402,6 +1374,9 @@ class Daemon:
         if self._stopping:
             return {"ok": False, "error": "the daemon is shutting down; request not applied"}
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        # A daemon-wide id that the step echoes on its answer (never 0: 0 is "no id").
+        self._request_seq += 1
+        request = dataclasses.replace(request, request_id=self._request_seq)
         self._pending.append(_Pending(request, caller, fut))
         return await fut
 
