@@ -20,6 +20,10 @@ READ_TIMEOUT_S = 10.0
 MAX_LINE = 8 * 1024 * 1024
 
 
+# The CLI's exit code when the daemon cannot be reached at all (documented in `heatctl --help`).
+EXIT_UNREACHABLE = 3
+
+
 class ApiError(Exception):
     """A one-line message for the operator and the exit code the CLI should return."""
 
@@ -44,15 +48,16 @@ def call(path: str, request: dict, timeout_s: float | None = None) -> dict:
             sock.connect(path)
         except FileNotFoundError:
             raise ApiError(f"cannot reach the daemon: no socket at {path} (is `heatctl run` running? "
-                           f"set --socket or ${SOCKET_ENV})") from None
+                           f"set --socket or ${SOCKET_ENV})", EXIT_UNREACHABLE) from None
         except ConnectionRefusedError:
             raise ApiError(f"cannot reach the daemon: connection refused on {path} "
-                           f"(stale socket: the daemon is not running)") from None
+                           f"(stale socket: the daemon is not running)", EXIT_UNREACHABLE) from None
         except PermissionError:
             raise ApiError(f"cannot reach the daemon: permission denied on {path} "
-                           f"(join group heatctl, or run as root)") from None
+                           f"(join group heatctl-operators, or run as root)", EXIT_UNREACHABLE) from None
         except OSError as exc:
-            raise ApiError(f"cannot reach the daemon at {path}: {exc.strerror or exc}") from None
+            raise ApiError(f"cannot reach the daemon at {path}: {exc.strerror or exc}",
+                           EXIT_UNREACHABLE) from None
         try:
             sock.sendall(json.dumps(request).encode() + b"\n")
             buf = bytearray()

@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--socket", default=None, metavar="PATH",
                    help="control API socket (default: $HEATCTL_SOCKET, else /run/heatctl/heatctl.sock)")
     p.add_argument("--metrics", default=None, type=_addr, metavar="ADDR:PORT",
-                   help="serve Prometheus metrics there (e.g. 127.0.0.1:9108; ADDR defaults to 127.0.0.1)")
+                   help="serve Prometheus metrics there (e.g. 127.0.0.1:9860; ADDR defaults to 127.0.0.1)")
     p.add_argument("--operator-group", default=OPERATOR_GROUP, metavar="GROUP",
                    help=f"members may change the plant through the API (default: {OPERATOR_GROUP})")
     p.add_argument("--log-format", choices=("auto", "json", "console"), default="auto",
@@ -58,7 +58,7 @@ def _addr(text: str) -> tuple[str, int]:
     try:
         n = int(port)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected ADDR:PORT (e.g. 127.0.0.1:9108), got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected ADDR:PORT (e.g. 127.0.0.1:9860), got {text!r}") from None
     if not 0 < n < 65536:
         raise argparse.ArgumentTypeError(f"port must be 1-65535, got {n}")
     return host, n

@@ -17,6 +17,8 @@ from controller.ops.api_client import ApiError, add_socket_argument, call, socke
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("status", help="show the plant and the daemon (first lines: the essentials)")
     p.add_argument("--json", action="store_true", help="the full status as JSON")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 while a trip is latched or the mode is safe_degrade (for scripts, monitors)")
     add_socket_argument(p)
     p.set_defaults(func=run)
 
@@ -35,7 +37,16 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(resp["status"], indent=2, sort_keys=True, default=str))
     else:
         print(format_status(resp["status"]))
+    if args.check and not status_ok(resp["status"]):
+        return 1
     return 0
+
+
+def status_ok(status: dict) -> bool:
+    """False while a trip is latched or the controller is in safe_degrade (`status --check`)."""
+    if (status.get("mode") or {}).get("mode") == "safe_degrade":
+        return False
+    return not any(t.get("latched") for t in (status.get("trips") or {}).values())
 
 
 def _kw(w) -> str:

@@ -1,0 +1,57 @@
+"""The CLI's grammar: --version, exit codes in --help, "did you mean", exit 3 when the daemon is
+unreachable, `status --check` on latched trips and safe_degrade."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from controller import __version__
+from controller.cli import build_parser, main
+from controller.cli.verbs.status import status_ok
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"heatctl {__version__}"
+
+
+def test_help_documents_exit_codes():
+    text = build_parser().format_help()
+    for line in ("0  ok", "1  refused or failed", "2  usage", "3  the daemon is unreachable"):
+        assert line in text
+
+
+def test_mistyped_verb_gets_a_suggestion(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["stauts"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'status'?" in err and err.count("\n") == 1
+
+
+def test_unknown_verb_without_a_close_match(capsys):
+    with pytest.raises(SystemExit):
+        main(["xyzzy"])
+    assert "did you mean" not in capsys.readouterr().err
+
+
+def test_unreachable_daemon_exits_3(tmp_path, capsys):
+    assert main(["status", "--socket", str(tmp_path / "none.sock")]) == 3
+    assert "cannot reach the daemon" in capsys.readouterr().err
+
+
+def test_status_check_rules():
+    ok = {"mode": {"mode": "heat_export"}, "trips": {"t1": {"latched": False}}}
+    assert status_ok(ok)
+    assert not status_ok({**ok, "trips": {"t1": {"latched": True}}})
+    assert not status_ok({**ok, "mode": {"mode": "safe_degrade"}})
+
+
+def test_entry_point_module_runs():
+    out = subprocess.run([sys.executable, "-m", "controller.cli", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and __version__ in out.stdout
