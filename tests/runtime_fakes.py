@@ -46,6 +46,7 @@ class FakePlant:
         # The heat meters too: the step meters delivered heat from them where a site has them.
         self.values: dict[str, float] = dict({**GOOD, **METERS} if values is None else values)
         self.writes: list[dict[str, float]] = []
+        self.clamp: dict[str, float] = {}
         self.actuators: dict[str, float] = {}
 
 
@@ -95,8 +96,10 @@ class FakeDriver(Driver):
 
     async def write(self, commands: Mapping[str, float]) -> list[WriteResult]:
         self.plant.writes.append(dict(commands))
-        self.plant.actuators.update(commands)
-        return [WriteResult(p, v, ok=not self.silent, readback=v) for p, v in commands.items()]
+        # An actuator that clamps (plant.clamp: point -> highest value it takes) reads back less.
+        applied = {p: min(v, self.plant.clamp.get(p, v)) for p, v in commands.items()}
+        self.plant.actuators.update(applied)
+        return [WriteResult(p, v, ok=not self.silent, readback=applied[p]) for p, v in commands.items()]
 
 
 class FakeDrivers:

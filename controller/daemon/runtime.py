@@ -642,6 +642,8 @@ class Daemon:
         self.audit: AuditStore | None = None
         self.db: DatabaseWriter | None = None
         self._request_seq = 0
+        # Verified values of the last tick's writes (point -> value), for the step's applied_outputs.
+        self._applied: dict[str, float] = {}
         self.api: ApiServer | None = None
         self._pending: list[_Pending] = []
         self._stopping = False
@@ -976,13 +978,18 @@ class Daemon:
 
             # 2. step
             requests = [p.request for p in pending if not isinstance(p.request, AlarmRequest)]
-            result = self.ctrl.step(self.state, snapshot, requests, now)
+            result = self.ctrl.step(self.state, snapshot, requests, now,
+                                    applied_outputs=self._applied)
 
             # 3. write
             values = {p: o.value for p, o in result.commands.items() if p in self.ctrl.actuators}
             write_end = t0 + WRITE_END_FRACTION * period
-            await self._write_values(values, "tick", timeout_s=max(0.0, write_end - self.clock()),
-                                     wait_busy=False)
+            written = await self._write_values(values, "tick", timeout_s=max(0.0, write_end - self.clock()),
+                                               wait_busy=False)
+            # What the drivers verified reaches the loops' tracking next tick: a write that failed
+            # or that the register rounded or clamped does not wind the integrators up.
+            self._applied = {r.point: (r.readback if r.readback is not None else r.value)
+                             for r in written if r.ok}
         except Exception as exc:  # noqa: BLE001 - a bug in a tick must not kill the loop
             self.tick_failures_total += 1
             log.exception("tick_failed", error=f"{type(exc).__name__}: {exc}")
