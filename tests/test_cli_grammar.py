@@ -55,3 +55,22 @@ def test_status_check_rules():
 def test_entry_point_module_runs():
     out = subprocess.run([sys.executable, "-m", "controller.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and __version__ in out.stdout
+
+
+def test_check_config_takes_config_the_positional_alias_and_json(capsys, tmp_path, monkeypatch):
+    import json
+    from pathlib import Path
+    ref = str(Path(__file__).resolve().parent.parent / "config/reference-plant.yaml")
+    assert main(["check-config", "--config", ref]) == 0
+    assert main(["check-config", ref]) == 0
+    capsys.readouterr()
+    assert main(["check-config", "--config", ref, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ok"] and out["summary"]["points"] > 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("x: 1\n")
+    assert main(["check-config", "--config", str(bad), "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert not out["ok"] and len(out["problems"]) > 1
+    monkeypatch.setenv("HEATCTL_CONFIG", str(bad))
+    assert main(["check-config"]) == 1  # the default is $HEATCTL_CONFIG first
