@@ -1,7 +1,10 @@
 """Logging for the daemon: structlog, JSON lines for the journal, readable lines on a terminal.
 
 Everything goes to stdout. Under systemd stdout is the journal, which wants one JSON object per
-line; on a terminal an engineer wants to read it. Third-party libraries that use the standard
+line; on a terminal an engineer wants to read it. When stdout is the journal (JOURNAL_STREAM names
+stdout's device:inode, systemd.exec(5)), each line starts with its syslog priority, `<3>` for an
+error (sd-daemon(3), SD_ERR), which journald strips and stores as PRIORITY (SyslogLevelPrefix=yes
+is the default), so that `journalctl -u heatctl -p err` finds the errors. Third-party libraries that use the standard
 `logging` module are routed through the same renderer; pymodbus is silenced to CRITICAL because it
 logs full frame dumps at ERROR on every timeout, which would drown the journal at 1-10 ticks/s.
 """
@@ -9,6 +12,7 @@ logs full frame dumps at ERROR on every timeout, which would drown the journal a
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import TextIO
 
@@ -23,14 +27,41 @@ _QUIET = {
 }
 
 
+# sd-daemon(3): SD_CRIT "<2>", SD_ERR "<3>", SD_WARNING "<4>", SD_INFO "<6>", SD_DEBUG "<7>".
+PRIORITY = {"critical": 2, "exception": 3, "error": 3, "warning": 4, "warn": 4, "info": 6, "debug": 7}
+
+
+def stdout_is_journal(stream: TextIO | None = None) -> bool:
+    """True when `stream` (default stdout) is the journal's stream socket: JOURNAL_STREAM is set to
+    its "device:inode" (systemd.exec(5); a child's redirected stdout keeps the variable but not
+    the inode, so the variable alone is not enough)."""
+    value = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat((stream or sys.stdout).fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return value == f"{st.st_dev}:{st.st_ino}"
+
+
+def with_priority(renderer):
+    """The renderer, its line prefixed with the record's syslog priority."""
+    def render(logger, name, event_dict):
+        prio = PRIORITY.get(str(event_dict.get("level", name)).lower(), 6)
+        return f"<{prio}>{renderer(logger, name, event_dict)}"
+    return render
+
+
 def configure(json_lines: bool | None = None, level: int = logging.INFO,
-              stream: TextIO | None = None) -> None:
+              stream: TextIO | None = None, journal: bool | None = None) -> None:
     """Configure structlog and the standard logging module once for the process.
 
-    `json_lines=None` picks JSON when `stream` (default stdout) is not a terminal.
+    `json_lines=None` picks JSON when `stream` (default stdout) is not a terminal; `journal=None`
+    adds the syslog priority prefixes when that stream is the journal (stdout_is_journal).
     """
     if json_lines is None:
         json_lines = not (stream or sys.stdout).isatty()
+    if journal is None:
+        journal = stdout_is_journal(stream)
     use_tty_colors = (stream or sys.stdout).isatty()
     shared = [
         structlog.contextvars.merge_contextvars,
@@ -39,6 +70,8 @@ def configure(json_lines: bool | None = None, level: int = logging.INFO,
     ]
     renderer = (structlog.processors.JSONRenderer(sort_keys=False) if json_lines
                 else structlog.dev.ConsoleRenderer(colors=use_tty_colors))
+    if journal:
+        renderer = with_priority(renderer)
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info if json_lines else
                     structlog.dev.set_exc_info, renderer],
