@@ -49,7 +49,9 @@ from tests.test_prometheus_scrape import PROMETHEUS, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "docs" / "grafana" / "heatctl-dashboard.json"
-DATASOURCE_UID = "prometheus"
+# The panels name the datasource through the dashboard variable `datasource`, whose default is
+# the import input DS_PROMETHEUS (Grafana asks for it on import; provisioning takes the default).
+DATASOURCE_UID = "${datasource}"
 # Series Prometheus makes itself for each target (not exported by the daemon).
 PROMETHEUS_SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped",
                         "scrape_samples_post_metric_relabeling", "scrape_series_added"}
@@ -231,6 +233,8 @@ def test_every_panel_query_uses_only_metrics_the_daemon_exports():
     assert not unknown, f"queries use metrics the daemon does not export: {sorted(unknown)}"
     # The template variable's query, too.
     for var in d["templating"]["list"]:
+        if var["type"] == "datasource":
+            continue  # the datasource picker, no query
         m = re.search(r"label_values\((\w+)", var["definition"])
         assert m and m.group(1) in exported
 
@@ -399,3 +403,15 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(tmp_path):
         proc.wait(timeout=10)
         log.close()
         stop_http()
+
+
+def test_dashboard_imports_through_a_datasource_input():
+    d = json.loads(DASHBOARD.read_text())
+    assert [i["name"] for i in d["__inputs"]] == ["DS_PROMETHEUS"]
+    assert d["__inputs"][0]["pluginId"] == "prometheus"
+    var = next(v for v in d["templating"]["list"] if v["name"] == "datasource")
+    assert var["type"] == "datasource" and var["query"] == "prometheus"
+    assert var["current"]["value"] == "${DS_PROMETHEUS}"
+    # No hard-coded datasource uid is left anywhere (only Grafana's built-in annotations source).
+    uids = re.findall(r'"uid":\s*"([^"]*)"', DASHBOARD.read_text())
+    assert set(uids) <= {"heatctl-operations", "-- Grafana --", "${datasource}"}, set(uids)
