@@ -39,30 +39,32 @@ import hashlib
 import math
 import os
 import signal
-import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
 import structlog
 
-from controller.daemon.api_server import ApiServer, Authorizer, Caller, user_name
+from controller.daemon.api_server import ApiServer, Authorizer, Caller
 from controller.daemon.audit import ENERGY_EVERY_TICKS, AuditEvent, AuditStore, counters_to_json, iso
 from controller.daemon.persistence import DatabaseWriter
-from controller.core.commands import Output, OutputSource
+from controller.core.commands import OutputSource
 from controller.site.loader import ConfigError, LoadedConfig, load_config
 from controller.core.events import Event
 from controller.core.metering import EnergyCounters
 from controller.core.modes import Mode
-from controller.core.readings import Quality, Reading, Snapshot
+from controller.core.readings import Reading, Snapshot
 from controller.core.requests import Request, TripTestRequest
 from controller.site.roles import Role
 from controller.core.state import ControllerState
 from controller.core.step import Controller, StepResult
 from controller.core import trips as trips_mod
 from controller.core.alarms import AlarmRequest, Alarms
-from drivers.base import Driver, DriverHealth, WriteResult, read_budget_s
+from controller.daemon.status import STABILITY_WINDOW_S, _Minute, _Sample, build_status  # noqa: F401
+from controller.daemon.supervision import DriverSupervisor, driver_budget_s  # noqa: F401 - tests import it from here
+from controller.daemon.systemd_notify import SystemdNotifier
+from drivers.base import Driver, WriteResult
 
 try:  # written in parallel; until it lands the daemon runs without metrics
     from controller.daemon.metrics import DaemonMetrics  # type: ignore[import-not-found]
@@ -76,17 +78,6 @@ DEFAULT_STATE_DIR = "/var/lib/heatctl"
 # the step (~1 ms) and publishing, with margin for the event loop.
 READ_WINDOW_FRACTION = 0.6
 WRITE_END_FRACTION = 0.9
-# A driver call running longer than this many ticks (and at least HUNG_MIN_S) is hung: cancelled
-# and the driver restarted. Well beyond any driver's own timeouts (0.1-2 s).
-HUNG_AFTER_TICKS = 10
-HUNG_MIN_S = 5.0
-# Restart backoff for a crashed driver: 0.5 s doubling to 30 s (a BMC that crashed takes minutes
-# to come back; hammering it with restarts only slows that down).
-RESTART_MIN_S = 0.5
-RESTART_MAX_S = 30.0
-# Bounds on driver start/close at start-up, restart and shutdown (s).
-START_TIMEOUT_S = 5.0
-CLOSE_TIMEOUT_S = 2.0
 # Overrun log lines: at most one per this many seconds, with the count since the last one.
 OVERRUN_LOG_EVERY_S = 10.0
 # The history's throttled flag: IT power within this of the cap (W, or share of the cap) means the
@@ -98,18 +89,6 @@ THROTTLE_MARGIN_SHARE = 0.02
 # (7 days of minutes, grouped by hour) costs a few ms, too much for every tick.
 ENVELOPE_EVERY_S = 300.0
 ENVELOPE_HISTORY_EVERY_S = 3600.0
-# The window the status verb's loop-stability figures cover.
-STABILITY_WINDOW_S = 300.0
-# Added to a driver's own read budget before the daemon stops waiting for it.
-READ_MARGIN_S = 0.1
-# A driver that has not delivered a reading since it was started is "connecting", not "down", for
-# this long: OPC-UA subscriptions take a few hundred ms to deliver their first values, and an outage
-# and recovery in the audit at every start-up would only be noise. Past it, the outage is declared.
-CONNECT_GRACE_S = 5.0
-# A driver is declared down (audited, logged) only after every one of its points has been LOST for
-# this long and at least two reads running: one read skipped because a slow write was still in
-# flight is a lost tick (the step sees LOST readings), not an outage worth an audit entry.
-OUTAGE_AFTER_S = 1.0
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -134,73 +113,6 @@ def schedule_next(deadline: float, end: float, period: float) -> tuple[float, in
     return nxt, missed
 
 
-# --- systemd notify ---------------------------------------------------------------------------
-
-class SystemdNotifier:
-    """sd_notify without libsystemd: datagrams to $NOTIFY_SOCKET (path or @abstract).
-
-    WATCHDOG=1 is sent only by `watchdog()`, which the loop calls after each completed tick; at most
-    one per quarter of WATCHDOG_USEC (systemd's own advice is half; a quarter leaves room for a slow
-    tick without a kill)."""
-
-    def __init__(self, env: Mapping[str, str] | None = None, clock: Clock = time.monotonic):
-        env = os.environ if env is None else env
-        self.clock = clock
-        addr = env.get("NOTIFY_SOCKET") or None
-        if addr and addr.startswith("@"):
-            addr = "\0" + addr[1:]
-        self.address = addr
-        usec = env.get("WATCHDOG_USEC")
-        pid = env.get("WATCHDOG_PID")
-        self.watchdog_s: float | None = None
-        if usec and usec.isdigit() and int(usec) > 0 and (not pid or pid == str(os.getpid())):
-            self.watchdog_s = int(usec) / 1e6
-        self._last_ping: float | None = None
-        self._sock: socket.socket | None = None
-        self._failed = False
-
-    @property
-    def enabled(self) -> bool:
-        return self.address is not None
-
-    def send(self, *lines: str) -> None:
-        if not self.address:
-            return
-        try:
-            if self._sock is None:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-                self._sock.setblocking(False)
-            self._sock.sendto("\n".join(lines).encode(), self.address)
-            self._failed = False
-        except OSError as exc:
-            if not self._failed:  # once, and again only after it worked in between
-                log.warning("sd_notify_failed", address=self.address, error=str(exc))
-            self._failed = True
-
-    def ready(self, status: str) -> None:
-        self.send("READY=1", f"STATUS={status}")
-
-    def status(self, status: str) -> None:
-        self.send(f"STATUS={status}")
-
-    def stopping(self, status: str = "stopping") -> None:
-        self.send("STOPPING=1", f"STATUS={status}")
-
-    def watchdog(self) -> None:
-        if self.watchdog_s is None:
-            return
-        now = self.clock()
-        if self._last_ping is not None and now - self._last_ping < self.watchdog_s / 4:
-            return
-        self._last_ping = now
-        self.send("WATCHDOG=1")
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-
-
 # --- drivers ----------------------------------------------------------------------------------
 
 def _no_driver_factory(loaded: LoadedConfig, clock: Clock) -> Mapping[str, Driver]:
@@ -208,218 +120,6 @@ def _no_driver_factory(loaded: LoadedConfig, clock: Clock) -> Mapping[str, Drive
     # (`heatctl run`: drivers.registry.build_drivers) injects the concrete ones.
     raise StartupError("no driver factory given: the daemon is started by `heatctl run`, which builds "
                        "the site's drivers")
-
-
-def driver_budget_s(driver: Driver) -> float:
-    """How long one read of `driver` may take by its own rules, plus a margin."""
-    return read_budget_s(driver) + READ_MARGIN_S
-
-
-class DriverSupervisor:
-    """One driver: at most one call in flight, crash and hang detection, restart with backoff,
-    and outage / recovery noticed once each (not every tick)."""
-
-    def __init__(self, name: str, driver: Driver, clock: Clock):
-        self.name = name
-        self.driver = driver
-        self.clock = clock
-        self.budget_s = driver_budget_s(driver)
-        self.reading_points = tuple(driver.points)
-        self.task: asyncio.Task | None = None
-        self.task_started: float = 0.0
-        self.task_kind = ""
-        self.crashed: str | None = None       # why, while crashed or restarting
-        self.restart_task: asyncio.Task | None = None
-        self.restart_at = 0.0
-        self.backoff_s = RESTART_MIN_S
-        self.restarts_total = 0
-        self.crashes_total = 0
-        self.outage: str | None = None         # reason, while every point is LOST
-        self.outage_since: float | None = None
-        self.created = clock()
-        self.ever_good = False
-        self.lost_since: float | None = None   # all points LOST since (not yet an outage)
-        self.lost_reads = 0
-        self.last_read_s: float | None = None
-        self.write_failing: dict[str, str] = {}
-        self.writes_skipped_total = 0
-
-    # -- lifecycle --
-
-    async def start(self) -> None:
-        try:
-            await asyncio.wait_for(self.driver.start(), START_TIMEOUT_S)
-        except Exception as exc:  # noqa: BLE001 - a driver that cannot start is a crashed driver
-            self._crash(f"start failed: {type(exc).__name__}: {exc}")
-
-    async def close(self) -> None:
-        for t in (self.task, self.restart_task):
-            if t is not None and not t.done():
-                t.cancel()
-        try:
-            await asyncio.wait_for(self.driver.close(), CLOSE_TIMEOUT_S)
-        except Exception as exc:  # noqa: BLE001 - closing is best effort
-            log.warning("driver_close_failed", driver=self.name, error=f"{type(exc).__name__}: {exc}")
-
-    def _crash(self, why: str) -> None:
-        self.crashes_total += 1
-        if self.crashed is None:
-            log.error("driver_crashed", driver=self.name, error=why, restart_in_s=self.backoff_s)
-        self.crashed = why
-        self.restart_at = self.clock() + self.backoff_s
-        self.backoff_s = min(self.backoff_s * 2, RESTART_MAX_S)
-
-    def supervise(self, period: float) -> None:
-        """Called each tick: notice a finished crashed call, a hung call; start a due restart."""
-        if self.task is not None and self.task.done():
-            self._collect(self.task)
-        if self.task is not None and not self.task.done():
-            hung_after = max(HUNG_AFTER_TICKS * period, HUNG_MIN_S, 3 * self.budget_s)
-            if self.clock() - self.task_started > hung_after:
-                self.task.cancel()
-                self.task = None
-                self._crash(f"{self.task_kind} hung for more than {hung_after:.0f} s")
-        if self.crashed is not None and self.restart_task is None and self.clock() >= self.restart_at \
-                and (self.task is None or self.task.done()):
-            self.restart_task = asyncio.ensure_future(self._restart())
-
-    async def _restart(self) -> None:
-        self.restarts_total += 1
-        log.info("driver_restarting", driver=self.name, after=self.crashed)
-        try:
-            await asyncio.wait_for(self.driver.close(), CLOSE_TIMEOUT_S)
-        except Exception:  # noqa: BLE001 - it crashed; its close may fail too
-            pass
-        try:
-            await asyncio.wait_for(self.driver.start(), START_TIMEOUT_S)
-        except Exception as exc:  # noqa: BLE001
-            self.restart_task = None
-            self._crash(f"restart failed: {type(exc).__name__}: {exc}")  # logged once per outage
-            return
-        log.info("driver_restarted", driver=self.name)
-        self.crashed = None
-        self.restart_task = None
-
-    def _collect(self, task: asyncio.Task) -> Any:
-        """A finished call's result, or None after recording a crash."""
-        self.task = None if task is self.task else self.task
-        if task.cancelled():
-            return None
-        exc = task.exception()
-        if exc is not None:
-            self._crash(f"{self.task_kind} raised {type(exc).__name__}: {exc}")
-            return None
-        if self.crashed is None:
-            self.backoff_s = RESTART_MIN_S
-        return task.result()
-
-    # -- calls --
-
-    def unavailable(self) -> str | None:
-        if self.crashed is not None:
-            return f"driver {self.name} crashed ({self.crashed}); restarting"
-        if self.task is not None and not self.task.done():
-            return f"driver {self.name} busy: its {self.task_kind} from {self.clock() - self.task_started:.1f} s ago has not returned"
-        return None
-
-    def begin(self, kind: str, coro: Awaitable[Any]) -> asyncio.Task | None:
-        if self.unavailable() is not None:
-            if asyncio.iscoroutine(coro):
-                coro.close()
-            return None
-        self.task = asyncio.ensure_future(coro)
-        started = self.task_started = self.clock()
-        self.task_kind = kind
-        if kind == "read":
-            def done(t: asyncio.Task) -> None:
-                if not t.cancelled() and t.exception() is None:
-                    self.last_read_s = self.clock() - started
-            self.task.add_done_callback(done)
-        return self.task
-
-    def lost_all(self, reason: str) -> dict[str, Reading]:
-        now = self.clock()
-        return {n: Reading.lost(p.config.unit, now, reason) for n, p in self.driver.points.items()}
-
-    def finish_read(self, task: asyncio.Task | None, reason_if_none: str) -> dict[str, Reading]:
-        """The readings of this tick's read: the driver's, with every missing point LOST."""
-        readings: dict[str, Reading] | None = None
-        if task is not None and task.done():
-            result = self._collect(task)
-            if isinstance(result, dict):
-                readings = dict(result)
-            elif self.crashed is not None:
-                reason_if_none = f"driver {self.name} crashed ({self.crashed})"
-        if readings is None:
-            return self.lost_all(reason_if_none)
-        now = self.clock()
-        for n, p in self.driver.points.items():
-            if n not in readings:
-                readings[n] = Reading.lost(p.config.unit, now, "not returned by driver")
-        return readings
-
-    def note_outage(self, readings: Mapping[str, Reading], now: float) -> tuple[str, str] | None:
-        """('driver_outage'|'driver_recovered', message) when the driver's state changes."""
-        mine = [readings[n] for n in self.reading_points if n in readings]
-        if not mine:
-            return None
-        all_lost = all(r.quality is Quality.LOST for r in mine)
-        if not all_lost:
-            self.ever_good = True
-            self.lost_since, self.lost_reads = None, 0
-        else:
-            if self.lost_since is None:
-                self.lost_since = now
-            self.lost_reads += 1
-            if not self.ever_good and now - self.created < CONNECT_GRACE_S:
-                return None  # still connecting (see CONNECT_GRACE_S)
-        if all_lost and self.outage is None:
-            if self.lost_reads < 2 or now - self.lost_since < OUTAGE_AFTER_S:
-                return None  # not yet an outage (see OUTAGE_AFTER_S)
-            reason = mine[0].reason or "lost"
-            self.outage, self.outage_since = reason, self.lost_since
-            return "driver_outage", (f"driver {self.name}: no readings for {now - self.lost_since:.1f} s "
-                                     f"({reason})")
-        if not all_lost and self.outage is not None:
-            was, since = self.outage, self.outage_since
-            self.outage, self.outage_since = None, None
-            return "driver_recovered", (f"driver {self.name}: readings again after "
-                                        f"{now - (since or now):.1f} s ({was})")
-        return None
-
-    def note_writes(self, results: list[WriteResult]) -> None:
-        for r in results:
-            if not r.ok and r.point not in self.write_failing:
-                log.warning("write_failed", driver=self.name, point=r.point, value=r.value, reason=r.reason)
-                self.write_failing[r.point] = r.reason
-            elif r.ok and r.point in self.write_failing:
-                log.info("write_recovered", driver=self.name, point=r.point, was=self.write_failing.pop(r.point))
-        if results and "*" in self.write_failing:
-            log.info("writes_resumed", driver=self.name, was=self.write_failing.pop("*"))
-
-    def status(self) -> dict[str, Any]:
-        try:
-            h = self.driver.health()
-        except Exception:  # noqa: BLE001
-            h = DriverHealth(self.name, self.driver.kind)
-        now = self.clock()
-        if self.crashed is not None:
-            state = "restarting" if self.restart_task is not None else "crashed"
-        elif self.outage is not None:
-            state = "down"
-        elif not self.ever_good:
-            state = "connecting"
-        else:
-            state = "up"
-        return {
-            "kind": self.driver.kind, "state": state, "connected": bool(h.connected),
-            "outage": self.outage, "outage_for_s": None if self.outage_since is None else now - self.outage_since,
-            "crashed": self.crashed, "restarts_total": self.restarts_total,
-            "last_error": h.last_error, "errors_total": h.errors_total,
-            "reconnects_total": h.reconnects_total, "writes_failed_total": h.writes_failed_total,
-            "write_failing": dict(self.write_failing), "last_read_s": self.last_read_s,
-            "points": len(self.driver.points),
-        }
 
 
 # --- config reload ----------------------------------------------------------------------------
@@ -497,92 +197,6 @@ def verdict(req: Request, events: list[Event]) -> tuple[bool | None, str, Event 
 
 
 # --- status helpers ---------------------------------------------------------------------------
-
-@dataclass
-class _Sample:
-    t: float
-    consumer_err: float | None
-    dt_err: float | None
-    outputs: dict[str, float]
-
-
-@dataclass
-class _Minute:
-    """Accumulates one wall-clock minute for the history table."""
-
-    minute: int
-    samples: int = 0
-    degraded_s: float = 0.0
-    boiler_on_s: float = 0.0
-    throttled_s: float = 0.0
-    below_s: float = 0.0
-    deficit_ks: float = 0.0
-    low: float | None = None
-    sums: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def add(self, key: str, value: float | None) -> None:
-        if value is not None:
-            self.sums[key] = self.sums.get(key, 0.0) + value
-            self.counts[key] = self.counts.get(key, 0) + 1
-
-    def mean(self, key: str) -> float | None:
-        n = self.counts.get(key, 0)
-        return self.sums[key] / n if n else None
-
-
-def _stability(samples: list[_Sample], window_s: float) -> dict[str, Any]:
-    """Loop stability over the window: errors, how much outputs moved, reversals of direction."""
-    out: dict[str, Any] = {"window_s": 0.0, "verdict": "unknown"}
-    if len(samples) < 2:
-        return out
-    out["window_s"] = samples[-1].t - samples[0].t
-
-    def err_stats(key: str) -> dict[str, Any]:
-        vals = [getattr(s, key) for s in samples if getattr(s, key) is not None]
-        if not vals:
-            return {"now": None, "max_abs": None, "mean_abs": None, "sign_changes": 0}
-        changes, last = 0, 0
-        for v in vals:
-            sgn = 1 if v > 0.2 else -1 if v < -0.2 else 0  # ignore the band around zero (sensor noise)
-            if sgn and last and sgn != last:
-                changes += 1
-            if sgn:
-                last = sgn
-        return {"now": vals[-1], "max_abs": max(abs(v) for v in vals),
-                "mean_abs": sum(abs(v) for v in vals) / len(vals), "sign_changes": changes}
-
-    out["consumer_supply_error_k"] = err_stats("consumer_err")
-    out["it_delta_t_error_k"] = err_stats("dt_err")
-    movement: dict[str, float] = {}
-    reversals: dict[str, int] = {}
-    for point in samples[-1].outputs:
-        series = [s.outputs[point] for s in samples if point in s.outputs]
-        moved, rev, last_dir = 0.0, 0, 0
-        for a, b in zip(series, series[1:]):
-            d = b - a
-            moved += abs(d)
-            direction = 1 if d > 1e-6 else -1 if d < -1e-6 else 0
-            if direction and last_dir and direction != last_dir:
-                rev += 1
-            if direction:
-                last_dir = direction
-        movement[point] = moved
-        reversals[point] = rev
-    out["output_movement"] = movement
-    out["output_reversals"] = reversals
-    ce, de = out["consumer_supply_error_k"], out["it_delta_t_error_k"]
-    if ce["max_abs"] is None and de["max_abs"] is None:
-        return out
-    # An error that keeps crossing zero by more than the noise band is a loop hunting.
-    if ce["sign_changes"] >= 4 or de["sign_changes"] >= 4:
-        out["verdict"] = "oscillating"
-    elif (ce["max_abs"] or 0.0) <= 1.0 and (de["max_abs"] or 0.0) <= 1.5:
-        out["verdict"] = "stable"
-    else:
-        out["verdict"] = "settling"
-    return out
-
 
 def _event_level(e: Event) -> str:
     if e.kind == "trip":
@@ -1429,104 +1043,6 @@ class Daemon:
             except Exception as exc:  # noqa: BLE001 - metrics never stop the controller
                 log.error("metrics_failed", error=f"{type(exc).__name__}: {exc}")
         return dataclasses.replace(result, events=[*result.events, *events]) if events else result
-
-
-def _quantile(xs: list[float], q: float) -> float | None:
-    """The q-quantile of the last minute's tick durations (nearest rank), for status and bench/."""
-    if not xs:
-        return None
-    ordered = sorted(xs)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def build_status(d: Daemon) -> dict[str, Any]:
-    """Everything `heatctl status` shows, as plain JSON-able values."""
-    now = d.clock()
-    st, res, site, ctrl = d.state, d.last, d.ctrl.site, d.ctrl
-    durations = [x for _, x in d._tick_durations]
-    out: dict[str, Any] = {
-        "daemon": {
-            "pid": os.getpid(), "uid": os.getuid(), "user": user_name(os.getuid()),
-            "started_at": iso(d.started_wall), "uptime_s": now - d.started_mono,
-            "config_path": d.loaded.path, "config_sha256": d.loaded.sha256, "site": site.site.name,
-            "policy": site.site.policy.value, "state_dir": d.options.state_dir,
-            "socket": d.options.socket_path, "ready": d._ready,
-            "metrics": d.metrics is not None,
-            "last_reload": d.last_reload,
-        },
-        "ticks": {
-            "count": d.ticks, "period_s": d.period, "last_s": d.last_tick_s,
-            "max_1min_s": max(durations) if durations else None,
-            "mean_1min_s": sum(durations) / len(durations) if durations else None,
-            "p50_1min_s": _quantile(durations, 0.50),
-            "p99_1min_s": _quantile(durations, 0.99),
-            "samples_1min": len(durations),
-            "overruns_total": d.overruns_total, "skipped_total": d.skipped_total,
-            "failures_total": d.tick_failures_total,
-        },
-    }
-    if st is None:
-        return out
-    out["mode"] = {"mode": st.mode.value, "cause": st.mode_cause, "for_s": now - st.mode_since,
-                   "held": st.held, "started": st.started, "degrade_causes": list(st.degrade_causes)}
-    out["trips"] = {n: {"latched": t.latched, "active": t.active, "acked": t.acked, "cause": t.cause,
-                        "for_s": None if t.since is None else now - t.since}
-                    for n, t in st.trips.items() if t.latched or t.active}
-    out["overrides"] = {p: {"value": o.value, "remaining_s": o.until - now, "reason": o.reason, "user": o.user}
-                        for p, o in st.overrides.items()}
-    e = st.energy
-    out["energy"] = {**dataclasses.asdict(e), "erf": e.erf}
-    out["drivers"] = {n: s.status() for n, s in d.supervisors.items()}
-    out["alarms"] = d.api_alarms()
-    if d.db is not None:
-        w = d.db.state()
-        # The database writer (persistence.py): rows waiting, and how long writes have been blocked.
-        out["database"] = {"queued": w.queued, "dropped": w.dropped, "written": w.written,
-                           "blocked_s": round(w.blocked_s, 3), "error": w.last_error or None}
-    if res is None:
-        return out
-    readings = {}
-    for name in ctrl.reading_points:
-        c = res.checked.get(name)
-        p = site.points[name]
-        readings[name] = {"value": None if c is None else c.value, "unit": p.unit, "role": p.role,
-                          "good": bool(c and c.good), "reason": "" if c is None else c.reason,
-                          "critical": p.critical, "driver": d.point_driver.get(name),
-                          "ne107": d.alarm_state.ne107.get(name)}
-    out["readings"] = readings
-    out["outputs"] = {pt: {"value": o.value, "source": o.source.value, "why": o.why,
-                           "role": site.points[pt].role, "unit": site.points[pt].unit}
-                      for pt, o in res.commands.items()}
-    f = res.flows
-    out["flows"] = {} if f is None else {k: getattr(f, k) for k in (
-        "it_w", "captured_w", "transferred_w", "delivered_w", "to_tank_w", "dumped_w", "boiler_w",
-        "aux_w", "tank_soc", "delivered_estimated")}
-    r = ctrl.role
-    servers = ctrl.idx.get(Role.SERVER_POWER, ())
-    good_servers = [res.checked[n].value for n in servers if n in res.checked and res.checked[n].good]
-    cap = res.commands.get(r.get(Role.POWER_CAP, ""))
-    boiler = res.commands.get(r.get(Role.BOILER_ENABLE, ""))
-    val = lambda role: d._role_value(res, role)  # noqa: E731
-    out["summary"] = {
-        "it_power_w": f.it_w if f else None,
-        "it_power_partial_w": sum(good_servers) if good_servers else None,
-        "servers_good": len(good_servers), "servers_total": len(servers),
-        "power_cap_w": cap.value if cap else None, "power_cap_source": cap.source.value if cap else None,
-        "captured_w": f.captured_w if f else None, "transferred_w": f.transferred_w if f else None,
-        "delivered_w": f.delivered_w if f else None, "to_tank_w": f.to_tank_w if f else None,
-        "dumped_w": f.dumped_w if f else None, "boiler_w": f.boiler_w if f else None,
-        "tank_soc": f.tank_soc if f else None,
-        "consumer_supply_c": val(Role.CONSUMER_SUPPLY_TEMP),
-        "consumer_setpoint_c": site.loops.consumer_supply.setpoint,
-        "consumer_demand_w": val(Role.CONSUMER_DEMAND),
-        "consumer_available": None if val(Role.CONSUMER_AVAILABLE) is None else val(Role.CONSUMER_AVAILABLE) >= 0.5,
-        "boiler_on": bool(boiler and boiler.value >= 0.5),
-        "boiler_source": boiler.source.value if boiler else None,
-        "it_supply_c": val(Role.IT_SUPPLY_TEMP), "it_return_c": val(Role.IT_RETURN_TEMP),
-        "it_delta_t_setpoint_k": site.policy_settings.it_delta_t_k,
-        "stability": _stability(list(d._samples), STABILITY_WINDOW_S),
-    }
-    return out
 
 
 async def run_daemon(options: RuntimeOptions, loaded: LoadedConfig, **kwargs: Any) -> int:
