@@ -454,7 +454,7 @@ async def test_bad_quality_is_data_not_a_crash(tmp_path):
 
 
 async def test_a_driver_that_never_connects_is_down_after_the_connect_grace(tmp_path):
-    from controller.daemon.runtime import CONNECT_GRACE_S
+    from controller.daemon.supervision import CONNECT_GRACE_S
     d, clock, drivers = make_daemon(tmp_path)
     drivers_built = drivers
     await d.start()
