@@ -16,7 +16,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from controller import cli
-from controller.ops.api_client import ApiError, call, parse_duration
+from controller.ops.api_client import EXIT_UNREACHABLE, ApiError, call, parse_duration
 from controller.daemon.api_server import Authorizer
 from controller.daemon.runtime import Daemon, RuntimeOptions, SystemdNotifier
 from tests.runtime_fakes import flushed, FakeClock, FakeDrivers, load, write_config
@@ -205,7 +205,7 @@ def test_daemon_not_running_is_one_line_naming_the_socket(capsys, sockdir):
     for argv in (["status"], ["events"], ["hold", "--reason", "x"], ["mode", "bypass", "--reason", "x"]):
         code = cli.main([*argv, "--socket", path])
         err = capsys.readouterr().err
-        assert code == 1
+        assert code == EXIT_UNREACHABLE
         assert err.count("\n") == 1 and path in err and "Traceback" not in err
 
 
@@ -215,7 +215,7 @@ def test_stale_socket_is_one_line(capsys, sockdir):
     s = so.socket(so.AF_UNIX, so.SOCK_STREAM)
     s.bind(path)
     s.close()  # bound, never listening: connection refused
-    assert cli.main(["status", "--socket", path]) == 1
+    assert cli.main(["status", "--socket", path]) == EXIT_UNREACHABLE
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and path in err and "refused" in err
 
@@ -263,6 +263,54 @@ async def test_raw_protocol_errors_are_answers_not_disconnects(daemon):
     assert not r["ok"] and "'value' must be a number" in r["error"]
     r = await asyncio.to_thread(call, s, {"op": "hold"})
     assert not r["ok"] and "reason" in r["error"]
+
+
+@pytest.mark.parametrize("request_", [
+    {"op": "events", "limit": 10**29},        # would overflow SQLite's 64-bit INTEGER
+    {"op": "events", "limit": 10**4 + 1},
+    {"op": "events", "since": 1e300},
+    {"op": "events", "since": -1},
+])
+async def test_numeric_arguments_are_bounded_before_sqlite(daemon, request_):
+    s = daemon.options.socket_path
+    r = await asyncio.to_thread(call, s, request_)
+    assert not r["ok"] and "\n" not in r["error"] and "must be" in r["error"]
+    r = await asyncio.to_thread(call, s, {"op": "status"})  # the connection and the daemon survived
+    assert r["ok"]
+
+
+def test_the_client_retries_a_refused_connect_briefly(sockdir):
+    import socket as socket_mod
+    import threading
+    path = str(sockdir / "late.sock")
+    srv = socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_STREAM)
+    srv.bind(path)  # bound but not listening: connect() is refused, as with a full queue
+
+    def listen_late():
+        srv.listen(1)
+        conn, _ = srv.accept()
+        conn.recv(1024)
+        conn.sendall(b'{"ok": true}\n')
+        conn.close()
+
+    timer = threading.Timer(0.1, listen_late)
+    timer.start()
+    try:
+        assert call(path, {"op": "status"}) == {"ok": True}
+    finally:
+        timer.join(5)
+        srv.close()
+
+
+def test_a_refused_connect_still_fails_fast_with_one_line(sockdir):
+    import socket as socket_mod
+    path = str(sockdir / "dead.sock")
+    srv = socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_STREAM)
+    srv.bind(path)
+    srv.close()  # a stale socket file: nobody will ever listen
+    with pytest.raises(ApiError) as exc:
+        call(path, {"op": "status"})
+    assert "refused" in str(exc.value) and exc.value.exit_code == 3
 
 
 async def test_config_history_lists_shows_and_diffs(tmp_path, sockdir, capsys):

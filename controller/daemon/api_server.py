@@ -51,6 +51,12 @@ SOCKET_GROUP = "heatctl"
 OPERATOR_GROUP = "heatctl-operators"
 SOCKET_MODE = 0o660
 MAX_LINE = 64 * 1024
+# A burst of CLI calls (a script polling status from many shells) waits in the kernel's queue instead
+# of getting ECONNREFUSED; the kernel caps it at net.core.somaxconn (4096 by default since Linux 5.4).
+LISTEN_BACKLOG = 1024
+# Numeric arguments are bounded before they reach SQLite (an INTEGER is 64-bit: 10**29 overflows it).
+MAX_EVENTS_LIMIT = 10_000
+MAX_SINCE = 2.0 ** 40  # seconds since 1970: year ~36,800, far past any real timestamp, fits a double
 READ_OPS = frozenset({"status", "events", "alarms", "envelope"})
 CHANGE_OPS = frozenset({"mode", "hold", "release", "override", "override_clear", "ack", "trip_test"}
                        | set(ALARM_OPS))
@@ -192,7 +198,8 @@ class ApiServer:
         # Created with the umask applied, then set: no window in which it is wider than 0660.
         old = os.umask(0o117)
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=str(self.path), limit=MAX_LINE)
+            self._server = await asyncio.start_unix_server(self._serve, path=str(self.path), limit=MAX_LINE,
+                                                           backlog=LISTEN_BACKLOG)
         finally:
             os.umask(old)
         os.chmod(self.path, SOCKET_MODE)
@@ -273,10 +280,11 @@ class ApiServer:
         if op == "events":
             since = msg.get("since")
             limit = msg.get("limit", 50)
-            if since is not None and (isinstance(since, bool) or not isinstance(since, (int, float))):
-                return {"ok": False, "error": "'since' must be a UNIX timestamp or null"}
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-                return {"ok": False, "error": "'limit' must be an integer >= 1"}
+            if since is not None and (isinstance(since, bool) or not isinstance(since, (int, float))
+                                      or not 0 <= since <= MAX_SINCE):
+                return {"ok": False, "error": f"'since' must be a UNIX timestamp in 0..{MAX_SINCE:.0f} or null"}
+            if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_EVENTS_LIMIT:
+                return {"ok": False, "error": f"'limit' must be an integer in 1..{MAX_EVENTS_LIMIT}"}
             return {"ok": True, **self.handler.api_events(since, limit)}
         if op == "alarms":
             return {"ok": True, **self.handler.api_alarms()}

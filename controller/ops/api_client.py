@@ -6,10 +6,12 @@ or failed request has `error` (one line, for the operator). See controller/daemo
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import socket
+import time
 
 DEFAULT_SOCKET = "/run/heatctl/heatctl.sock"
 SOCKET_ENV = "HEATCTL_SOCKET"
@@ -22,6 +24,12 @@ MAX_LINE = 8 * 1024 * 1024
 
 # The CLI's exit code when the daemon cannot be reached at all (documented in `heatctl --help`).
 EXIT_UNREACHABLE = 3
+
+# A full listen queue (a burst of calls) refuses with ECONNREFUSED or EAGAIN just like a dead daemon
+# does; a brief retry tells the two apart without making the dead case slow to report.
+CONNECT_RETRY_S = 0.5
+CONNECT_RETRY_STEP_S = 0.02
+_RETRY_ERRNOS = (errno.ECONNREFUSED, errno.EAGAIN)
 
 
 class ApiError(Exception):
@@ -41,33 +49,10 @@ def call(path: str, request: dict, timeout_s: float | None = None) -> dict:
     """Send one request and return the daemon's response; raise ApiError (never anything else)."""
     if timeout_s is None:
         timeout_s = READ_TIMEOUT_S if request.get("op") in ("status", "events", "alarms") else CHANGE_TIMEOUT_S
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout_s)
+    sock = _connect(path, timeout_s)
     try:
         try:
-            sock.connect(path)
-        except FileNotFoundError:
-            raise ApiError(f"cannot reach the daemon: no socket at {path} (is `heatctl run` running? "
-                           f"set --socket or ${SOCKET_ENV})", EXIT_UNREACHABLE) from None
-        except ConnectionRefusedError:
-            raise ApiError(f"cannot reach the daemon: connection refused on {path} "
-                           f"(stale socket: the daemon is not running)", EXIT_UNREACHABLE) from None
-        except PermissionError:
-            raise ApiError(f"cannot reach the daemon: permission denied on {path} "
-                           f"(join group heatctl-operators, or run as root)", EXIT_UNREACHABLE) from None
-        except OSError as exc:
-            raise ApiError(f"cannot reach the daemon at {path}: {exc.strerror or exc}",
-                           EXIT_UNREACHABLE) from None
-        try:
-            sock.sendall(json.dumps(request).encode() + b"\n")
-            buf = bytearray()
-            while not buf.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                buf += chunk
-                if len(buf) > MAX_LINE:
-                    raise ApiError(f"response from {path} too long")
+            buf = _exchange(sock, path, request, timeout_s)
         except socket.timeout:
             raise ApiError(f"no answer from the daemon on {path} within {timeout_s:g} s") from None
         except OSError as exc:
@@ -83,6 +68,48 @@ def call(path: str, request: dict, timeout_s: float | None = None) -> dict:
     if not isinstance(resp, dict):
         raise ApiError(f"unreadable answer from the daemon on {path}")
     return resp
+
+
+def _connect(path: str, timeout_s: float) -> socket.socket:
+    """A connected socket, retrying a refused/busy connect for CONNECT_RETRY_S; ApiError otherwise."""
+    give_up = time.monotonic() + CONNECT_RETRY_S
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout_s)
+        try:
+            sock.connect(path)
+            return sock
+        except OSError as exc:
+            sock.close()
+            if exc.errno in _RETRY_ERRNOS and time.monotonic() < give_up:
+                time.sleep(CONNECT_RETRY_STEP_S)
+                continue
+            _raise_unreachable(path, exc)
+
+
+def _raise_unreachable(path: str, exc: OSError) -> None:
+    if isinstance(exc, FileNotFoundError):
+        msg = f"no socket at {path} (is `heatctl run` running? set --socket or ${SOCKET_ENV})"
+    elif isinstance(exc, ConnectionRefusedError):
+        msg = f"connection refused on {path} (stale socket: the daemon is not running)"
+    elif isinstance(exc, PermissionError):
+        msg = f"permission denied on {path} (join group heatctl-operators, or run as root)"
+    else:
+        msg = f"{path}: {exc.strerror or exc}"
+    raise ApiError(f"cannot reach the daemon: {msg}", EXIT_UNREACHABLE) from None
+
+
+def _exchange(sock: socket.socket, path: str, request: dict, timeout_s: float) -> bytearray:
+    sock.sendall(json.dumps(request).encode() + b"\n")
+    buf = bytearray()
+    while not buf.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+        if len(buf) > MAX_LINE:
+            raise ApiError(f"response from {path} too long")
+    return buf
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
