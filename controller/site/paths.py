@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+import sysconfig
 from pathlib import Path
 
-# The repository root when running from a checkout (the shipped configs live in config/ there).
-REPO_ROOT = Path(__file__).resolve().parents[2]
+_CHECKOUT = Path(__file__).resolve().parents[2]
+# Where the shipped files (config/, docs/, systemd/, in the repository's layout) are: the checkout
+# when running from one (an editable install), else what the wheel installed as data files under
+# <prefix>/share/heatctl (pyproject.toml [tool.setuptools.data-files]).
+INSTALLED_DATA = Path(sysconfig.get_path("data")) / "share" / "heatctl"
+REPO_ROOT = _CHECKOUT if (_CHECKOUT / "config" / "reference-plant.yaml").is_file() else INSTALLED_DATA
+DATA_ROOT = REPO_ROOT
 
 
 def default_config_path() -> Path:
