@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 
@@ -382,11 +383,16 @@ async def test_energy_counters_persist_and_restore_without_double_counting(tmp_p
     await d.run(max_ticks=25)  # run() shuts down at the end: counters saved
     e1 = d.state.energy
     assert e1.delivered_j > 0 and e1.it_j > 0
+    stopped_at = clock.t
     d2, clock2, _ = make_daemon(tmp_path, clock=FakeClock(5000.0))
     await d2.start()
-    assert d2.state.energy == e1  # restored exactly
+    # Restored exactly; the time the daemon was not running is unmetered, not guessed.
+    # (the last persisted tick is at most one 1 s tick before the stop)
+    assert d2.state.energy.unmetered_s == pytest.approx(e1.unmetered_s + 5000.0 - stopped_at, abs=1.0)
+    assert dataclasses.replace(d2.state.energy, unmetered_s=0.0) == dataclasses.replace(e1, unmetered_s=0.0)
+    e2 = d2.state.energy
     assert await d2.tick()
-    assert d2.state.energy == e1  # the first tick after a restart integrates nothing (no interval)
+    assert d2.state.energy == e2  # the first tick after a restart integrates nothing (no interval)
     clock2.advance(1.0)
     assert await d2.tick()
     assert d2.state.energy.it_j == pytest.approx(e1.it_j + 32000.0 * 1.0)

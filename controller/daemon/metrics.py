@@ -105,6 +105,11 @@ EVENT_KINDS: tuple[str, ...] = (
 TICK_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25,
                                    0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
 
+# Lateness is mostly event-loop jitter (sub-millisecond) until something blocks the loop; the upper
+# buckets match TICK_BUCKETS so a late tick and a long tick read on the same scale.
+LATENESS_BUCKETS: tuple[float, ...] = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                       0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
 
 def quality_of(good: bool, reason: str) -> str:
     """The fixed quality class of a reading verdict (one of QUALITIES)."""
@@ -513,6 +518,9 @@ class DaemonMetrics:
         self.tick_duration = Histogram("heatctl_tick_duration_seconds",
                                        "Time to complete one tick: read, step, write.",
                                        buckets=TICK_BUCKETS, registry=r)
+        self.tick_lateness = Histogram("heatctl_tick_lateness_seconds",
+                                       "How late a tick started against its deadline on the tick grid.",
+                                       buckets=LATENESS_BUCKETS, registry=r)
         self.overruns = Counter("heatctl_tick_overruns", "Ticks that took longer than the tick period.",
                                 registry=r)
         self.ticks = Counter("heatctl_ticks", "Completed ticks since the daemon started.", registry=r)
@@ -547,6 +555,10 @@ class DaemonMetrics:
         self.ticks.inc()
         if overrun:
             self.overruns.inc()
+
+    def observe_lateness(self, lateness_s: float) -> None:
+        """How late one tick started against its grid deadline (controller/daemon/lateness.py)."""
+        self.tick_lateness.observe(lateness_s)
 
     def observe_alarms(self, view: dict) -> None:
         """Record the alarms after a tick (controller.core.alarms.Alarms.view)."""

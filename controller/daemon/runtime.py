@@ -48,6 +48,7 @@ import structlog
 
 from controller.daemon.api_server import ApiServer, Authorizer, Caller
 from controller.daemon.audit import ENERGY_EVERY_TICKS, AuditEvent, AuditStore, counters_to_json, iso
+from controller.daemon.lateness import Lateness
 from controller.daemon.persistence import DatabaseWriter
 from controller.core.commands import OutputSource
 from controller.site.loader import ConfigError, LoadedConfig, load_config
@@ -270,6 +271,7 @@ class Daemon:
         # tick statistics
         self.ticks = 0
         self.overruns_total = 0
+        self.lateness = Lateness()
         self.skipped_total = 0
         self.tick_failures_total = 0
         self.last_tick_s = 0.0
@@ -305,6 +307,11 @@ class Daemon:
             raise StartupError(f"cannot open the state database in {self.options.state_dir}: {exc}") from None
         restored = self.audit.load_energy()
         energy = restored[0] if restored else EnergyCounters()
+        # From the last persisted tick to this start nobody metered: a crash, a kill, a power cut.
+        # That time is counted as unmetered (and audited below), never guessed as delivered heat.
+        dead_s = max(self.wall() - restored[1], 0.0) if restored else 0.0
+        if dead_s > 0:
+            energy = dataclasses.replace(energy, unmetered_s=energy.unmetered_s + dead_s)
         now = self.clock()
         self.state = self.ctrl.initial_state(now, energy)
         state_dir = self.options.state_dir
@@ -322,6 +329,13 @@ class Daemon:
                                         "sha256": self.loaded.sha256,
                                         "energy_restored": restored is not None,
                                         "delivered_j": energy.delivered_j})])
+        if dead_s > 0:
+            self._audit([AuditEvent(self.wall(), "unmetered_gap",
+                                    f"unmetered {dead_s:.1f} s: from the last persisted tick "
+                                    f"({iso(restored[1])}) to this start",
+                                    mode=self.state.mode.value, cause="daemon not running",
+                                    fields={"from": restored[1], "to": self.wall(), "seconds": dead_s})])
+            log.warning("unmetered_gap", seconds=round(dead_s, 1), since=iso(restored[1]))
         log.info("daemon_start", config=self.loaded.path, sha256=self.loaded.sha256[:12],
                  state_dir=self.options.state_dir, energy_restored=restored is not None,
                  delivered_kwh=round(energy.delivered_j / 3.6e6, 3), tick_period_s=self.period)
@@ -512,6 +526,9 @@ class Daemon:
                 if self._reload_requested:
                     await self.reload()
                 start = self.clock()
+                late = self.lateness.record(deadline, start)
+                if self.metrics is not None:
+                    self.metrics.observe_lateness(late)
                 self.tick_starts.append(start)
                 del self.tick_starts[:-100]
                 completed = await self.tick()

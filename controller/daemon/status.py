@@ -137,6 +137,7 @@ def build_status(d: Daemon) -> dict[str, Any]:
             "samples_1min": len(durations),
             "overruns_total": d.overruns_total, "skipped_total": d.skipped_total,
             "failures_total": d.tick_failures_total,
+            "lateness": d.lateness.view(),
         },
     }
     if st is None:
