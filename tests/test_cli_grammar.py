@@ -74,3 +74,40 @@ def test_check_config_takes_config_the_positional_alias_and_json(capsys, tmp_pat
     assert not out["ok"] and len(out["problems"]) > 1
     monkeypatch.setenv("HEATCTL_CONFIG", str(bad))
     assert main(["check-config"]) == 1  # the default is $HEATCTL_CONFIG first
+
+
+def test_trip_test_dry_run_shows_the_configs_actions_without_a_daemon(capsys, monkeypatch):
+    import json
+    from controller.site.loader import load_config
+    from controller.site.paths import REPO_ROOT
+    ref = str(REPO_ROOT / "config/reference-plant.yaml")
+    actions = load_config(ref).site.trips["leak"].actions
+    assert main(["trip-test", "leak", "--dry-run", "--config", ref, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["actions"] == dict(actions)
+    assert main(["trip-test", "no_such_trip", "--dry-run", "--config", ref]) == 1
+    assert "no trip 'no_such_trip'" in capsys.readouterr().err
+
+
+def test_commission_without_a_daemon_stops_with_one_line_and_no_report(tmp_path, capsys):
+    from controller.site.paths import REPO_ROOT
+    plan = str(REPO_ROOT / "config/commissioning/reference-plant.yaml")
+    rc = main(["commission", "--plan", plan, "--reason", "site acceptance", "--out", str(tmp_path),
+               "--socket", str(tmp_path / "none.sock")])
+    assert rc == 3
+    assert len(capsys.readouterr().err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+    assert main(["commission", "--check", "--plan", plan]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: 3\n")
+    assert main(["commission", "--check", "--plan", str(bad)]) == 2
+
+
+def test_change_verbs_take_json():
+    parser = build_parser()
+    for argv in (["mode", "normal"], ["hold"], ["release"], ["ack", "leak"], ["shelve", "x", "--for", "1h"],
+                 ["unshelve", "x"], ["trip-test", "leak"]):
+        try:
+            args = parser.parse_args([*argv, "--reason", "because", "--json"])
+        except SystemExit:
+            args = parser.parse_args([*argv, "--json"])
+        assert args.json, argv

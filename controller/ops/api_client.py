@@ -157,10 +157,15 @@ def duration_type(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def add_json_argument(p) -> None:
+    """--json for a change verb: the daemon's whole answer as JSON (exit codes unchanged)."""
+    p.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
+
+
 def run_change(args, request: dict, describe=None) -> int:
     """Send a change, print one line (accepted / refused), return the exit code.
 
-    0: accepted; 1: refused by the daemon (the reason is printed) or the daemon is unreachable."""
+    0: accepted; 1: refused by the daemon (the reason is printed); 3: the daemon is unreachable."""
     import sys
 
     path = socket_path(getattr(args, "socket", None))
@@ -169,6 +174,10 @@ def run_change(args, request: dict, describe=None) -> int:
     except ApiError as exc:
         print(f"heatctl: {exc}", file=sys.stderr)
         return exc.exit_code
+    if getattr(args, "json", False):
+        import json
+        print(json.dumps(resp, indent=2, sort_keys=True, default=str))
+        return 0 if resp.get("accepted") else 1
     if resp.get("accepted"):
         print(f"accepted: {resp.get('message', request.get('op'))} (tick {resp.get('tick')}, mode {resp.get('mode')}"
               + (", held" if resp.get("held") else "") + ")")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from controller.ops.api_client import ApiError, add_socket_argument, call, reason_type, run_change, socket_path
+from controller.ops.api_client import ApiError, add_json_argument, add_socket_argument, call, reason_type, run_change, socket_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("trip", metavar="NAME", help="trip or alarm name (see `heatctl status`, `heatctl alarms`)")
     p.add_argument("--reason", required=True, type=reason_type, help="why (audited)")
     add_socket_argument(p)
+    add_json_argument(p)
     p.set_defaults(func=run)
 
 

@@ -2,7 +2,8 @@
 
 Runs a commissioning plan (controller/ops/commissioning.py) against the running daemon: point check-out,
 modes, trip proofs, failure drills; writes a Markdown and JSON report with a sign-off block.
-Exit 0: every step passed; 1: a step failed or the daemon is unreachable; 2: the plan is invalid.
+Exit 0: every step passed; 1: a step failed; 2: the plan is invalid; 3: the daemon is unreachable
+(one line, no report written). `--check` validates the plan offline (no daemon, no report).
 """
 
 from __future__ import annotations
@@ -10,14 +11,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from controller.ops.api_client import CHANGE_TIMEOUT_S, add_socket_argument, call, reason_type, socket_path
+from controller.ops.api_client import CHANGE_TIMEOUT_S, ApiError, add_socket_argument, call, reason_type, socket_path
 from controller.ops.commissioning import PlanError, Runner, load_plan, stdin_ask, write_report
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("commission", help="run a commissioning plan (points, modes, trips, drills)")
     p.add_argument("--plan", required=True, metavar="FILE", help="the plan (YAML)")
-    p.add_argument("--reason", required=True, type=reason_type, help="why (audited with every change)")
+    p.add_argument("--reason", default=None, type=reason_type,
+                   help="why (audited with every change; required unless --check)")
+    p.add_argument("--check", action="store_true", help="validate the plan offline and exit (0 valid, 2 not)")
     p.add_argument("--sim-control", type=int, default=None, metavar="PORT",
                    help="the simulated plant's control port: drills are injected there, not done by hand")
     p.add_argument("--out", default=".", metavar="DIR", help="where the report goes (default: .)")
@@ -33,7 +36,18 @@ def run(args: argparse.Namespace) -> int:
         for line in exc.problems:
             print(line, file=sys.stderr)
         return 2
+    if args.check:
+        print(f"{args.plan}: OK: plan valid")
+        return 0
+    if not args.reason:
+        print("heatctl commission: --reason is required (unless --check)", file=sys.stderr)
+        return 2
     path = socket_path(args.socket)
+    try:
+        call(path, {"op": "status"}, timeout_s=10.0)
+    except ApiError as exc:  # before any step: no report for a run that never started
+        print(f"heatctl commission: {exc}", file=sys.stderr)
+        return exc.exit_code
     sim = None
     if args.sim_control is not None:
         from simulations.wire.sim_plant import control_request

@@ -10,7 +10,7 @@ import argparse
 import math
 import sys
 
-from controller.ops.api_client import add_socket_argument, duration_type, reason_type, run_change
+from controller.ops.api_client import add_json_argument, add_socket_argument, duration_type, reason_type, run_change
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="how long: 90s, 15m, 2h (required when setting)")
     p.add_argument("--reason", required=True, type=reason_type, help="why (audited)")
     add_socket_argument(p)
+    add_json_argument(p)
     p.set_defaults(func=run)
 
 

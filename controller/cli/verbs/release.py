@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from controller.ops.api_client import add_socket_argument, reason_type, run_change
+from controller.ops.api_client import add_json_argument, add_socket_argument, reason_type, run_change
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("release", help="release a hold: automatic mode selection again")
     p.add_argument("--reason", required=True, type=reason_type, help="why (audited)")
     add_socket_argument(p)
+    add_json_argument(p)
     p.set_defaults(func=run)
 
 

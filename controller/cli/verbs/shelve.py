@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from controller.ops.api_client import add_socket_argument, duration_type, reason_type, run_change
+from controller.ops.api_client import add_json_argument, add_socket_argument, duration_type, reason_type, run_change
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="how long: 30m, 2h (every shelving expires)")
     p.add_argument("--reason", required=True, type=reason_type, help="why (audited)")
     add_socket_argument(p)
+    add_json_argument(p)
     p.set_defaults(func=run)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from controller.ops.api_client import add_socket_argument, reason_type, run_change
+from controller.ops.api_client import add_json_argument, add_socket_argument, reason_type, run_change
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -12,6 +12,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("alarm", metavar="ALARM", help="alarm name (see `heatctl alarms`)")
     p.add_argument("--reason", required=True, type=reason_type, help="why (audited)")
     add_socket_argument(p)
+    add_json_argument(p)
     p.set_defaults(func=run)
 
 
