@@ -35,6 +35,34 @@ class Result:
     runs: dict[str, tuple[Kpis, Trace]]
     bound: Any = None
     wall_s: float = 0.0
+    # What the report covers (report_meta): period, tick, heatctl version, config and its hash.
+    meta: dict | None = None
+
+
+def sim_time_label(t_s: float) -> str:
+    """Simulated time as a date: scenarios count seconds from 1 January 00:00 of a non-leap year
+    (simulations.scenarios: start_s is the time of year), shown without a year and marked UTC."""
+    import datetime as dt
+    t = dt.datetime(2001, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=t_s)
+    return t.strftime("%d %b %H:%M UTC")
+
+
+def report_meta(*, start_s: float, hours: float, tick_s: float, config_path: str, config_sha256: str,
+                window: bool) -> dict:
+    from controller import __version__
+    return {"period": {"start": sim_time_label(start_s), "end": sim_time_label(start_s + hours * 3600),
+                       "start_s": start_s, "hours": hours, "window": window},
+            "tick_s": tick_s, "heatctl_version": __version__, "config": config_path,
+            "config_sha256": config_sha256}
+
+
+def meta_lines(meta: dict | None) -> list[str]:
+    if not meta:
+        return []
+    p = meta["period"]
+    return [f"Period: {p['start']} to {p['end']} ({p['hours']:g} h{', a test window' if p['window'] else ''}, "
+            f"simulated), tick {meta['tick_s']:g} s, heatctl {meta['heatctl_version']}, "
+            f"config {meta['config']} (sha256 {meta['config_sha256'][:12]})"]
 
 
 def _f(x: float, nd: int = 0) -> str:
@@ -130,7 +158,10 @@ def format_table(result: Result) -> str:
 
 def format_markdown(result: Result) -> str:
     cols, rows = table_rows(result)
-    md = [f"# {result.name}", "", result.description, "",
+    window = bool(result.meta and result.meta["period"]["window"])
+    title = f"{result.name}: {result.meta['period']['hours']:g} h test window" if window else result.name
+    desc = f"A {result.meta['period']['hours']:g} h window of: {result.description}" if window else result.description
+    md = [f"# {title}", "", desc, "", *meta_lines(result.meta), *([""] if result.meta else []),
           "| " + " | ".join(cols) + " |", "| " + " | ".join(["---"] + ["---:"] * (len(cols) - 1)) + " |"]
     md += ["| " + " | ".join(r) + " |" for r in rows]
     rat = ratios(result)
@@ -166,6 +197,7 @@ def monthly_rows(result: Result) -> list[dict]:
 def to_json(result: Result) -> dict:
     return {
         "scenario": result.name, "description": result.description, "wall_s": round(result.wall_s, 2),
+        **({"meta": result.meta} if result.meta else {}),
         "controllers": {n: k.as_dict() for n, (k, _) in result.runs.items()},
         "bound": result.bound.as_dict() if result.bound is not None else None,
         "ratios": ratios(result),

@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("cost", help="capex, opex, avoided cost and payback from a simulated run")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--scenario", help="run this scenario (see `heatctl simulate --list`)")
-    src.add_argument("--kpis", metavar="FILE", help="read the KPIs of `heatctl simulate --json` instead")
+    src.add_argument("--kpis", metavar="FILE", help="read the KPIs of `heatctl simulate --json`, or a report's kpis.json, instead")
     p.add_argument("--config", default=None, help="site configuration (default: the reference plant)")
     p.add_argument("--cost", metavar="FILE", default=None, help="cost model (default: config/cost-model.yaml)")
     p.add_argument("--hours", type=positive_float, default=None, help="simulated hours (default: the scenario's)")
@@ -50,12 +50,23 @@ def run(args: argparse.Namespace) -> int:
         if not isinstance(data, dict):
             print(f"heatctl cost: {args.kpis}: expected a JSON object (heatctl simulate --json)", file=sys.stderr)
             return 1
+        report_meta = None
+        if isinstance(data.get("controllers"), dict):
+            # A report's kpis.json (heatctl simulate --report): heatctl's run in it, and what it covers.
+            report_meta = data.get("meta")
+            if "heatctl" not in data["controllers"]:
+                print(f"heatctl cost: {args.kpis}: the report has no heatctl run", file=sys.stderr)
+                return 1
+            data = {"scenario": data.get("scenario"), **data["controllers"]["heatctl"]}
         try:
             energy = SimulatedEnergy.of(data)
         except ValueError as exc:
             print(f"heatctl cost: {args.kpis}: {exc}", file=sys.stderr)
             return 1
-        title = f"cost model from {args.kpis}" + (f" (scenario {data['scenario']})" if "scenario" in data else "")
+        title = f"cost model from {args.kpis}" + (f" (scenario {data['scenario']})" if data.get("scenario") else "")
+        if report_meta:
+            p = report_meta["period"]
+            title += f", {p['start']} to {p['end']} ({p['hours']:g} h, scaled to a year)"
     else:
         from simulations.runners.closed_loop import run_scenario
         from simulations.scenarios.definitions import SCENARIOS

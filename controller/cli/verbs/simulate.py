@@ -73,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         path = str(REPO_ROOT / scenario.config)
     else:
         path = args.config or default_config_path()
-    site = load_config(path, SIMULATION_EXTENSION).site
+    loaded = load_config(path, SIMULATION_EXTENSION)
+    site = loaded.site
     if args.policy is not None:
         from controller.site.models import Policy
         site = site.model_copy(update={"site": site.site.model_copy(update={"policy": Policy(args.policy)})})
@@ -98,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
                         time.perf_counter() - started)
     wall = time.perf_counter() - started
     result.wall_s = wall
+    from simulations.analysis.kpi_report import report_meta
+    result.meta = report_meta(start_s=scenario.start_s, hours=hours, tick_s=args.tick or site.tick_period_s,
+                              config_path=str(path), config_sha256=loaded.sha256, window=bool(args.window))
     if progress is not None:
         sys.stderr.write("\r" + " " * 60 + "\r")
     kpis = result.runs["heatctl"][0]
