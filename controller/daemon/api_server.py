@@ -47,7 +47,6 @@ from controller.core.requests import (AckTripRequest, ClearOverrideRequest, Hold
 
 log = structlog.get_logger(__name__)
 
-SOCKET_GROUP = "heatctl"
 OPERATOR_GROUP = "heatctl-operators"
 SOCKET_MODE = 0o660
 MAX_LINE = 64 * 1024
@@ -178,7 +177,7 @@ class ApiServer:
     """Serves the control API on a unix socket for the daemon (`handler`)."""
 
     def __init__(self, path: str | Path, handler: ApiHandler, authorizer: Authorizer | None = None,
-                 socket_group: str | None = SOCKET_GROUP):
+                 socket_group: str | None = OPERATOR_GROUP):
         self.path = Path(path)
         self.handler = handler
         self.authorizer = authorizer or Authorizer()
@@ -187,7 +186,7 @@ class ApiServer:
         self._clients: set[asyncio.Task] = set()
 
     async def start(self) -> None:
-        """Bind the socket (0660, group heatctl if it exists). OSError with a clear message on failure."""
+        """Bind the socket (0660, group `socket_group` if it exists). OSError with a clear message on failure."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.path.exists() or self.path.is_symlink():
             if not stat.S_ISSOCK(os.lstat(self.path).st_mode):
@@ -206,8 +205,9 @@ class ApiServer:
         if self.socket_group:
             try:
                 os.chown(self.path, -1, grp.getgrnam(self.socket_group).gr_gid)
-            except KeyError:
-                pass  # no such group on this machine: root and the daemon's user only
+            except KeyError:  # root and the daemon's user only; say which group would open it
+                log.warning("api_socket_group_missing", path=str(self.path), group=self.socket_group,
+                            fix=f"groupadd {self.socket_group} and add the operators to it")
             except PermissionError as exc:
                 log.warning("api_socket_chown_failed", path=str(self.path), group=self.socket_group,
                             error=str(exc))

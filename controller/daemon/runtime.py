@@ -46,7 +46,7 @@ from typing import Any, Awaitable, Callable, Mapping
 
 import structlog
 
-from controller.daemon.api_server import ApiServer, Authorizer, Caller
+from controller.daemon.api_server import OPERATOR_GROUP, ApiServer, Authorizer, Caller
 from controller.daemon.audit import ENERGY_EVERY_TICKS, AuditEvent, AuditStore, counters_to_json, iso
 from controller.daemon.lateness import Lateness
 from controller.daemon.persistence import DatabaseWriter
@@ -217,7 +217,7 @@ class RuntimeOptions:
     socket_path: str | None = None
     metrics_addr: tuple[str, int] | None = None
     authorizer: Authorizer | None = None
-    socket_group: str | None = "heatctl"
+    socket_group: str | None = OPERATOR_GROUP  # the API socket's group (mode 0660); issue 15
     energy_every_ticks: int = ENERGY_EVERY_TICKS
 
 

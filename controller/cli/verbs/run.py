@@ -45,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="serve Prometheus metrics there (e.g. 127.0.0.1:9860; ADDR defaults to 127.0.0.1)")
     p.add_argument("--operator-group", default=OPERATOR_GROUP, metavar="GROUP",
                    help=f"members may change the plant through the API (default: {OPERATOR_GROUP})")
+    p.add_argument("--socket-group", default=OPERATOR_GROUP, metavar="GROUP",
+                   help=f"group owning the API socket (mode 0660): its members can reach the daemon "
+                        f"(default: {OPERATOR_GROUP})")
     p.add_argument("--log-format", choices=("auto", "json", "console"), default="auto",
                    help="auto: JSON lines unless stdout is a terminal")
     p.set_defaults(func=run)
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     logging_setup.configure(json_lines={"auto": None, "json": True, "console": False}[args.log_format])
     options = RuntimeOptions(
         config_path=path, state_dir=args.state_dir, socket_path=socket_path(args.socket),
-        metrics_addr=args.metrics,
+        metrics_addr=args.metrics, socket_group=args.socket_group or None,
         authorizer=Authorizer(operator_group=args.operator_group or None))
     try:
         from drivers.registry import build_drivers  # the composition root injects the concrete drivers
