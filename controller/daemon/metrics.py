@@ -582,7 +582,22 @@ class DaemonMetrics:
         port, useful with port 0). TLS needs both `tls_cert` and `tls_key` (PEM files). Basic auth is
         refused without TLS on a non-loopback address: the password would cross the network in clear.
         """
-        return MetricsServer(self.registry, host, port, tls_cert, tls_key, basic_auth)
+        return MetricsServer(self.registry, host, port, tls_cert or SERVER_SECURITY.get("tls_cert"),
+                             tls_key or SERVER_SECURITY.get("tls_key"),
+                             basic_auth or SERVER_SECURITY.get("basic_auth"))
+
+
+# TLS and basic auth for the process's metrics server, set once by the composition root (`heatctl
+# run --metrics-tls-cert/--metrics-tls-key/--metrics-basic-auth-file`) before the daemon starts, so
+# that the runtime, which only knows where to serve, needs no security options of its own.
+SERVER_SECURITY: dict = {}
+
+
+def configure_server_security(tls_cert: str | None = None, tls_key: str | None = None,
+                              basic_auth: tuple[str, str] | None = None) -> None:
+    SERVER_SECURITY.clear()
+    SERVER_SECURITY.update({k: v for k, v in (("tls_cert", tls_cert), ("tls_key", tls_key),
+                                              ("basic_auth", basic_auth)) if v is not None})
 
 
 # --- the HTTP server -----------------------------------------------------------------------------

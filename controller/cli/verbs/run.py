@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -43,6 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="control API socket (default: $HEATCTL_SOCKET, else /run/heatctl/heatctl.sock)")
     p.add_argument("--metrics", default=None, type=_addr, metavar="ADDR:PORT",
                    help="serve Prometheus metrics there (e.g. 127.0.0.1:9860; ADDR defaults to 127.0.0.1)")
+    p.add_argument("--metrics-tls-cert", default=None, metavar="PEM",
+                   help="serve metrics over HTTPS with this certificate (with --metrics-tls-key)")
+    p.add_argument("--metrics-tls-key", default=None, metavar="PEM", help="the certificate's private key")
+    p.add_argument("--metrics-basic-auth-file", default=None, metavar="FILE",
+                   help="one line USER:PASSWORD: scrapes must send it (needs TLS off the loopback)")
     p.add_argument("--operator-group", default=OPERATOR_GROUP, metavar="GROUP",
                    help=f"members may change the plant through the API (default: {OPERATOR_GROUP})")
     p.add_argument("--socket-group", default=OPERATOR_GROUP, metavar="GROUP",
@@ -67,6 +73,31 @@ def _addr(text: str) -> tuple[str, int]:
     return host, n
 
 
+def metrics_security(args: argparse.Namespace):
+    """Check the metrics TLS/basic-auth options and hand them to the metrics server; a one-line
+    problem (str) instead when a file is missing or unreadable or the combination is unsafe."""
+    from controller.daemon import metrics
+
+    cert, key, auth_file = args.metrics_tls_cert, args.metrics_tls_key, args.metrics_basic_auth_file
+    if (cert is None) != (key is None):
+        return "--metrics-tls-cert and --metrics-tls-key go together"
+    for opt, f in (("--metrics-tls-cert", cert), ("--metrics-tls-key", key), ("--metrics-basic-auth-file", auth_file)):
+        if f is not None and not os.access(f, os.R_OK):
+            return f"{opt} {f}: {'cannot read' if os.path.exists(f) else 'no such file'}"
+    basic = None
+    if auth_file is not None:
+        user, sep, password = Path(auth_file).read_text(encoding="utf-8").strip().partition(":")
+        if not sep or not user or not password:
+            return f"--metrics-basic-auth-file {auth_file}: expected one line USER:PASSWORD"
+        basic = (user, password)
+        host = (args.metrics or ("127.0.0.1", 0))[0]
+        if cert is None and not metrics._is_loopback(host):
+            return (f"--metrics-basic-auth-file on {host} without TLS would send the password in clear; "
+                    "add --metrics-tls-cert and --metrics-tls-key")
+    metrics.configure_server_security(cert, key, basic)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from controller.daemon import logging_setup
     from controller.daemon.runtime import RuntimeOptions, StartupError, run_daemon
@@ -74,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
     # Absolute: SIGHUP re-reads it, and the audit records where each configuration came from.
     path = str(Path(args.config or default_config_path()).resolve())
     loaded = load_config(path)
+    security = metrics_security(args)
+    if isinstance(security, str):
+        print(f"heatctl run: {security}", file=sys.stderr)
+        return 1
     logging_setup.configure(json_lines={"auto": None, "json": True, "console": False}[args.log_format])
     options = RuntimeOptions(
         config_path=path, state_dir=args.state_dir, socket_path=socket_path(args.socket),
