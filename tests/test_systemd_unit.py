@@ -125,3 +125,16 @@ def test_sysusers_and_tmpfiles_apply_to_an_empty_root(tmp_path):
                               ("var/lib/heatctl", uid, 0o750)):
         st = (root / path).stat()
         assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (owner, gid, mode), path
+
+
+def test_documentation_names_a_file_the_wheel_installs():
+    # The wheel installs the repository's docs/ under <venv>/share/heatctl (pyproject.toml
+    # data-files); the README installs the wheel into the venv /opt/heatctl.
+    import tomllib
+    docs = re.findall(r"^Documentation=file:///opt/heatctl/share/heatctl/(\S+)$", UNIT.read_text(), re.M)
+    assert docs, "Documentation= should name a file under /opt/heatctl/share/heatctl/"
+    data_files = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
+    for rel in docs:
+        assert (ROOT / rel).is_file(), rel
+        folder = "share/heatctl/" + str(Path(rel).parent)
+        assert any(Path(rel).match(g) for g in data_files.get(folder, [])), f"{rel} is not in the wheel"
