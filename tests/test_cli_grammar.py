@@ -111,3 +111,22 @@ def test_change_verbs_take_json():
         except SystemExit:
             args = parser.parse_args([*argv, "--json"])
         assert args.json, argv
+
+
+def test_bash_completion_completes_verbs_and_options(tmp_path, capsys):
+    import shutil
+    assert main(["completion", "bash"]) == 0
+    script = tmp_path / "heatctl.bash"
+    script.write_text(capsys.readouterr().out)
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash not installed")
+
+    def complete(*words):
+        prog = (f'source {script}; COMP_WORDS=({" ".join(words)}); COMP_CWORD={len(words) - 1}; '
+                '_heatctl; echo "${COMPREPLY[@]}"')
+        return subprocess.run([bash, "-c", prog], capture_output=True, text=True, check=True).stdout.split()
+
+    assert complete("heatctl", "stat") == ["status"]
+    assert "--json" in complete("heatctl", "status", "--")
+    assert "--dry-run" in complete("heatctl", "trip-test", "--d")
