@@ -130,3 +130,20 @@ def test_bash_completion_completes_verbs_and_options(tmp_path, capsys):
     assert complete("heatctl", "stat") == ["status"]
     assert "--json" in complete("heatctl", "status", "--")
     assert "--dry-run" in complete("heatctl", "trip-test", "--d")
+
+
+def test_one_utc_time_parser_for_since_and_from():
+    import datetime as dt
+    from controller.cli.verbs.events import since_type
+    from controller.ops.monthly_report import parse_period
+    from controller.ops.times import format_utc, parse_utc
+    midnight = dt.datetime(2026, 5, 1, tzinfo=dt.timezone.utc).timestamp()
+    assert parse_utc("2026-05-01") == midnight  # a bare date: UTC midnight
+    assert parse_utc("2026-05-01T00:00") == midnight  # no zone: UTC, not the host's zone
+    assert parse_utc("2026-05-01T00:00Z") == midnight
+    assert parse_utc("2026-05-01T02:00+02:00") == midnight
+    assert since_type("2026-05-01T00:00") == midnight
+    assert parse_period(None, "2026-05-01", "2026-05-02T00:00Z")[:2] == (midnight, midnight + 86400)
+    assert format_utc(midnight) == "2026-05-01 00:00:00Z"
+    with pytest.raises(ValueError):
+        parse_utc("yesterday")

@@ -57,13 +57,11 @@ def parse_period(month: str | None, start: str | None, end: str | None) -> tuple
         raise ReportError("give --month YYYY-MM, or both --from and --to")
 
     def ts(text: str, flag: str) -> float:
+        from controller.ops.times import parse_utc
         try:
-            d = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            return parse_utc(text)
         except ValueError:
             raise ReportError(f"{flag}: expected an ISO 8601 time like 2026-01-01T00:00Z, got {text!r}") from None
-        if d.tzinfo is None:
-            d = d.replace(tzinfo=dt.timezone.utc)
-        return d.timestamp()
 
     a, b = ts(start, "--from"), ts(end, "--to")
     if b <= a:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 import time
@@ -14,7 +13,8 @@ from controller.ops.api_client import ApiError, add_socket_argument, call, parse
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("events", help="show the audit log (transitions, trips, requests, reloads)")
     p.add_argument("--since", type=since_type, default=None, metavar="ISO|DURATION",
-                   help="from this time (2026-05-01T08:00, 2026-05-01T08:00:00Z) or this long ago (15m, 2h)")
+                   help="from this time, UTC unless an offset is given (2026-05-01T08:00Z, 2026-05-01, "
+                        "2026-05-01T10:00+02:00) or this long ago (15m, 2h)")
     p.add_argument("--limit", type=_limit, default=50, metavar="N", help="at most N, the newest (default 50)")
     p.add_argument("--json", action="store_true", help="JSON lines, one event each")
     add_socket_argument(p)
@@ -22,17 +22,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def since_type(text: str) -> float:
-    """ISO 8601 (naive = local time) or a duration ago -> UNIX time."""
+    """ISO 8601 (no zone = UTC, controller.ops.times) or a duration ago -> UNIX time."""
+    from controller.ops.times import parse_utc
     try:
         return time.time() - parse_duration(text)
     except ValueError:
         pass
     try:
-        t = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        return parse_utc(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected an ISO time (2026-05-01T08:00) or a duration (15m, 2h), got {text!r}") from None
-    return t.timestamp()
+            f"expected an ISO 8601 time in UTC (2026-05-01T08:00Z, or with an offset) or a duration "
+            f"(15m, 2h), got {text!r}") from None
 
 
 def _limit(text: str) -> int:
