@@ -147,3 +147,14 @@ def test_one_utc_time_parser_for_since_and_from():
     assert format_utc(midnight) == "2026-05-01 00:00:00Z"
     with pytest.raises(ValueError):
         parse_utc("yesterday")
+
+
+def test_status_watch_repeats_and_stops_when_the_daemon_is_gone(tmp_path):
+    from controller.cli.verbs import status
+    args = build_parser().parse_args(["status", "--watch", "--socket", str(tmp_path / "s.sock")])
+    assert args.watch == 2.0
+    assert build_parser().parse_args(["status", "--watch", "5"]).watch == 5.0
+    calls, sleeps = [], []
+    assert status.watch(args, once=lambda a: calls.append(1) or 0, sleep=sleeps.append, rounds=3) == 0
+    assert len(calls) == 3 and sleeps == [2.0, 2.0]
+    assert status.watch(args, sleep=sleeps.append) == 3  # the real call: no daemon, exit 3 at once

@@ -19,11 +19,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="the full status as JSON")
     p.add_argument("--check", action="store_true",
                    help="exit 1 while a trip is latched or the mode is safe_degrade (for scripts, monitors)")
+    p.add_argument("--watch", nargs="?", const=2.0, default=None, type=_seconds, metavar="SECONDS",
+                   help="repeat every SECONDS (default 2) until Ctrl-C, the screen cleared each time")
     add_socket_argument(p)
     p.set_defaults(func=run)
 
 
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0.2 <= v <= 3600:
+        raise argparse.ArgumentTypeError(f"expected 0.2 to 3600 seconds, got {text!r}")
+    return v
+
+
+def watch(args: argparse.Namespace, once=None, sleep=None, rounds: int | None = None) -> int:
+    """`status --watch`: the status every args.watch seconds; stops on Ctrl-C (exit 0) or when the
+    daemon cannot be reached (its exit code)."""
+    import time
+    once = once or _once
+    sleep = sleep or time.sleep
+    n = 0
+    while rounds is None or n < rounds:
+        if sys.stdout.isatty():
+            sys.stdout.write("\x1b[H\x1b[2J")
+        rc = once(args)
+        sys.stdout.flush()
+        if rc not in (0, 1):
+            return rc
+        n += 1
+        if rounds is None or n < rounds:
+            sleep(args.watch)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "watch", None):
+        try:
+            return watch(args)
+        except KeyboardInterrupt:
+            return 0
+    return _once(args)
+
+
+def _once(args: argparse.Namespace) -> int:
     path = socket_path(args.socket)
     try:
         resp = call(path, {"op": "status"})
