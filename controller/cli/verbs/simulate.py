@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compare", action=argparse.BooleanOptionalAction, default=None,
                    help="also run every baseline and compute the LP bound (default: on for year scenarios)")
     p.add_argument("--sweep", default=None, metavar="KEY=A..B/STEP",
-                   help="run once per value of one config key (a YAML path) and tabulate the KPIs")
+                   help="an alias of `heatctl sweep --scenario NAME --set KEY=A..B/STEP` (the one sweep "
+                        "syntax): run once per value of one config key and tabulate the KPIs")
     p.add_argument("--window", action="store_true",
                    help="run only the scenario's short test window (a few days of its interesting season)")
     p.set_defaults(func=run)
