@@ -158,3 +158,16 @@ def test_status_watch_repeats_and_stops_when_the_daemon_is_gone(tmp_path):
     assert status.watch(args, once=lambda a: calls.append(1) or 0, sleep=sleeps.append, rounds=3) == 0
     assert len(calls) == 3 and sleeps == [2.0, 2.0]
     assert status.watch(args, sleep=sleeps.append) == 3  # the real call: no daemon, exit 3 at once
+
+
+def test_config_history_json(tmp_path, capsys):
+    import json
+    from controller.daemon.audit import AuditStore
+    store = AuditStore(tmp_path / "state")
+    store.record_config(0.0, "/etc/heatctl/site.yaml", "ab" * 32, "site: x\n", True, cause="start")
+    store.record_config(60.0, "/etc/heatctl/site.yaml", "cd" * 32, "site: y\n", False, ["a: bad", "b: bad"], "reload")
+    store.close()
+    assert main(["config-history", "--state-dir", str(tmp_path / "state"), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["accepted"] for r in rows] == [True, False]
+    assert rows[1]["problems"] == ["a: bad", "b: bad"] and rows[0]["time"].startswith("1970-01-01")

@@ -20,6 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--show", type=int, metavar="N", help="print configuration N exactly as loaded")
     g.add_argument("--diff", type=int, nargs=2, metavar=("A", "B"), help="unified diff of configurations A and B")
+    p.add_argument("--json", action="store_true",
+                   help="the list as JSON (id, time, sha256, accepted, cause, path, problems)")
     p.add_argument("--state-dir", default="/var/lib/heatctl", metavar="DIR",
                    help="the daemon's state directory (default: /var/lib/heatctl)")
     p.set_defaults(func=run)
@@ -52,6 +54,13 @@ def run(args: argparse.Namespace) -> int:
                 fromfile=f"#{a.id} {a.sha256[:12]} {iso(a.ts)}", tofile=f"#{b.id} {b.sha256[:12]} {iso(b.ts)}"))
             return 0
         records = store.configs()
+        if getattr(args, "json", False):
+            import json
+            print(json.dumps([{"id": r.id, "time": iso(r.ts), "sha256": r.sha256, "accepted": bool(r.accepted),
+                               "cause": r.cause, "path": r.path,
+                               "problems": r.problems.splitlines() if r.problems else []} for r in records],
+                             indent=2))
+            return 0
         if not records:
             print("no configuration loaded yet")
             return 0
