@@ -263,6 +263,7 @@ class Daemon:
         self._pending: list[_Pending] = []
         self._stopping = False
         self._reload_requested = False
+        self._reload_task: asyncio.Future | None = None  # a SIGHUP's config load, in a worker thread
         self._stop_why = "stop requested"
         self._wake = asyncio.Event()
         self._ready = False
@@ -519,12 +520,10 @@ class Daemon:
             while not self._stopping:
                 while not self._stopping and self.clock() < deadline:
                     await self._sleep(deadline - self.clock())
-                    if self._reload_requested:
-                        await self.reload()
+                    await self._reload_between_ticks()
                 if self._stopping:
                     break
-                if self._reload_requested:
-                    await self.reload()
+                await self._reload_between_ticks()
                 start = self.clock()
                 late = self.lateness.record(deadline, start)
                 if self.metrics is not None:
@@ -924,17 +923,41 @@ class Daemon:
     # -- config reload --
 
     async def reload(self) -> bool:
-        """Load the config file again; swap it in if valid. True if swapped."""
+        """Load the config file again (off the event loop); swap it in if valid. True if swapped."""
         self._reload_requested = False
+        return await self._apply_reload(await self._load_off_loop())
+
+    async def _reload_between_ticks(self) -> None:
+        """Start a requested reload's load in a worker thread; swap a finished one in here, between
+        ticks. Loading and checking a config (YAML, the models, the controller's set-up) can take long
+        for a large or hostile file; on the loop it would hold the tick, so the loop keeps ticking on
+        the running config until the load is done (the loader bounds its own time and memory)."""
+        if self._reload_requested and self._reload_task is None:
+            self._reload_requested = False
+            self._reload_task = asyncio.ensure_future(self._load_off_loop())
+        if self._reload_task is not None and self._reload_task.done():
+            task, self._reload_task = self._reload_task, None
+            await self._apply_reload(task.result())
+
+    async def _load_off_loop(self) -> tuple[str, LoadedConfig | None, Controller | None, list[str]]:
         path = self.options.config_path
+
+        def work() -> tuple[str, LoadedConfig | None, Controller | None, list[str]]:
+            try:
+                loaded = load_config(path)
+                return path, loaded, Controller(loaded.site), []
+            except ConfigError as exc:
+                return path, None, None, list(exc.problems)
+            except Exception as exc:  # noqa: BLE001 - a config the step cannot use is refused too
+                return path, None, None, [f"{path}: the controller cannot use it: {type(exc).__name__}: {exc}"]
+
+        return await asyncio.to_thread(work)
+
+    async def _apply_reload(self, result: tuple[str, LoadedConfig | None, Controller | None, list[str]]) -> bool:
+        path, loaded, ctrl, problems = result
         wall = self.wall()
-        try:
-            loaded = load_config(path)
-            ctrl = Controller(loaded.site)
-        except ConfigError as exc:
-            return self._refuse_config(path, exc.problems)
-        except Exception as exc:  # noqa: BLE001 - a config the step cannot use is refused too
-            return self._refuse_config(path, [f"{path}: the controller cannot use it: {type(exc).__name__}: {exc}"])
+        if loaded is None or ctrl is None:
+            return self._refuse_config(path, problems)
         assert self.state is not None
         new_fp = _driver_fingerprint(loaded)
         old_sups = self.supervisors
