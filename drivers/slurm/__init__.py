@@ -1,0 +1,1 @@
+"""The Slurm workload driver: reads nodes and queue, drains/resumes, weights, holds/releases, requeues."""
