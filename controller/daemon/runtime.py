@@ -290,6 +290,8 @@ class Daemon:
         self._minute: _Minute | None = None
         self._ticks_since_energy = 0
         self._safe_written_at_start = False
+        # The Slurm lever (controller/daemon/workload.py), built in start() when the config has workload:.
+        self.workload: Any = None
 
     # -- properties --
 
@@ -318,6 +320,8 @@ class Daemon:
         state_dir = self.options.state_dir
         self.db = DatabaseWriter(lambda: AuditStore(state_dir), clock=self.clock)
         self.db.start()
+        from controller.daemon.workload import build_workload
+        self.workload = build_workload(self.loaded.site, self._audit, self.wall)
         self._restore_latched_trips(now)
         self._record_config(self.wall(), self.loaded.path, self.loaded.sha256, self.loaded.text,
                             True, cause="start-up")
@@ -449,6 +453,8 @@ class Daemon:
         self._pending.clear()
         if self.api is not None:
             await self.api.close()
+        if self.workload is not None:
+            await self.workload.close()
         written: list[WriteResult] = []
         if self.supervisors:
             try:
@@ -641,6 +647,12 @@ class Daemon:
         self.last = result
         self.ticks += 1
         self._publish(result, pending, driver_events, now)
+        if self.workload is not None:  # starts a Slurm round beside the tick; never waits for it
+            try:
+                from controller.daemon.workload import situation_from
+                self.workload.after_step(situation_from(self.ctrl.site, result, self.wall()), now)
+            except Exception as exc:  # noqa: BLE001 - the workload lever never stops the tick
+                log.error("workload_failed", error=f"{type(exc).__name__}: {exc}")
         return True
 
     # -- publishing --
@@ -1049,7 +1061,10 @@ class Daemon:
                 "pending_writes": self.db.state().queued if self.db is not None else 0}
 
     def api_status(self) -> dict[str, Any]:
-        return build_status(self)
+        st = build_status(self)
+        if self.workload is not None:
+            st["workload"] = self.workload.status()
+        return st
 
     def api_alarms(self) -> dict[str, Any]:
         return self.alarms.view(self.alarm_state, self.clock())
@@ -1066,6 +1081,8 @@ class Daemon:
             for name, sup in self.supervisors.items():
                 if sup.outage is not None or sup.crashed is not None:
                     down.add(name)
+            if self.workload is not None and self.workload.down:
+                down.add("slurm")  # the alarm signal driver_down:slurm
                 try:
                     reconnects[name] = int(sup.driver.health().reconnects_total)
                 except Exception:  # noqa: BLE001 - a driver's health is best effort

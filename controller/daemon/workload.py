@@ -117,3 +117,31 @@ class WorkloadTask:
                 "shed": self.memory.shed, "held_jobs": sorted(self.memory.held),
                 "last_actions": self.last_actions, "errors_total": h.errors_total,
                 "actions_total": h.actions_total, "actions_failed_total": h.actions_failed_total}
+
+
+def build_workload(site: Any, audit: Callable[[list[AuditEvent]], None],
+                   wall: Callable[[], float]) -> WorkloadTask | None:
+    """The workload task of a site with a `workload:` section, else None (no Slurm lever)."""
+    w = getattr(site, "workload", None)
+    if w is None:
+        return None
+    from drivers.slurm.model import SlurmConfig
+    driver = SlurmDriver(SlurmConfig(nodes=tuple(w.nodes), flexible_partition=w.flexible_partition,
+                                     flexible_qos=w.flexible_qos, timeout_s=w.timeout_s,
+                                     slurm_conf=w.slurm_conf), clock=wall)
+    return WorkloadTask(driver, audit, wall, every_s=w.every_s,
+                        thresholds=Thresholds(shed_above_soc=w.shed_above_soc,
+                                              resume_below_soc=w.resume_below_soc,
+                                              requeue_above_soc=w.requeue_above_soc))
+
+
+def situation_from(site: Any, result: Any, wall_s: float) -> Situation:
+    """The heat situation from a step's result: the tank's SoC and the consumer_available reading
+    (a bad or missing reading counts as offline: the conservative side)."""
+    from controller.site.roles import Role
+    online = False
+    for name in site.points_with_role(Role.CONSUMER_AVAILABLE):
+        c = result.checked.get(name)
+        if c is not None and c.good and c.value is not None and c.value >= 0.5:
+            online = True
+    return Situation(now_s=wall_s, consumer_online=online, tank_soc=result.state.tank_soc)

@@ -227,7 +227,9 @@ def _check_alarms(site: SiteConfig) -> Iterator[Problem]:
             if sig is None:
                 yield Problem(base + ("signal",), f"unknown signal {a.signal!r}; expected one of: {known}")
                 continue
-            if a.signal.startswith(DRIVER_DOWN) and a.signal[len(DRIVER_DOWN):] not in site.drivers:
+            # driver_down:slurm is the workload driver's (workload: section), not a field driver's.
+            if a.signal.startswith(DRIVER_DOWN) and a.signal[len(DRIVER_DOWN):] not in site.drivers \
+                    and not (a.signal == DRIVER_DOWN + "slurm" and site.workload is not None):
                 yield Problem(base + ("signal",), f"names driver {a.signal[len(DRIVER_DOWN):]!r}, which is not "
                                                   f"under drivers (have: {', '.join(sorted(site.drivers)) or 'none'})")
             if sig[0] and a.limit is None:

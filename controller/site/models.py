@@ -223,6 +223,20 @@ class PlanningConfig(StrictModel):
     deadline_guard_s: float = Field(3600.0, ge=0)
 
 
+class WorkloadConfig(StrictModel):
+    # The Slurm workload driver (drivers/slurm): this site's nodes and the heat-flexible partition/QOS.
+    nodes: list[str] = Field(min_length=1)
+    flexible_partition: str = "batch"
+    flexible_qos: str = ""
+    slurm_conf: str = ""
+    timeout_s: float = Field(5.0, gt=0, le=60)
+    every_s: float = Field(15.0, ge=0, le=3600)
+    # Tank SoC (0..1) hysteresis: shed at or above, undo at or below; requeue at or above.
+    shed_above_soc: float = Field(0.90, ge=0, le=1)
+    resume_below_soc: float = Field(0.75, ge=0, le=1)
+    requeue_above_soc: float = Field(0.95, ge=0, le=1)
+
+
 AlarmKind = Literal["high", "low", "bad_reading", "condition"]
 AlarmPriority = Literal["high", "medium", "low"]
 # Who answers: the plant-room team, the IT operations team, or both (routing label `owner`).
@@ -282,6 +296,7 @@ class SiteConfig(StrictModel):
     metering: MeteringConfig = MeteringConfig()
     plant: PlantDescription | None = None
     planning: PlanningConfig = PlanningConfig()
+    workload: WorkloadConfig | None = None
     # Alarms (optional): name -> what is watched, priority, delays, owner.
     alarms: dict[str, AlarmConfig] = Field(default_factory=dict)
     raci: RaciConfig = RaciConfig()
