@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -360,10 +362,52 @@ def load_config(path: str | Path, extensions: Mapping[str, type[BaseModel]] | No
 
     `extensions`: as for `parse_config_text`."""
     p = Path(path)
+    return parse_config_text(read_config_text(p), str(p), extensions)
+
+
+# A site config is a few hundred kB at most; anything larger is a wrong file, not a config.
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
+def read_config_text(p: Path) -> str:
+    """Read a config file as UTF-8 text, refusing what is not a small regular file.
+
+    Pure and thread-safe (no global state), so the daemon may call it from a worker thread.
+    The file is opened non-blocking and checked with fstat before any read, so a FIFO,
+    a device such as /dev/zero or a directory is refused at once instead of hanging."""
     try:
-        text = p.read_text(encoding="utf-8")
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise ConfigError([f"{p}: no such file; expected a site configuration (YAML)"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{p}: cannot read: {exc.__class__.__name__}: {exc}"]) from None
-    return parse_config_text(text, str(p), extensions)
+    except IsADirectoryError:
+        raise ConfigError([f"{p}: is a directory; expected a site configuration file (YAML)"]) from None
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ConfigError([f"{p}: is a directory; expected a site configuration file (YAML)"])
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError([f"{p}: not a regular file (a device, FIFO or socket); "
+                               f"expected a site configuration file (YAML)"])
+        if st.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError([f"{p}: {st.st_size} bytes; expected a site configuration of at most "
+                               f"{MAX_CONFIG_BYTES} bytes"])
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError([f"{p}: cannot read: {exc.strerror or exc}"]) from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError([f"{p}: more than {MAX_CONFIG_BYTES} bytes; expected a site configuration"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[:exc.start]
+        line = before.count(b"\n") + 1
+        column = exc.start - (before.rfind(b"\n") + 1) + 1
+        raise ConfigError([f"{p}:{line}:{column}: byte 0x{data[exc.start]:02x} is not UTF-8; "
+                           f"expected a UTF-8 text file"]) from None
