@@ -38,3 +38,19 @@ def test_non_utf8_names_line_and_column(tmp_path):
     bad.write_bytes(b"site:\n  name: caf\xe9\n")
     line = one_line(bad)
     assert line.startswith(f"{bad}:2:12:") and "0xe9" in line, line
+
+
+def test_recursive_alias_refused(tmp_path):
+    rec = tmp_path / "site.yaml"
+    rec.write_text("a: &a [*a]\n")
+    line = one_line(rec)
+    assert line.startswith(f"{rec}:1:") and "recursive alias" in line, line
+
+
+def test_alias_bomb_refused(tmp_path):
+    bomb = tmp_path / "site.yaml"
+    levels = ['a0: &a0 [x, x, x, x, x, x, x, x, x]']
+    for i in range(1, 10):
+        levels.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i-1}"] * 9) + "]")
+    bomb.write_text("\n".join(levels) + "\n")
+    assert "alias bomb" in one_line(bomb)

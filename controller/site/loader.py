@@ -222,6 +222,56 @@ def json_safe(value: Any) -> Any:
 _FAST_LOADER = getattr(yaml, "CSafeLoader", None)
 
 
+# Nodes the config may hold once aliases are expanded: a real site is a few thousand; a
+# "billion laughs" alias bomb is refused here before anything walks or validates it.
+MAX_EXPANDED_NODES = 200_000
+
+
+def check_aliases(root: yaml.Node) -> tuple[int, str] | None:
+    """(line, message) for a recursive alias or an alias expansion over budget, else None.
+
+    Counts each node's expanded size once (memoised on the shared node), so the check itself
+    costs the size of the file, not of the expansion."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            open_nodes.discard(key)
+            children = _children(node)
+            total = 1 + sum(sizes[id(c)] for c in children)
+            if total > MAX_EXPANDED_NODES:
+                return (node.start_mark.line + 1,
+                        f"aliases expand to more than {MAX_EXPANDED_NODES} values; "
+                        f"expected a site configuration (an alias bomb?)")
+            sizes[key] = total
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            return (node.start_mark.line + 1, "an alias refers to the node that contains it "
+                                              "(a recursive alias); expected a finite value")
+        open_nodes.add(key)
+        stack.append((node, True))
+        for child in _children(node):
+            if id(child) in open_nodes:
+                return (child.start_mark.line + 1, "an alias refers to the node that contains it "
+                                                   "(a recursive alias); expected a finite value")
+            if id(child) not in sizes:
+                stack.append((child, False))
+    return None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
 def compose_yaml(text: str) -> yaml.Node | None:
     if _FAST_LOADER is not None:
         try:
@@ -254,6 +304,9 @@ def parse_config_text(text: str, path: str = "<config>",
         raise ConfigError([f"{path}:{line}: YAML syntax error: {problem}"]) from None
     if root is None:
         raise ConfigError([f"{path}:1: the file is empty; expected a site configuration"])
+    alias_problem = check_aliases(root)
+    if alias_problem is not None:
+        raise ConfigError([f"{path}:{alias_problem[0]}: {alias_problem[1]}"])
     lines: dict[YamlPath, int] = {}
     # Duplicate keys, non-text keys and non-plain tags stop here: past a duplicate, whatever else
     # looks wrong follows from YAML having kept the last of the two, and would only mislead.
