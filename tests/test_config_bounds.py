@@ -54,3 +54,12 @@ def test_alias_bomb_refused(tmp_path):
         levels.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i-1}"] * 9) + "]")
     bomb.write_text("\n".join(levels) + "\n")
     assert "alias bomb" in one_line(bomb)
+
+
+def test_problems_capped(tmp_path):
+    many = tmp_path / "site.yaml"
+    many.write_text("".join(f"unknown_{i}: 1\n" for i in range(120)))
+    with pytest.raises(ConfigError) as exc:
+        load_config(many)
+    lines = exc.value.problems
+    assert len(lines) <= 51 and lines[-1].startswith(f"{many}: ... and ") and "more problems" in lines[-1], lines[-3:]

@@ -222,6 +222,10 @@ def json_safe(value: Any) -> Any:
 _FAST_LOADER = getattr(yaml, "CSafeLoader", None)
 
 
+# A hostile or badly generated file can hold thousands of mistakes; the first ones are what
+# an operator fixes first, the rest only scroll them away.
+MAX_PROBLEMS_SHOWN = 50
+
 # Nodes the config may hold once aliases are expanded: a real site is a few thousand; a
 # "billion laughs" alias bomb is refused here before anything walks or validates it.
 MAX_EXPANDED_NODES = 200_000
@@ -288,9 +292,11 @@ def parse_config_text(text: str, path: str = "<config>",
     `extensions`: section name -> the schema that validates it (see EXTENSION_SECTIONS)."""
 
     def fail(problems: list[Problem], lines: dict[YamlPath, int]) -> ConfigError:
-        return ConfigError(
-            [f"{path}:{line_for(p.path, lines)}: {format_path(p.path)}: {p.message}" for p in problems]
-        )
+        shown = [f"{path}:{line_for(p.path, lines)}: {format_path(p.path)}: {p.message}"
+                 for p in problems[:MAX_PROBLEMS_SHOWN]]
+        if len(problems) > MAX_PROBLEMS_SHOWN:
+            shown.append(f"{path}: ... and {len(problems) - MAX_PROBLEMS_SHOWN} more problems")
+        return ConfigError(shown)
 
     try:
         root = compose_yaml(text)
