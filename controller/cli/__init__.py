@@ -52,6 +52,7 @@ VERB_MODULES = [
     "controller.cli.verbs.envelope",
     "controller.cli.verbs.plan",
     "controller.cli.verbs.commission",
+    "controller.cli.verbs.fleet",
     "controller.cli.verbs.completion",
 ]
 

@@ -1,0 +1,130 @@
+"""Real Prometheus processes on 127.0.0.1 for the fleet tests: a central one with its remote-write
+receiver, one agent per site built from the shipped docs/fleet/site-agent.yml, and a stand-in for
+a site daemon's /metrics (FAKE: fixed values under the daemon's metric names and labels; the real
+daemon's exposition is what tests/test_fleet_series.py counts)."""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+from tests.plant_harness import wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+FLEET = ROOT / "docs" / "fleet"
+PROMETHEUS = shutil.which("prometheus")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FakeSiteExposition:
+    """A daemon-like /metrics for one site (FAKE, see the module docstring): energy counters grow at
+    fixed rates so that ERF = delivered / (it + aux) = 0.3."""
+
+    def __init__(self, it_w=90_000.0, delivered_w=30_000.0, dumped_w=0.0, boiler_w=0.0, mode="normal",
+                 carryable=(120_000.0, 80_000.0), alarms=(("facilities", 1),)):
+        self.__dict__.update(it_w=it_w, delivered_w=delivered_w, dumped_w=dumped_w, boiler_w=boiler_w,
+                             mode=mode, carryable=carryable, alarms=alarms)
+        self.t0 = time.monotonic()
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                body = outer.text().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def text(self) -> str:
+        dt = time.monotonic() - self.t0
+        lines = [f"heatctl_ticks_total {dt * 4:.0f}", f"heatctl_it_power_watts {self.it_w}"]
+        lines += [f'heatctl_mode{{heatctl_mode="{m}"}} {1 if m == self.mode else 0}'
+                  for m in ("safe_degrade", "normal", "buffer_charging", "bypass")]
+        for flow, w in (("delivered", self.delivered_w), ("dumped", self.dumped_w), ("boiler", self.boiler_w)):
+            lines.append(f'heatctl_heat_flow_watts{{flow="{flow}"}} {w}')
+        for kind, w in (("delivered", 300.0), ("it", 900.0), ("aux", 100.0)):
+            lines.append(f'heatctl_energy_joules_total{{kind="{kind}"}} {1e6 + w * dt}')
+        lines += [f'heatctl_envelope_carryable_watts{{hour="{h}"}} {w}' for h, w in enumerate(self.carryable)]
+        lines += [f'heatctl_alarm_active{{alarm="a{i}",priority="high",owner="{o}"}} {n}'
+                  for i, (o, n) in enumerate(self.alarms)]
+        return "# TYPE heatctl_ticks_total counter\n# TYPE heatctl_energy_joules_total counter\n" + \
+            "\n".join(lines) + "\n"
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Prom:
+    """One Prometheus process; stopped (SIGTERM, then kill) by stop()."""
+
+    def __init__(self, workdir: Path, name: str, args: list[str]):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(workdir / f"{name}.log", "w")
+        self.args = [PROMETHEUS, *args, f"--web.listen-address=127.0.0.1:{self.port}"]
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT)
+        import urllib.request
+        wait_for(lambda: urllib.request.urlopen(self.url + "/-/ready", timeout=1).status == 200, 30,
+                 f"prometheus ready at {self.url}", every_s=0.1)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def central(workdir: Path, lookback: str = "5s") -> Prom:
+    """The central store: Prometheus with the remote-write receiver and the fleet rules (evaluated
+    every second here; 1 m in docs/fleet/central-prometheus.yml)."""
+    cfg = yaml.safe_load((FLEET / "central-prometheus.yml").read_text())
+    cfg["global"]["evaluation_interval"] = "1s"
+    cfg["rule_files"] = [str(FLEET / "fleet-rules.yaml")]
+    path = workdir / "central.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    return Prom(workdir, "central", [f"--config.file={path}", f"--storage.tsdb.path={workdir / 'central-data'}",
+                                     "--web.enable-remote-write-receiver", f"--query.lookback-delta={lookback}"])
+
+
+def agent(workdir: Path, site: str, target_port: int, central_url: str, interval: str = "1s") -> Prom:
+    """A site's agent from the shipped docs/fleet/site-agent.yml, with the test's site, target,
+    central URL, and a short scrape interval and backoff."""
+    cfg = yaml.safe_load((FLEET / "site-agent.yml").read_text())
+    cfg["global"]["scrape_interval"] = interval
+    cfg["global"]["external_labels"]["site"] = site
+    cfg["scrape_configs"][0]["static_configs"][0]["targets"] = [f"127.0.0.1:{target_port}"]
+    rw = cfg["remote_write"][0]
+    rw["url"] = central_url + "/api/v1/write"
+    rw["queue_config"].update(batch_send_deadline="1s", max_backoff="2s", min_backoff="100ms")
+    path = workdir / f"agent-{site}.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    return Prom(workdir, f"agent-{site}", ["--enable-feature=agent", f"--config.file={path}",
+                                           f"--storage.agent.path={workdir / ('agent-data-' + site)}"])
