@@ -90,7 +90,7 @@ def test_compute_follows_heat_through_slurm(site):
         wait_for(lambda: d.status()["workload"]["down"], 20, "the workload task to see Slurm down")
         wait_for(lambda: any(a["name"] == "slurm_down" and a["active"] for a in d.status()["alarms"]["alarms"]),
                  10, "the driver_down:slurm alarm")
-        assert len(d.events("workload_outage")) == 1
+        wait_for(lambda: len(d.events("workload_outage")) == 1, 5, "one workload_outage row")
         assert d.status()["mode"]["mode"] == "normal"
         wait_for(lambda: d.status()["ticks"]["count"] > ticks + 8, 10, "the daemon to keep ticking")
         # Meanwhile the consumer goes offline again: nothing reaches Slurm, the cap keeps the plant safe.
@@ -100,7 +100,8 @@ def test_compute_follows_heat_through_slurm(site):
     # Slurm back: the daemon catches up (drains again, the sink is still full).
     wait_for(lambda: not d.status()["workload"]["down"] and drained_by_heatctl(cluster), 40,
              "the daemon to catch up once slurmctld is back")
-    assert len(d.events("workload_outage")) == 1 and len(d.events("workload_restored")) == 1
+    wait_for(lambda: len(d.events("workload_restored")) == 1, 5, "one workload_restored row")
+    assert len(d.events("workload_outage")) == 1
 
     # A leak trip caps the servers in the tick it is seen, whatever Slurm does.
     assert sim.request("inject", kind="leak", target="rack")["ok"]
