@@ -102,11 +102,11 @@ class Prom:
                 self.proc.wait()
 
 
-def central(workdir: Path, lookback: str = "5s") -> Prom:
+def central(workdir: Path, lookback: str = "5s", evaluation: str = "1s") -> Prom:
     """The central store: Prometheus with the remote-write receiver and the fleet rules (evaluated
     every second here; 1 m in docs/fleet/central-prometheus.yml)."""
     cfg = yaml.safe_load((FLEET / "central-prometheus.yml").read_text())
-    cfg["global"]["evaluation_interval"] = "1s"
+    cfg["global"]["evaluation_interval"] = evaluation
     cfg["rule_files"] = [str(FLEET / "fleet-rules.yaml")]
     path = workdir / "central.yml"
     path.write_text(yaml.safe_dump(cfg))
