@@ -66,14 +66,21 @@ def proc_stats(pid: int) -> tuple[float, int]:
     return cpu, rss
 
 
+def own_metric(url: str, name: str) -> float:
+    """Sum of a metric's samples on the central store's own /metrics (it does not scrape itself)."""
+    import urllib.request
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sites", type=int, default=100)
     ap.add_argument("--scrape", type=float, default=15.0, help="scrape interval (s)")
     ap.add_argument("--seconds", type=float, default=60.0, help="measured window after the warm-up")
     a = ap.parse_args()
-    from controller.ops.fleet import query as q
-
     counts = {}
     for cfg in [ROOT / "config" / "reference-plant.yaml", *sorted((ROOT / "config" / "templates").glob("*.yaml"))]:
         text = exposition(cfg).decode()
@@ -101,15 +108,14 @@ def main() -> None:
             warm = 2 * a.scrape + 5
             print(f"{a.sites} sites, scrape every {a.scrape:g} s; warm-up {warm:g} s, then {a.seconds:g} s measured")
             time.sleep(warm)  # benchmark window, not a wait for a condition
-            appended = "prometheus_tsdb_head_samples_appended_total"
-            s0 = sum(float(x["value"][1]) for x in q(store.url, appended))
+            s0 = own_metric(store.url, "prometheus_tsdb_head_samples_appended_total")
             c0, _ = proc_stats(store.proc.pid)
             t0 = time.monotonic()
             time.sleep(a.seconds)
-            s1 = sum(float(x["value"][1]) for x in q(store.url, appended))
+            s1 = own_metric(store.url, "prometheus_tsdb_head_samples_appended_total")
             c1, rss = proc_stats(store.proc.pid)
             dt = time.monotonic() - t0
-            series = float(q(store.url, "prometheus_tsdb_head_series")[0]["value"][1])
+            series = own_metric(store.url, "prometheus_tsdb_head_series")
             print(f"central store: {(s1 - s0) / dt:,.0f} samples/s ingested "
                   f"(expected {a.sites * counts['reference-plant'] / a.scrape:,.0f}), {series:,.0f} head series, "
                   f"CPU {100 * (c1 - c0) / dt:.0f} % of one core, RSS {rss / 2**20:.0f} MiB")
