@@ -149,7 +149,9 @@ PartitionName=interactive Nodes={names} MaxTime=INFINITE State=UP
         self.wait_nodes_idle()
 
     def run(self, *args: str, check: bool = True, timeout: float = 15) -> str:
-        p = subprocess.run(list(args), env=self.env, capture_output=True, text=True, timeout=timeout)
+        # cwd: sbatch writes a job's slurm-N.out into the directory it was submitted from.
+        p = subprocess.run(list(args), env=self.env, capture_output=True, text=True, timeout=timeout,
+                           cwd=self.root)
         if check and p.returncode != 0:
             raise RuntimeError(f"{' '.join(args)}: {p.stderr.strip() or p.stdout.strip()}")
         return p.stdout
