@@ -37,3 +37,14 @@ def sockdir():
     d = tempfile.mkdtemp(prefix="hc-api-", dir="/tmp")
     yield Path(d)
     shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _structlog_defaults_after_each_test():
+    """A verb run in-process (`points` filters structlog to errors; `run` configures rendering)
+    configures structlog for the whole worker process: put the defaults back after every test, so
+    that a later test's capture_logs sees every level it logs."""
+    yield
+    import structlog
+
+    structlog.reset_defaults()
