@@ -3,7 +3,8 @@ by real Prometheus agents, one per site, built from docs/fleet/site-agent.yml.
 
 The sites' daemons are stand-ins (tests/fleet_harness.FakeSiteExposition, named as fakes): this test
 is about the fleet path (agent, remote write, central store, rules, CLI), not the daemon. The
-central store's lookback is 5 s here (5 m by default) so that a silent site shows within seconds.
+central store's lookback is 10 s here (5 m by default) so that a silent site shows within seconds, yet
+samples that reach it a few seconds late on a loaded machine are still seen.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def fleet(tmp_path_factory):
              "boiler": FakeSiteExposition(boiler_w=40_000.0, mode="safe_degrade", carryable=(50_000.0, 20_000.0),
                                           alarms=(("facilities", 2), ("it_operations", 1))),
              "quiet": FakeSiteExposition()}
-    store = central(work)
+    store = central(work, lookback="10s")
     agents = {name: agent(work, name, exp.port, store.url) for name, exp in sites.items()}
     try:
         wait_for(lambda: len(query(store.url, "group by (site) (heatctl_ticks_total)")) == 3, 60,
@@ -55,7 +56,7 @@ def fleet(tmp_path_factory):
 def test_fleet_table_lists_every_site_with_its_figures(fleet):
     store, _, _ = fleet
     # ERF needs two samples of each counter in the store.
-    rows = wait_for(lambda: (r := fleet_table(store.url)) and all(x.erf_month is not None for x in r) and r, 30,
+    rows = wait_for(lambda: (r := fleet_table(store.url)) and all(x.erf_month is not None for x in r) and r, 60,
                     "ERF for every site")
     by = {r.site: r for r in rows}
     assert sorted(by) == ["boiler", "dumper", "quiet"]
@@ -79,8 +80,8 @@ def test_fleet_recording_rules_and_dashboard_queries_return_every_site(fleet):
     for record in ("site:heatctl_it_power_watts:sum", "site:heatctl_dumped_watts:sum",
                    "site:heatctl_carryable_watts_24h:min", "site:heatctl_erf_30d:ratio"):
         wait_for(lambda: {s["metric"]["site"] for s in query(store.url, record)} == {"boiler", "dumper", "quiet"},
-                 30, f"{record} for every site")
-    dumped = wait_for(lambda: query(store.url, "site:heatctl_dumped_while_boiler_elsewhere_watts:sum"), 30,
+                 60, f"{record} for every site")
+    dumped = wait_for(lambda: query(store.url, "site:heatctl_dumped_while_boiler_elsewhere_watts:sum"), 60,
                       "dumped while a boiler burns elsewhere")
     assert [s["metric"]["site"] for s in dumped] == ["dumper"]
     # Every instant query of the fleet dashboard's summary table answers with all three sites.
@@ -95,7 +96,7 @@ def test_fleet_names_a_silent_site_and_exits_1(fleet):
     store, agents, _ = fleet
     agents["quiet"].stop()
     try:
-        rows = wait_for(lambda: [r for r in fleet_table(store.url) if r.silent], 30, "the quiet site silent")
+        rows = wait_for(lambda: [r for r in fleet_table(store.url) if r.silent], 60, "the quiet site silent")
         assert [r.site for r in rows] == ["quiet"]
         code, out, err = run_cli("--url", store.url)
         assert code == 1
