@@ -1,0 +1,247 @@
+"""Real engines from Debian packages, started on 127.0.0.1 for tests: Slurm (with munge),
+Prometheus (central store with the remote-write receiver, or agent), VictoriaMetrics single-node.
+
+Each harness is a context manager that owns its processes (foreground, logs and state in a given
+directory, ports chosen free on 127.0.0.1), can be stopped and started again keeping its state, and
+reaps everything on exit. Nothing here listens on any other address.
+
+    tests/engines/slurm.py            SlurmCluster, ensure_munge
+    tests/engines/prometheus.py       Prometheus (mode="server" | "agent")
+    tests/engines/victoriametrics.py  VictoriaMetrics
+    tests/engines/exposition.py       Exposition: a /metrics page served from a thread
+
+Missing binaries: `which_or_skip(binary, package)` skips with the Debian package to install, or
+fails when the environment variable CI is set (CI must install it: see .ci/run).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+HOST = "127.0.0.1"  # the only address any engine here listens on
+
+_SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def in_ci() -> bool:
+    """True when the environment variable CI is set to something other than ""/0/false/no."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def unavailable(message: str) -> None:
+    """Skip the test with `message`, or fail it under CI (where everything must be installed)."""
+    if in_ci():
+        pytest.fail(f"{message} (CI is set: .ci/run must provide it)", pytrace=False)
+    pytest.skip(message)
+
+
+def which(binary: str) -> str | None:
+    """shutil.which, also looking in the sbin directories (often not on a user's PATH)."""
+    found = shutil.which(binary)
+    if found:
+        return found
+    for d in _SBIN:
+        p = Path(d, binary)
+        if p.is_file() and os.access(p, os.X_OK):
+            return str(p)
+    return None
+
+
+def which_or_skip(binary: str, package: str) -> str:
+    """The path of `binary`; when missing, skip naming the Debian package (fail when CI is set)."""
+    path = which(binary)
+    if path is None:
+        unavailable(f"{binary} not found: apt-get install --no-install-recommends {package}")
+    return path  # type: ignore[return-value]
+
+
+def root_or_skip(why: str) -> None:
+    if os.geteuid() != 0:
+        unavailable(f"needs root: {why}")
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the kernel's choice, so parallel workers rarely
+    collide; harnesses retry with new ports when a daemon still finds its port taken)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = HOST) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 30.0, interval: float = 0.2,
+               what: str = "condition", on_timeout: Callable[[], str] | None = None) -> T:
+    """Poll `predicate` until it returns something truthy (returned) or `timeout` seconds pass
+    (TimeoutError naming `what`, the last value or exception, and on_timeout()'s diagnostics)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as exc:  # noqa: BLE001 - the last error is reported on timeout
+            last = exc
+        if time.monotonic() >= deadline:
+            extra = f"\n{on_timeout()}" if on_timeout else ""
+            raise TimeoutError(f"{what}: not true after {timeout:g} s (last: {last!r}){extra}")
+        time.sleep(interval)
+
+
+def tail(path: Path, lines: int = 25) -> str:
+    try:
+        text = Path(path).read_text(errors="replace").splitlines()
+    except OSError:
+        return f"({path}: no log)"
+    return f"--- last lines of {path}:\n" + "\n".join(text[-lines:])
+
+
+class EngineError(RuntimeError):
+    pass
+
+
+class Process:
+    """One foreground daemon: Popen with stdout+stderr appended to `log`, stopped with SIGTERM,
+    then SIGKILL after `grace` seconds, and always reaped."""
+
+    def __init__(self, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None,
+                 cwd: Path | None = None):
+        self.name, self.argv, self.log, self.env, self.cwd = name, argv, Path(log), env, cwd
+        self.popen: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as out:
+            out.write(f"=== {time.strftime('%H:%M:%S')} start: {' '.join(self.argv)}\n".encode())
+            out.flush()
+            self.popen = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out,
+                                          stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd)
+        _live.add(self)
+
+    @property
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def exited(self) -> int | None:
+        """The exit status if the process was started and has ended, else None."""
+        return None if self.popen is None else self.popen.poll()
+
+    def signal(self, sig: int) -> None:
+        if self.running:
+            self.popen.send_signal(sig)  # type: ignore[union-attr]
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        p = self.popen
+        if p is None:
+            return None
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(grace)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)
+        _live.discard(self)
+        return p.returncode
+
+    def check_alive(self) -> None:
+        rc = self.exited()
+        if rc is not None:
+            raise EngineError(f"{self.name} exited with status {rc}\n{tail(self.log)}")
+
+
+_live: set[Process] = set()
+
+
+@atexit.register
+def _reap_forgotten() -> None:
+    """Last resort for harnesses never closed (a test that forgot the `with`)."""
+    for p in list(_live):
+        try:
+            p.stop(grace=5)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def http_get(url: str, params: dict[str, Any] | None = None, timeout: float = 10.0) -> bytes:
+    if params:
+        url = f"{url}?{urllib.parse.urlencode(params)}"
+    with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - 127.0.0.1 only
+        return r.read()
+
+
+class PromQueryAPI:
+    """The Prometheus HTTP query API (served by Prometheus and VictoriaMetrics alike)."""
+
+    url: str
+
+    def api(self, path: str, **params: Any) -> Any:
+        """GET {url}/api/v1/{path}; the `data` of a success, EngineError otherwise."""
+        params = {k: v for k, v in params.items() if v is not None}
+        try:
+            body = http_get(f"{self.url}/api/v1/{path}", params)
+        except urllib.error.HTTPError as e:
+            body = e.read()
+            try:
+                doc = json.loads(body)
+            except ValueError:
+                raise EngineError(f"{path}: HTTP {e.code}: {body[:300]!r}") from None
+            raise EngineError(f"{path}: HTTP {e.code}: {doc.get('error', doc)}") from None
+        doc = json.loads(body)
+        if doc.get("status") != "success":
+            raise EngineError(f"{path}: {doc}")
+        return doc["data"]
+
+    def query(self, promql: str, time: float | None = None) -> list[dict]:
+        """Instant query: the result list ([{"metric": {...}, "value": [ts, "v"]}, ...])."""
+        return self.api("query", query=promql, time=time)["result"]
+
+    def query_range(self, promql: str, start: float, end: float, step: float | str = 1
+                    ) -> list[dict]:
+        """Range query: [{"metric": {...}, "values": [[ts, "v"], ...]}, ...]."""
+        return self.api("query_range", query=promql, start=start, end=end, step=step)["result"]
+
+    def value(self, promql: str) -> float | None:
+        """The single value of an instant query (None when empty; EngineError when several)."""
+        result = self.query(promql)
+        if not result:
+            return None
+        if len(result) > 1:
+            raise EngineError(f"{promql}: {len(result)} series, expected one: {result}")
+        return float(result[0]["value"][1])
+
+    def wait_until(self, predicate: Callable[[], T], timeout: float = 30.0,
+                   interval: float = 0.25, what: str = "condition") -> T:
+        return wait_until(predicate, timeout, interval, what, on_timeout=self.diagnostics)
+
+    def diagnostics(self) -> str:
+        return ""
