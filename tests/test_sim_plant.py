@@ -220,8 +220,10 @@ async def test_ipmitool_reads_the_plant_power_from_a_simulated_bmc(sim):
     assert proc.returncode == 0, err.decode()
     m = re.search(r"Instantaneous power reading:\s+(\d+)\s+Watts", out.decode())
     assert m, out.decode()
-    # DCMI reports whole watts; the plant's power moves (first-order lag) while ipmitool runs.
-    assert min(before, after) - 1 <= int(m.group(1)) <= max(before, after) + 1
+    # DCMI reports whole watts; the plant's power moves (first-order lag) while ipmitool runs, and the
+    # BMC answers from the plant's latest step, which can be a little older than `before`: 2 % slack.
+    slack = 1 + 0.02 * max(before, after)
+    assert min(before, after) - slack <= int(m.group(1)) <= max(before, after) + slack
 
 
 @pytest.mark.skipif(shutil.which("mbpoll") is None, reason="mbpoll not installed")
