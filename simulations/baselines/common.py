@@ -7,12 +7,13 @@ Pure: every function takes its state and returns the new one; time comes in as `
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from controller.core.commands import Output, OutputSource
 from controller.core.events import Event
 from controller.core.modes import Mode
 from controller.core.readings import Snapshot
+from controller.core.step import StepResult
 from controller.site.models import SiteConfig
 from controller.site.roles import Role
 
@@ -94,3 +95,30 @@ def mode_events(old: Mode, new: Mode, now: float, cause: str) -> list[Event]:
         return []
     return [Event(now, "mode_changed", f"{old.value} -> {new.value}: {cause}",
                   {"source": old.value, "dest": new.value, "cause": cause})]
+
+
+class DryCoolerBaseline:
+    """What the good-practice and G36 baselines share: the site's single points, the consumer
+    setpoint, the dry cooler's setpoint `fan_below_alarm_k` under the IT supply alarm, and the tick's
+    end (heartbeat, full command set, bypass while the dry cooler runs). Subclasses set `name` and
+    write `step`; their State dataclasses carry `mode` and `heartbeat`."""
+
+    name = "baseline"
+    p1_pct = 80.0
+
+    def __init__(self, site: SiteConfig, fan_below_alarm_k: float):
+        self.site = site
+        self.r = single_points(site)
+        self.sp = site.loops.consumer_supply.setpoint
+        self.fan_sp = it_supply_alarm_c(site) - fan_below_alarm_k
+        self.hb_max = int(site.points[self.r[Role.HEARTBEAT]].range[1])
+
+    def finish(self, state, now: float, p3: float, v1: float, fan_pct: float, boiler: bool, cooler_on: bool,
+               fields: dict) -> StepResult:
+        """The tick's commands (P3, V1 and fan in %, boiler on/off) and mode event (bypass while the
+        dry cooler runs), and `state` replaced with `fields` and the new mode, time and heartbeat."""
+        hb = (state.heartbeat + 1) % (self.hb_max + 1)
+        cmds = commands(self.site, self.r, self.p1_pct, p3, v1, fan_pct, boiler, hb, self.name)
+        mode = Mode.BYPASS if cooler_on else Mode.NORMAL
+        events = mode_events(state.mode, mode, now, "dry cooler on" if cooler_on else "dry cooler off")
+        return StepResult(replace(state, mode=mode, last_now=now, heartbeat=hb, **fields), cmds, events)

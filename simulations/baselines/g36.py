@@ -1,9 +1,13 @@
 """`g36`: heat sources and heat rejection staged the way ASHRAE Guideline 36 stages a hot-water plant.
 
 Source of the sequence: ASHRAE Guideline 36-2021, "High-Performance Sequences of Operation for HVAC
-Systems", hot-water plant sequences (section 5.21: boiler staging on a stage-up / stage-down
-condition that must hold for a delay, each stage held for a minimum runtime; the lead source is the
-cheapest). Recovered heat and the tank are treated as the cheapest stages, the boiler as the last:
+Systems", section 5.21 (hot-water plants), boiler staging in 5.21.3.9: a stage-up or stage-down
+condition must hold for a delay before the stage changes, and each stage is held for a minimum
+runtime; the lead source is the cheapest. (Section numbers as cited by LBNL's Modelica Buildings
+Library, which implements the guideline: Buildings.Controls.OBC.ASHRAE.G36.Plants.Boilers.Staging,
+whose defaults are a 600 s efficiency-condition delay and a 900 s failsafe delay for staging up and
+300-600 s for staging down.) Recovered heat and the tank are treated as the cheapest stages, the
+boiler as the last:
 
 heating stages (cumulative), each held at least STAGE_MIN_RUNTIME_S:
   0  recovered heat only: V1 on a PI of the consumer supply (surplus diverted into the tank);
@@ -17,14 +21,15 @@ heat rejection (the dry cooler), staged after the tank: enabled when the IT supp
   PI on the IT supply with a minimum speed; disabled when the PI has sat at its minimum for
   STAGE_DOWN_DELAY_S with the IT supply 2 K below its setpoint.
 
-P1 fixed at the design speed, P2 at `outputs.p2_auto_pct`, no power capping. The section numbers are
-quoted from the 2021 edition's structure; the delays are this module's, in G36's usual 5-15 min range.
+P1 fixed at the design speed, P2 at `outputs.p2_auto_pct`, no power capping. The stage-up delay
+here (300 s) is shorter than the Modelica defaults above: the tank and the boiler come in sooner (less
+comfort deficit, possibly more boiler energy); the stage-down delay (600 s) is within their range.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Iterable
 
 from controller.core.modes import Mode
@@ -71,16 +76,13 @@ def _held(since: float | None, cond: bool, now: float) -> float | None:
     return now if since is None else since
 
 
-class G36Controller:
+class G36Controller(C.DryCoolerBaseline):
     name = "g36"
     description = DESCRIPTION
+    p1_pct = BASELINE_P1_PCT
 
     def __init__(self, site: SiteConfig):
-        self.site = site
-        self.r = C.single_points(site)
-        self.sp = site.loops.consumer_supply.setpoint
-        self.fan_sp = C.it_supply_alarm_c(site) - FAN_BELOW_ALARM_K
-        self.hb_max = int(site.points[self.r[Role.HEARTBEAT]].range[1])
+        super().__init__(site, FAN_BELOW_ALARM_K)
 
     def initial_state(self, now: float, energy=None) -> State:
         return State(stage_since=now)
@@ -133,11 +135,6 @@ class G36Controller:
                 fan_on, hot = False, None
             fan_pct = max(out, FAN_MIN_PCT) if fan_on else 0.0
 
-        hb = (state.heartbeat + 1) % (self.hb_max + 1)
-        cmds = C.commands(self.site, r, BASELINE_P1_PCT, p3, v1, fan_pct, boiler, hb, self.name)
-        mode = Mode.BYPASS if fan_on else Mode.NORMAL
-        events = C.mode_events(state.mode, mode, now, "dry cooler on" if fan_on else "dry cooler off")
-        new = replace(state, mode=mode, last_now=now, v1_integral=v1_i, fan_integral=fan_i, stage=stage,
-                      stage_since=since, up_since=up, down_since=down, fan_on=fan_on, fan_hot_since=hot,
-                      fan_idle_since=idle, heartbeat=hb)
-        return StepResult(new, cmds, events)
+        return self.finish(state, now, p3, v1, fan_pct, boiler, fan_on,
+                           dict(v1_integral=v1_i, fan_integral=fan_i, stage=stage, stage_since=since, up_since=up,
+                                down_since=down, fan_on=fan_on, fan_hot_since=hot, fan_idle_since=idle))

@@ -23,7 +23,7 @@ the dry cooler runs. A bad reading holds the loop that needs it safe: fan on, bo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Iterable
 
 from controller.core.modes import Mode
@@ -67,16 +67,13 @@ class State:
     tank_soc: float | None = None
 
 
-class GoodPracticeController:
+class GoodPracticeController(C.DryCoolerBaseline):
     name = "good-practice"
     description = DESCRIPTION
+    p1_pct = BASELINE_P1_PCT
 
     def __init__(self, site: SiteConfig):
-        self.site = site
-        self.r = C.single_points(site)
-        self.sp = site.loops.consumer_supply.setpoint
-        self.fan_sp = C.it_supply_alarm_c(site) - FAN_BELOW_ALARM_K
-        self.hb_max = int(site.points[self.r[Role.HEARTBEAT]].range[1])
+        super().__init__(site, FAN_BELOW_ALARM_K)
 
     def initial_state(self, now: float, energy=None) -> State:
         return State()
@@ -116,11 +113,5 @@ class GoodPracticeController:
         else:
             p3 = state.p3.want(t_c < self.sp and top >= t_c + DIFF_ON_K, now, PUMP_MIN_S, PUMP_MIN_S)
 
-        hb = (state.heartbeat + 1) % (self.hb_max + 1)
-        cmds = C.commands(self.site, r, BASELINE_P1_PCT, 100.0 if p3.on else 0.0, v1, fan_pct, boiler.on, hb,
-                          self.name)
-        mode = Mode.BYPASS if fan.on else Mode.NORMAL
-        events = C.mode_events(state.mode, mode, now, "dry cooler on" if fan.on else "dry cooler off")
-        new = replace(state, mode=mode, last_now=now, v1_integral=v1_i, fan_integral=fan_i, fan=fan,
-                      boiler=boiler, p3=p3, heartbeat=hb)
-        return StepResult(new, cmds, events)
+        return self.finish(state, now, 100.0 if p3.on else 0.0, v1, fan_pct, boiler.on, fan.on,
+                           dict(v1_integral=v1_i, fan_integral=fan_i, fan=fan, boiler=boiler, p3=p3))
