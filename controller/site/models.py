@@ -17,6 +17,7 @@ Shape (see config/reference-plant.yaml for a commented example):
                does not read (validated by `heatctl simulate`/`sim-plant`, never seen by the daemon)
     alarms:    optional, operator alarms (ISA-18.2) on points and derived signals, with owners
     raci:      optional, area (thermal, compute, controller, safety) -> owning team
+    api:       optional, the control socket's group (default heatctl-operators)
 
 Structural checks (types, unknown keys, ranges of single values) are pydantic's; checks across
 sections (a loop naming a point that does not exist, a trip on the wrong side of its alarm) are in
@@ -282,6 +283,16 @@ class RaciConfig(StrictModel):
     safety: Owner = "both"
 
 
+class ApiConfig(StrictModel):
+    """The daemon's control API (a unix socket, mode 0660). Read at start-up; a reload does not move
+    the socket."""
+
+    # The socket's group: its members can reach the daemon (`heatctl status`, and the change verbs
+    # if they are also operators). `heatctl run --socket-group` overrides it; "" leaves the
+    # daemon's own group. The default matches systemd/heatctl.sysusers.conf.
+    socket_group: str = "heatctl-operators"
+
+
 class SiteConfig(StrictModel):
     site: SiteInfo
     tick_period_s: float = Field(1.0, ge=0.1, le=60)
@@ -300,6 +311,7 @@ class SiteConfig(StrictModel):
     # Alarms (optional): name -> what is watched, priority, delays, owner.
     alarms: dict[str, AlarmConfig] = Field(default_factory=dict)
     raci: RaciConfig = RaciConfig()
+    api: ApiConfig = ApiConfig()
 
     # Filled by the loader after the cross-section checks pass: role -> point names, and each
     # point's source parsed by its driver's schema. Not part of the YAML.

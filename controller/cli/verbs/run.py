@@ -10,7 +10,7 @@ from pathlib import Path
 
 from controller.ops.api_client import socket_path
 from controller.daemon.api_server import OPERATOR_GROUP, Authorizer
-from controller.site.loader import load_config
+from controller.site.loader import LoadedConfig, load_config
 from controller.site.paths import default_config_path
 
 
@@ -51,9 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="one line USER:PASSWORD: scrapes must send it (needs TLS off the loopback)")
     p.add_argument("--operator-group", default=OPERATOR_GROUP, metavar="GROUP",
                    help=f"members may change the plant through the API (default: {OPERATOR_GROUP})")
-    p.add_argument("--socket-group", default=OPERATOR_GROUP, metavar="GROUP",
-                   help=f"group owning the API socket (mode 0660): its members can reach the daemon "
-                        f"(default: {OPERATOR_GROUP})")
+    p.add_argument("--socket-group", default=None, metavar="GROUP",
+                   help=f"group owning the API socket (mode 0660): its members can reach the daemon; "
+                        f"'' keeps the daemon's own group (default: the config's api.socket_group, "
+                        f"else {OPERATOR_GROUP})")
     p.add_argument("--log-format", choices=("auto", "json", "console"), default="auto",
                    help="auto: JSON lines unless stdout is a terminal")
     p.set_defaults(func=run)
@@ -98,6 +99,12 @@ def metrics_security(args: argparse.Namespace):
     return None
 
 
+def socket_group(flag: str | None, config: LoadedConfig) -> str | None:
+    """The API socket's group: the flag, else the config's `api.socket_group`; "" means none."""
+    group = config.site.api.socket_group if flag is None else flag
+    return group or None
+
+
 def run(args: argparse.Namespace) -> int:
     from controller.daemon import logging_setup
     from controller.daemon.runtime import RuntimeOptions, StartupError, run_daemon
@@ -112,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     logging_setup.configure(json_lines={"auto": None, "json": True, "console": False}[args.log_format])
     options = RuntimeOptions(
         config_path=path, state_dir=args.state_dir, socket_path=socket_path(args.socket),
-        metrics_addr=args.metrics, socket_group=args.socket_group or None,
+        metrics_addr=args.metrics, socket_group=socket_group(args.socket_group, loaded),
         authorizer=Authorizer(operator_group=args.operator_group or None))
     try:
         from drivers.registry import build_drivers  # the composition root injects the concrete drivers
