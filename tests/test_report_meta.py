@@ -34,3 +34,17 @@ def test_window_report_metadata_and_cost_from_it(tmp_path, capsys):
     assert main(["cost", "--kpis", str(out / "kpis.json")]) == 0
     text = capsys.readouterr().out
     assert "net after depreciation" in text and meta["period"]["start"] in text.splitlines()[0]
+
+
+def test_events_carry_the_simulated_date_and_hours_since_the_start(tmp_path, capsys):
+    # pump-failure: P1 fails at 02:00 on 1 January (the scenario's own description).
+    out = tmp_path / "r"
+    assert main(["simulate", "--scenario", "pump-failure", "--hours", "2.5", "--tick", "5",
+                 "--report", str(out)]) == 0
+    printed = capsys.readouterr().out
+    md = (out / "kpis.md").read_text()
+    events = json.loads((out / "kpis.json").read_text())["controllers"]["heatctl"]["events"]
+    fault = next(e for e in events if "pump_failure" in e)
+    assert fault.startswith("01 Jan 02:00 UTC (+2.00 h): "), fault
+    assert f"- {fault}" in md and "## Events" in md
+    assert fault in printed

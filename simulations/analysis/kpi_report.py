@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from simulations.analysis.kpis import Kpis, Trace
+from simulations.analysis.kpis import Kpis, Trace, sim_time_label
 
 MODE_COLOURS = {"normal": "#2b8a3e", "buffer_charging": "#1971c2", "bypass": "#e8590c",
                 "safe_degrade": "#c92a2a", "controller_down": "#495057"}
@@ -37,14 +37,6 @@ class Result:
     wall_s: float = 0.0
     # What the report covers (report_meta): period, tick, heatctl version, config and its hash.
     meta: dict | None = None
-
-
-def sim_time_label(t_s: float) -> str:
-    """Simulated time as a date: scenarios count seconds from 1 January 00:00 of a non-leap year
-    (simulations.scenarios: start_s is the time of year), shown without a year and marked UTC."""
-    import datetime as dt
-    t = dt.datetime(2001, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=t_s)
-    return t.strftime("%d %b %H:%M UTC")
 
 
 def report_meta(*, start_s: float, hours: float, tick_s: float, config_path: str, config_sha256: str,
@@ -176,7 +168,22 @@ def format_markdown(result: Result) -> str:
             md.append("| " + " | ".join([r["month"]] + [_f(r[n]) for n in result.runs]
                                          + ([_f(r["bound"])] if result.bound is not None else [])
                                          + [_f(r["demand"]), _f(r["captured"])]) + " |")
+    md += event_lines(result)
     return "\n".join(md) + "\n"
+
+
+MAX_EVENTS_MD = 40  # the rest are in kpis.json; a year's report stays readable
+
+
+def event_lines(result: Result) -> list[str]:
+    """heatctl's events (faults, modes, trips) with their simulated UTC date, for kpis.md."""
+    k = result.runs.get("heatctl", next(iter(result.runs.values())))[0]
+    events = k.events
+    if not events:
+        return []
+    more = [f"- ... {len(events) - MAX_EVENTS_MD} more in kpis.json"] if len(events) > MAX_EVENTS_MD else []
+    return ["", f"## Events ({k.controller}, simulated time)", "",
+            *[f"- {e}" for e in events[:MAX_EVENTS_MD]], *more]
 
 
 def monthly_rows(result: Result) -> list[dict]:

@@ -24,6 +24,7 @@ controller's estimates, so heatctl and the baseline are measured with one ruler.
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 from dataclasses import dataclass, field
 
@@ -80,7 +81,9 @@ class Kpis:
 
     @property
     def events(self) -> list[str]:
-        return [f"{t / 3600:.2f} h: {msg}" for t, _, msg, _ in self.timeline]
+        """The timeline as lines: the simulated date and time (UTC), the hours since the run began."""
+        return [f"{sim_time_label(t)} (+{(t - self.start_s) / 3600:.2f} h): {msg}"
+                for t, _, msg, _ in self.timeline]
 
     @property
     def safe_degrade_hours(self) -> float:
@@ -131,3 +134,11 @@ def monthly(trace: Trace) -> list[dict]:
 def demand_met_share(delivered_kwh: float, boiler_kwh: float) -> float:
     total = delivered_kwh + boiler_kwh
     return delivered_kwh / total if total > 0 else math.nan
+
+
+def sim_time_label(t_s: float) -> str:
+    """Simulated time as a date: scenarios count seconds from 1 January 00:00 of a non-leap year
+    (simulations.scenarios: start_s is the time of year), shown without a year and marked UTC."""
+    t = _dt.datetime(2001, 1, 1, tzinfo=_dt.timezone.utc) + _dt.timedelta(seconds=t_s)
+    return t.strftime("%d %b %H:%M UTC")
+
