@@ -27,13 +27,13 @@ tank at the horizon's end (the next plan will spend it).
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from controller.core.plan import COMPUTE_FIRST, HEAT_FIRST, Plan, PlanSlot
+from controller.planning import highs_lp
 from controller.planning.inputs import PlanInputs
 
 NV = 9
@@ -53,22 +53,6 @@ class SolveResult:
     reason: str           # "optimal", or why there is no plan
     solve_s: float
     made_for_s: float     # the inputs' time: a result that arrives much later is late
-
-
-def _highs():
-    """A Highs instance without its banner on stdout (printed at C level on the first instance)."""
-    import highspy
-
-    fd = os.dup(1)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-            h = highspy.Highs()
-    finally:
-        os.dup2(fd, 1)
-        os.close(fd)
-    h.setOptionValue("output_flag", False)
-    return h
 
 
 def _due_and_floor(inp: PlanInputs, cap_kwh: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -137,36 +121,17 @@ def build(inp: PlanInputs):
         lo[idx(t, S)], hi[idx(t, S)] = due[t], max(total, due[t])
     cost[idx(n - 1, E)] = -inp.terminal_tank_value
 
-    ri, cj, va, rlo, rhi = [], [], [], [], []
-
-    def row(entries, value):
-        r = len(rlo)
-        for j, v in entries:
-            ri.append(r)
-            cj.append(j)
-            va.append(v)
-        rlo.append(value)
-        rhi.append(value)
-
+    rows = highs_lp.Rows()
     for t in range(n):
-        row([(idx(t, B), k), (idx(t, U), -1.0), (idx(t, C), -1.0), (idx(t, Q), -1.0), (idx(t, O), -1.0)],
-            -k * fixed[t])
-        row([(idx(t, U), 1.0), (idx(t, X), 1.0), (idx(t, G), 1.0)], dem[t])
+        rows.add([(idx(t, B), k), (idx(t, U), -1.0), (idx(t, C), -1.0), (idx(t, Q), -1.0), (idx(t, O), -1.0)],
+                 -k * fixed[t], -k * fixed[t])
+        rows.add([(idx(t, U), 1.0), (idx(t, X), 1.0), (idx(t, G), 1.0)], dem[t], dem[t])
         prev_e = [(idx(t - 1, E), -1.0)] if t else []
-        row([(idx(t, E), 1.0), (idx(t, C), -h), (idx(t, X), h)] + prev_e, 0.0 if t else soc0 * e_max)
+        e0 = 0.0 if t else soc0 * e_max
+        rows.add([(idx(t, E), 1.0), (idx(t, C), -h), (idx(t, X), h)] + prev_e, e0, e0)
         prev_s = [(idx(t - 1, S), -1.0)] if t else []
-        row([(idx(t, S), 1.0), (idx(t, B), -h)] + prev_s, 0.0)
-
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = n * NV, len(rlo)
-    lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, lo, hi
-    lp.row_lower_, lp.row_upper_ = np.array(rlo), np.array(rhi)
-    cols = np.array(cj)
-    order = np.lexsort((np.array(ri), cols))
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = np.concatenate(([0], np.cumsum(np.bincount(cols, minlength=n * NV))))
-    lp.a_matrix_.index_ = np.array(ri)[order]
-    lp.a_matrix_.value_ = np.array(va)[order]
+        rows.add([(idx(t, S), 1.0), (idx(t, B), -h)] + prev_s, 0.0, 0.0)
+    lp = highs_lp.from_triplets(cost, lo, hi, rows)
     return lp, dict(dem=dem, fixed=fixed, e_max=e_max, capture=k, total=total)
 
 
@@ -194,8 +159,6 @@ def _reason(d: float, heat: float, b: float, bmax: float, g: float, q: float, x:
 
 def solve(inputs: PlanInputs, time_limit_s: float) -> SolveResult:
     """Plan the next slots (module docstring), within `time_limit_s` of solver time."""
-    import highspy
-
     started = time.perf_counter()
     t_for = inputs.now_s
     if inputs.slots == 0:
@@ -204,14 +167,10 @@ def solve(inputs: PlanInputs, time_limit_s: float) -> SolveResult:
     if len(lens) != 1:
         return SolveResult(None, f"forecast series of unequal length {sorted(lens)}", 0.0, t_for)
     lp, arr = build(inputs)
-    hs = _highs()
-    hs.setOptionValue("time_limit", float(max(time_limit_s, 1e-3)))
-    hs.passModel(lp)
-    hs.run()
-    status = hs.getModelStatus()
+    hs, optimal = highs_lp.run(lp, max(time_limit_s, 1e-3))
     elapsed = time.perf_counter() - started
-    if status != highspy.HighsModelStatus.kOptimal:
-        return SolveResult(None, f"solver: {hs.modelStatusToString(status)}", elapsed, t_for)
+    if not optimal:
+        return SolveResult(None, f"solver: {hs.modelStatusToString(hs.getModelStatus())}", elapsed, t_for)
     x = np.array(hs.getSolution().col_value).reshape(inputs.slots, NV)
     slots = []
     k, e_max = arr["capture"], arr["e_max"]

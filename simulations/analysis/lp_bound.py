@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from controller.planning import highs_lp
 from simulations.plant.loop import plant_config_of
 from simulations.plant.model import CP_J_PER_KG_K, RHO_KG_M3, W_PER_K_PER_M3H
 from simulations.plant.warm import max_captured_per_wanted_w
@@ -198,20 +199,8 @@ def solve(cap_j, dem_j, st: Stores, tank0_j: float, other0_j: float,
         upper[idx(t, E)] = st.tank_max_j
         upper[idx(t, A)] = st.other_max_j
     r = st.decay_per_step
-    rows_i, rows_j, vals = [], [], []
-    row_lo, row_hi = [], []
-    row = 0
-
-    def add(entries, lo, hi):
-        nonlocal row
-        for j, v in entries:
-            rows_i.append(row)
-            rows_j.append(j)
-            vals.append(v)
-        row_lo.append(lo)
-        row_hi.append(hi)
-        row += 1
-
+    rows = highs_lp.Rows()
+    add = rows.add
     for t in range(n):
         add([(idx(t, D), 1.0), (idx(t, C), 1.0), (idx(t, A_IN), 1.0)], -inf, float(cap_j[t]))
         add([(idx(t, D), 1.0), (idx(t, X), 1.0), (idx(t, Y), 1.0)], -inf, float(dem_j[t]))
@@ -221,51 +210,15 @@ def solve(cap_j, dem_j, st: Stores, tank0_j: float, other0_j: float,
         add([(idx(t, A), 1.0), (idx(t, A_IN), -1.0), (idx(t, Y), 1.0)] + a_prev, -inf,
             other0_j if t == 0 else 0.0)
 
-    h = _quiet_highs()
-    lp = highspy.HighsLp()
-    lp.num_col_ = n * nv
-    lp.num_row_ = row
-    lp.col_cost_ = col_cost
-    lp.col_lower_ = lower
-    lp.col_upper_ = upper
-    lp.row_lower_ = np.array(row_lo)
-    lp.row_upper_ = np.array(row_hi)
-    # Column-wise sparse matrix.
-    order = np.lexsort((np.array(rows_i), np.array(rows_j)))
-    cols = np.array(rows_j)[order]
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = np.concatenate(([0], np.cumsum(np.bincount(cols, minlength=n * nv))))
-    lp.a_matrix_.index_ = np.array(rows_i)[order]
-    lp.a_matrix_.value_ = np.array(vals)[order]
-    h.passModel(lp)
-    h.run()
-    status = h.getModelStatus()
-    if status != highspy.HighsModelStatus.kOptimal:
-        raise RuntimeError(f"bound LP not solved: {h.modelStatusToString(status)}")
+    h, optimal = highs_lp.run(highs_lp.from_triplets(col_cost, lower, upper, rows))
+    if not optimal:
+        raise RuntimeError(f"bound LP not solved: {h.modelStatusToString(h.getModelStatus())}")
     x = np.array(h.getSolution().col_value).reshape(n, nv)
     per_step = x[:, D] + x[:, X] + x[:, Y]
     if details is not None:
         details["from_tank_j"] = float(x[:, X].sum())
         details["unused_j"] = float(np.maximum(np.asarray(cap_j) - x[:, D] - x[:, C] - x[:, A_IN], 0.0).sum())
     return float(per_step.sum()), per_step
-
-
-def _quiet_highs():
-    """A Highs instance without its start-up banner on stdout (printed once per process, at C level)."""
-    import os
-
-    import highspy
-
-    fd = os.dup(1)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-            h = highspy.Highs()
-    finally:
-        os.dup2(fd, 1)
-        os.close(fd)
-    h.setOptionValue("output_flag", False)
-    return h
 
 
 def lp_bound(site, scenario, hours: float | None = None, tick_s: float | None = None,

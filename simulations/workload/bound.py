@@ -22,7 +22,8 @@ import time
 
 import numpy as np
 
-from simulations.analysis.lp_bound import KWH, _quiet_highs, plant_config_of, stores_of
+from controller.planning import highs_lp
+from simulations.analysis.lp_bound import KWH, plant_config_of, stores_of
 from simulations.scenarios.profiles import DAY
 from simulations.workload.model import jobs_for_day
 from simulations.workload.profiles import mix_for
@@ -85,17 +86,8 @@ def solve(fixed, room, dem, due, arrived, st, tank0, other0) -> tuple[float, np.
         lo[idx(t, S)] = min(due[t], arrived[t])
         hi[idx(t, S)] = arrived[t]
     r = st.decay_per_step
-    ri, cj, va, rlo, rhi = [], [], [], [], []
-
-    def add(entries, lo_, hi_):
-        row = len(rlo)
-        for j, v in entries:
-            ri.append(row)
-            cj.append(j)
-            va.append(v)
-        rlo.append(lo_)
-        rhi.append(hi_)
-
+    rows = highs_lp.Rows()
+    add = rows.add
     for t in range(n):
         add([(idx(t, D), 1.0), (idx(t, C), 1.0), (idx(t, A_IN), 1.0), (idx(t, B), -1.0)], -inf, float(fixed[t]))
         add([(idx(t, D), 1.0), (idx(t, X), 1.0), (idx(t, Y), 1.0)], -inf, float(dem[t]))
@@ -105,22 +97,9 @@ def solve(fixed, room, dem, due, arrived, st, tank0, other0) -> tuple[float, np.
         add([(idx(t, A), 1.0), (idx(t, A_IN), -1.0), (idx(t, Y), 1.0)] + a_prev, -inf, other0 if t == 0 else 0.0)
         s_prev = [] if t == 0 else [(idx(t - 1, S), -1.0)]
         add([(idx(t, S), 1.0), (idx(t, B), -1.0)] + s_prev, 0.0, 0.0)
-    lp = highspy.HighsLp()
-    lp.num_col_, lp.num_row_ = n * NV, len(rlo)
-    lp.col_cost_, lp.col_lower_, lp.col_upper_ = cost, lo, hi
-    lp.row_lower_, lp.row_upper_ = np.array(rlo), np.array(rhi)
-    cols = np.array(cj)
-    order = np.lexsort((np.array(ri), cols))
-    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
-    lp.a_matrix_.start_ = np.concatenate(([0], np.cumsum(np.bincount(cols, minlength=n * NV))))
-    lp.a_matrix_.index_ = np.array(ri)[order]
-    lp.a_matrix_.value_ = np.array(va)[order]
-    h = _quiet_highs()
-    h.passModel(lp)
-    h.run()
-    status = h.getModelStatus()
-    if status != highspy.HighsModelStatus.kOptimal:
-        raise RuntimeError(f"workload bound LP not solved: {h.modelStatusToString(status)}")
+    h, optimal = highs_lp.run(highs_lp.from_triplets(cost, lo, hi, rows))
+    if not optimal:
+        raise RuntimeError(f"workload bound LP not solved: {h.modelStatusToString(h.getModelStatus())}")
     x = np.array(h.getSolution().col_value).reshape(n, NV)
     per = x[:, D] + x[:, X] + x[:, Y]
     return float(per.sum()), per
