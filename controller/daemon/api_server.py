@@ -4,6 +4,7 @@ Requests (one JSON object per line; every change needs a non-empty `reason`):
   {"op": "status"}                                   read
   {"op": "events", "since": UNIX_TS|null, "limit": N} read
   {"op": "envelope"}                                 read: the 24-hour capacity envelope
+  {"op": "plan"}                                     read: the 24-hour plan, its solve and fallback state
   {"op": "mode", "mode": "normal", "reason": "..."}
   {"op": "hold", "reason": "..."}  {"op": "release", "reason": "..."}
   {"op": "override", "point": "v1_position", "value": 30, "duration_s": 900, "reason": "..."}
@@ -56,7 +57,7 @@ LISTEN_BACKLOG = 1024
 # Numeric arguments are bounded before they reach SQLite (an INTEGER is 64-bit: 10**29 overflows it).
 MAX_EVENTS_LIMIT = 10_000
 MAX_SINCE = 2.0 ** 40  # seconds since 1970: year ~36,800, far past any real timestamp, fits a double
-READ_OPS = frozenset({"status", "events", "alarms", "envelope"})
+READ_OPS = frozenset({"status", "events", "alarms", "envelope", "plan"})
 CHANGE_OPS = frozenset({"mode", "hold", "release", "override", "override_clear", "ack", "trip_test"}
                        | set(ALARM_OPS))
 
@@ -277,6 +278,8 @@ class ApiServer:
             return {"ok": True, "status": self.handler.api_status()}
         if op == "envelope" and hasattr(self.handler, "api_envelope"):
             return {"ok": True, **self.handler.api_envelope()}
+        if op == "plan" and hasattr(self.handler, "api_plan"):
+            return {"ok": True, **self.handler.api_plan()}
         if op == "events":
             since = msg.get("since")
             limit = msg.get("limit", 50)

@@ -506,6 +506,59 @@ class _AlarmCollector:
         yield from (active, state, chatter, flood, ne107)
 
 
+class _PlanMetrics:
+    """The 24-hour plan (controller/daemon/planning.py): plan against actual, the solve, the fallback.
+
+    Every series exists from construction, NaN (gauges) or 0 (counters) until the daemon plans: a
+    site without a plan shows NaN, not a made-up 0. `source` is "plan" or "actual"; the actual batch
+    power is the flexible jobs' allocation in Slurm times the per-node power (the plant meters the
+    servers, not the jobs). The counters mirror the PlanKeeper's totals (advance by the difference)."""
+
+    def __init__(self, r: CollectorRegistry):
+        self.in_force = Gauge("heatctl_plan_in_force", "1 if a 24-hour plan is in force, 0 on the rules.",
+                              registry=r)
+        self.soc = Gauge("heatctl_plan_tank_soc_ratio",
+                         "Tank state of charge 0..1: the plan's target for this slot, and the actual.",
+                         labelnames=["source"], registry=r)
+        self.batch = Gauge("heatctl_plan_batch_power_watts",
+                           "Batch IT power: the plan's budget for this slot, and the running flexible jobs'.",
+                           labelnames=["source"], registry=r)
+        self.age = Gauge("heatctl_plan_age_seconds", "Age of the last valid plan.", registry=r)
+        self.solve_s = Gauge("heatctl_plan_solve_duration_seconds", "Duration of the last plan solve.",
+                             registry=r)
+        self.solve_ok = Gauge("heatctl_plan_last_solve_successful",
+                              "1 if the last plan solve gave a plan that was taken, 0 if it failed or was late.",
+                              registry=r)
+        self.solves = Counter("heatctl_plan_solves", "Plan solves by result: accepted, failed, late.",
+                              labelnames=["result"], registry=r)
+        self.fallbacks = Counter("heatctl_plan_fallbacks",
+                                 "Times the last valid plan ran out and today's rules took over.", registry=r)
+        for g in (self.in_force, self.age, self.solve_s, self.solve_ok):
+            g.set(NAN)
+        for src in ("plan", "actual"):
+            self.soc.labels(source=src).set(NAN)
+            self.batch.labels(source=src).set(NAN)
+        self._last = {k: 0.0 for k in ("accepted", "failed", "late", "fallbacks")}
+        for k in ("accepted", "failed", "late"):
+            self.solves.labels(result=k)
+
+    def observe(self, v: dict) -> None:
+        self.in_force.set(1.0 if v.get("in_force") else 0.0)
+        self.soc.labels(source="plan").set(_f(v.get("planned_soc")))
+        self.soc.labels(source="actual").set(_f(v.get("actual_soc")))
+        self.batch.labels(source="plan").set(_f(v.get("planned_batch_w")))
+        self.batch.labels(source="actual").set(_f(v.get("actual_batch_w")))
+        self.age.set(_f(v.get("age_s")))
+        ok = v.get("solve_ok")
+        self.solve_ok.set(NAN if ok is None else (1.0 if ok else 0.0))
+        self.solve_s.set(_f(v.get("solve_s")))
+        for k, last in self._last.items():
+            total = float(v.get(k, 0))
+            step, self._last[k] = total - last, total
+            if step > 0:
+                (self.fallbacks if k == "fallbacks" else self.solves.labels(result=k)).inc(step)
+
+
 class DaemonMetrics:
     """All of the daemon's metrics, in their own registry (never the process-global one)."""
 
@@ -545,6 +598,7 @@ class DaemonMetrics:
             self.envelope.labels(hour=str(h)).set(NAN)
         self._alarms = _AlarmCollector(site)
         r.register(self._alarms)
+        self._plan = _PlanMetrics(r)
 
     def observe_tick(self, result: StepResult, drivers: Mapping[str, DriverHealth], tick_duration_s: float,
                      overrun: bool) -> None:
@@ -568,6 +622,10 @@ class DaemonMetrics:
         """The 24-hour capacity envelope: carryable IT power per hour ahead (controller/core/envelope.py)."""
         for h, w in enumerate(carryable_w[:24]):
             self.envelope.labels(hour=str(h)).set(w)
+
+    def observe_plan(self, view: dict) -> None:
+        """The 24-hour plan against the plant, after each tick (controller/daemon/planning.plan_vs_actual)."""
+        self._plan.observe(view)
 
     def observe_config_reload(self, ok: bool) -> None:
         """Record a reload attempt: ok (applied) or refused (the running config stays)."""

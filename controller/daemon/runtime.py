@@ -55,6 +55,7 @@ from controller.site.loader import ConfigError, LoadedConfig, load_config
 from controller.core.events import Event
 from controller.core.metering import EnergyCounters
 from controller.core.modes import Mode
+from controller.core.plan import adjustments
 from controller.core.readings import Reading, Snapshot
 from controller.core.requests import Request, TripTestRequest
 from controller.site.roles import Role
@@ -292,6 +293,8 @@ class Daemon:
         self._safe_written_at_start = False
         # The Slurm lever (controller/daemon/workload.py), built in start() when the config has workload:.
         self.workload: Any = None
+        # The 24-hour plan (controller/daemon/planning.py), built in start() when the site plans.
+        self.planner: Any = None
 
     # -- properties --
 
@@ -322,6 +325,8 @@ class Daemon:
         self.db.start()
         from controller.daemon.workload import build_workload
         self.workload = build_workload(self.loaded.site, self._audit, self.wall)
+        from controller.daemon.planning import build_planner
+        self.planner = build_planner(self.loaded.site, self._audit, self.wall)
         self._restore_latched_trips(now)
         self._record_config(self.wall(), self.loaded.path, self.loaded.sha256, self.loaded.text,
                             True, cause="start-up")
@@ -455,6 +460,8 @@ class Daemon:
             await self.api.close()
         if self.workload is not None:
             await self.workload.close()
+        if self.planner is not None:
+            await self.planner.close()
         written: list[WriteResult] = []
         if self.supervisors:
             try:
@@ -614,8 +621,9 @@ class Daemon:
 
             # 2. step
             requests = [p.request for p in pending if not isinstance(p.request, AlarmRequest)]
-            result = self.ctrl.step(self.state, snapshot, requests, now,
-                                    applied_outputs=self._applied)
+            plan = self._plan_in_force()
+            result = self.ctrl.step(self.state, snapshot, requests, now, applied_outputs=self._applied,
+                                    plan=None if plan is None else adjustments(plan, self.wall()))
 
             # 3. write
             values = {p: o.value for p, o in result.commands.items() if p in self.ctrl.actuators}
@@ -650,10 +658,32 @@ class Daemon:
         if self.workload is not None:  # starts a Slurm round beside the tick; never waits for it
             try:
                 from controller.daemon.workload import situation_from
-                self.workload.after_step(situation_from(self.ctrl.site, result, self.wall()), now)
+                self.workload.after_step(situation_from(self.ctrl.site, result, self.wall(), plan), now)
             except Exception as exc:  # noqa: BLE001 - the workload lever never stops the tick
                 log.error("workload_failed", error=f"{type(exc).__name__}: {exc}")
+        if self.planner is not None:  # starts a solve beside the tick when one is due; never waits
+            try:
+                from controller.daemon.planning import after_tick
+                after_tick(self.planner, self, result)
+            except Exception as exc:  # noqa: BLE001 - the planner never stops the tick
+                log.error("planner_failed", error=f"{type(exc).__name__}: {exc}")
         return True
+
+    def _plan_in_force(self) -> Any:
+        """The 24-hour plan in force (None: today's rules); never fails the tick."""
+        if self.planner is None:
+            return None
+        try:
+            return self.planner.current(self.wall())
+        except Exception as exc:  # noqa: BLE001 - a planner bug means the rules, not a failed tick
+            log.error("planner_failed", error=f"{type(exc).__name__}: {exc}")
+            return None
+
+    def api_plan(self) -> dict[str, Any]:
+        if self.planner is None:
+            return {"plan": None, "in_force": False, "enabled": False, "fallback": "rules",
+                    "note": "off: the site does not plan (planning.enabled, a workload: and a plant: section)"}
+        return {**self.planner.view(self.wall()), "enabled": True}
 
     # -- publishing --
 

@@ -35,6 +35,8 @@ class WorkloadTask:
         self.memory = Memory()
         self.down = False
         self.last_actions: list[str] = []
+        # The last read of Slurm (drivers.slurm.model.Snapshot), for the plan's queue; None before one.
+        self.last_snapshot: Any = None
         self.runs_total = 0
         self._task: asyncio.Task | None = None
         self._due = -math.inf
@@ -70,6 +72,7 @@ class WorkloadTask:
             self._set_down(True)
             return
         self._set_down(False)
+        self.last_snapshot = snap
         actions, memory = decide(s, snap, self.memory, self.thresholds)
         if not actions:
             self.memory = memory
@@ -135,13 +138,23 @@ def build_workload(site: Any, audit: Callable[[list[AuditEvent]], None],
                                               requeue_above_soc=w.requeue_above_soc))
 
 
-def situation_from(site: Any, result: Any, wall_s: float) -> Situation:
+def situation_from(site: Any, result: Any, wall_s: float, plan: Any = None) -> Situation:
     """The heat situation from a step's result: the tank's SoC and the consumer_available reading
-    (a bad or missing reading counts as offline: the conservative side)."""
+    (a bad or missing reading counts as offline: the conservative side); the value of heat (node
+    weights) from `plan` (controller.core.plan.Plan, the keeper's plan in force) over the next hours,
+    else from the present state (controller.planning.value); the plan's current slot's batch budget."""
+    from controller.planning import value
     from controller.site.roles import Role
     online = False
     for name in site.points_with_role(Role.CONSUMER_AVAILABLE):
         c = result.checked.get(name)
         if c is not None and c.good and c.value is not None and c.value >= 0.5:
             online = True
-    return Situation(now_s=wall_s, consumer_online=online, tank_soc=result.state.tank_soc)
+    st = result.state
+    hv = value.from_plan(plan, wall_s)
+    if hv is None:
+        hv = value.from_state(st.mode.value, st.boiler_on, online, st.tank_soc, site.modes.tank_full_soc)
+    slot = plan.slot_at(wall_s) if plan is not None else None
+    return Situation(now_s=wall_s, consumer_online=online, tank_soc=st.tank_soc, heat_value=hv,
+                     plan_batch_budget_w=None if slot is None else slot.batch_budget_w,
+                     plan_reason="" if slot is None else slot.reason)

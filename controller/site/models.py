@@ -222,6 +222,10 @@ class PlanningConfig(StrictModel):
     solve_time_limit_s: float = Field(0.5, gt=0, le=60)
     kill_after_s: float = Field(5.0, gt=0, le=600)
     deadline_guard_s: float = Field(3600.0, ge=0)
+    # The daemon re-plans this often (s) off the tick. "auto": it plans when the site has a
+    # workload: section (the plan's lever is Slurm); "on": always (needs plant:); "off": the rules.
+    replan_every_s: float = Field(900.0, gt=0, le=3600)
+    enabled: Literal["auto", "on", "off"] = "auto"
 
 
 class WorkloadConfig(StrictModel):

@@ -52,7 +52,10 @@ class SlurmDriver:
         try:
             out, err = await asyncio.wait_for(proc.communicate(), self.config.timeout_s)
         except asyncio.TimeoutError:
-            proc.kill()
+            try:
+                proc.kill()
+            except ProcessLookupError:  # it ended just as the timeout fired
+                pass
             await proc.wait()
             raise SlurmError(f"{' '.join(args[:2])}: no answer within {self.config.timeout_s} s") from None
         if proc.returncode != 0:
@@ -148,5 +151,26 @@ def parse_squeue(text: str, config: SlurmConfig) -> tuple[Job, ...]:
         jobs.append(Job(job_id=int(j["job_id"]), partition=j.get("partition", ""),
                         qos=j.get("qos") or "", state=state, reason=j.get("state_reason") or "",
                         deadline_ts=float(deadline) if deadline else None,
-                        requeue=bool(j.get("requeue"))))
+                        requeue=bool(j.get("requeue")), nodes=max(_int(j.get("node_count"), 1), 1),
+                        time_limit_s=_minutes(j.get("time_limit")), start_ts=float(_int(j.get("start_time"), 0)) or None,
+                        node_list=str(j.get("nodes") or "")))
     return tuple(sorted(jobs, key=lambda job: job.job_id))
+
+
+def _int(v, default: int) -> int:
+    """A squeue --json number: plain in 22.05, {"set": .., "number": ..} in later releases."""
+    if isinstance(v, dict):
+        v = v.get("number") if v.get("set", True) and not v.get("infinite") else None
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return default
+
+
+def _minutes(v) -> float | None:
+    """Slurm's time limit (minutes) in s; None when unlimited or not given."""
+    if isinstance(v, dict) and (v.get("infinite") or not v.get("set", True)):
+        return None
+    m = _int(v, 0)
+    # 0 and the 32-bit "INFINITE" (0xffffffff) both mean no limit.
+    return None if m <= 0 or m >= 0xFFFFFFFE else m * 60.0

@@ -41,6 +41,12 @@ class Job:
     # Slurm's own `--deadline` (s since the epoch), None when the job has none.
     deadline_ts: float | None
     requeue: bool
+    # Its size, for the plan's queue: nodes, Slurm's time limit (s, None when unlimited), the start
+    # time (s since the epoch; for a pending job Slurm's expected start, or 0) and where it runs.
+    nodes: int = 1
+    time_limit_s: float | None = None
+    start_ts: float | None = None
+    node_list: str = ""
 
     @property
     def held(self) -> bool:

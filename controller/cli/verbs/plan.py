@@ -54,12 +54,22 @@ def simulated_plan(name: str, day: int, hour: float) -> dict:
 
 def format_plan(resp: dict, every: int = 4) -> str:
     plan = resp.get("plan")
+    last = resp.get("last_solve")
+    solve = (f"; last solve {last['status']} in {last['solve_s'] * 1000:.0f} ms"
+             + ("" if last.get("accepted") else " (not used)")) if last else ""
     if not plan:
-        return f"no plan: {resp.get('note', 'none made yet')} (today's rules are in force)"
-    lines = [f"plan made at t={plan['made_at_s']:.0f} s in {plan['solve_s'] * 1000:.0f} ms ({plan['status']}); "
-             f"{'in force' if resp.get('in_force', True) else 'NOT in force (rules)'}; {resp.get('note', '')}".rstrip("; "),
-             f"{'slot':>6}  {'batch kW':>8}  {'tank':>5}  {'policy':13}  {'demand':>6}  {'IT kW':>6}  {'boiler':>6}  "
-             f"{'dump':>5}  why"]
+        return f"no plan: {resp.get('note', 'none made yet')} (today's rules are in force){solve}"
+    c = resp.get("counters")
+    age = f" (age {resp['age_s']:.0f} s)" if resp.get("age_s") is not None else ""
+    state = "in force" if resp.get("in_force", True) else "NOT in force (rules)"
+    tail = (f"; solves {c['accepted']} taken, {c['failed']} failed, {c['late']} late; "
+            f"fallbacks to the rules {c['fallbacks']}") if c else ""
+    lines = [f"plan made at t={plan['made_at_s']:.0f} s{age} in {plan['solve_s'] * 1000:.0f} ms "
+             f"({plan['status']}); {state}{solve}{tail}"]
+    if resp.get("note"):
+        lines.append(f"  {resp['note']}")
+    lines.append(f"{'slot':>6}  {'batch kW':>8}  {'tank':>5}  {'policy':13}  {'demand':>6}  {'IT kW':>6}  {'boiler':>6}  "
+                 f"{'dump':>5}  why")
     for s in plan["slots"][::max(every, 1)]:
         hh = (s["start_s"] % 86400.0) / 3600.0
         lines.append(f"{int(hh):02d}:{int(round((hh % 1) * 60)):02d}  {s['batch_budget_w'] / 1000:8.1f}  "
