@@ -20,7 +20,9 @@ LIMITS = {
 
 value = st.one_of(st.floats(-10, 100, allow_nan=False), st.sampled_from([40.0, 40.0, 41.0, math.nan, math.inf]))
 sample = st.tuples(
-    st.one_of(st.none(), value),                      # None: the point is missing from the snapshot
+    # None: missing; "again": the previous tick's Reading object once more (a driver reusing an
+    # unchanged sample, as the OPC-UA driver does).
+    st.one_of(st.none(), st.just("again"), value),                      # None: the point is missing from the snapshot
     st.sampled_from([0.0, 0.0, 0.0, -1.0, -5.0, 1.0]),  # reading age offset: 0 fresh, -5 stale, +1 future
     st.sampled_from([Quality.GOOD] * 4 + [Quality.LOST, Quality.UNCERTAIN]),
 )
@@ -31,12 +33,16 @@ sample = st.tuples(
        st.sampled_from([0.5, 1.0, 2.0]))
 def test_validate_agrees_with_check_point_on_every_point_and_tick(ticks, step_s):
     hist_fast: dict = {}
+    readings: dict = {}
     hist_plain = {n: GOOD_HISTORY for n in LIMITS}
     for k, row in enumerate(ticks):
         now = k * step_s
-        readings = {}
+        prev, readings = readings if k else {}, {}
         for name, (v, age, q) in zip(LIMITS, row):
-            if v is not None:
+            if v == "again":
+                if name in prev:
+                    readings[name] = prev[name]
+            elif v is not None:
                 readings[name] = Reading(v, "degC", now + age, q, "" if q is Quality.GOOD else "test")
         checked, hist_fast = validate(LIMITS, Snapshot(now, readings), hist_fast, now)
         for name, cfg in LIMITS.items():
@@ -63,3 +69,51 @@ def test_good_readings_are_the_readings_the_constructor_builds():
     fast = good_readings(values, units, 12.0)
     assert fast == {n: Reading(v, units[n], 12.0) for n, v in values.items()}
     assert all(type(r) is Reading and r.good for r in fast.values())
+
+
+# --- NE 107: Alarms._ne107's fast path against ne107_class, point by point -------------------------
+
+def _ne107_site():
+    from tests.step_helpers import REFERENCE
+    from controller.site.loader import parse_config_text
+    return parse_config_text(REFERENCE.read_text(), "reference").site
+
+
+_ALARMS = None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_ne107_fast_path_agrees_with_ne107_class(data):
+    from controller.core.alarms import AlarmInputs, Alarms, AlarmsState, ne107_class
+    from controller.core.validation import Checked
+
+    global _ALARMS
+    if _ALARMS is None:
+        _ALARMS = Alarms(_ne107_site())
+    alarms = _ALARMS
+    names = list(alarms.site.points)
+    drivers = sorted({d for d in alarms.point_driver.values()})
+    verdict = st.one_of(
+        st.none(), st.just(Checked(40.0, True, "", 0.0)), st.just(Checked(40.0, True, "", 0.0)),
+        st.sampled_from([Checked(None, False, r, 3.0) for r in (
+            "lost: timeout", "uncertain: sensor check", "out_of_range (99 not in [0, 90])", "stale (9 s old)",
+            "frozen (unchanged for 60 s)", "rate (3/s > 2/s)", "nan", "missing", "bad: device")]))
+    state = AlarmsState()
+    for k in range(data.draw(st.integers(1, 4))):
+        now = 1000.0 * k
+        inp = AlarmInputs(
+            checked={n: c for n in names if (c := data.draw(verdict)) is not None},
+            drivers_down=frozenset(data.draw(st.lists(st.sampled_from(drivers), max_size=2))),
+            driver_reconnects={d: data.draw(st.integers(0, 12)) for d in drivers},
+            function_check=frozenset(data.draw(st.lists(st.sampled_from(names), max_size=3))))
+        fast, uncertain_at, reconnects, seen = alarms._ne107(state, inp, now)
+        # The plain definition on the same inputs, point by point, in the config's order.
+        from controller.core.alarms import MAINTENANCE_RECONNECTS, MAINTENANCE_WINDOW_S
+        flaky = {d for d, h in reconnects.items() if sum(n for _, n in h) > MAINTENANCE_RECONNECTS}
+        plain_uncertain = {p: t for p, t in state.uncertain_at.items() if t > now - MAINTENANCE_WINDOW_S}
+        plain = {n: ne107_class(n, n in alarms.readings, alarms.point_driver.get(n), inp.checked.get(n), inp,
+                                plain_uncertain, flaky, now) for n in names}
+        assert list(fast.items()) == list(plain.items())
+        assert uncertain_at == plain_uncertain
+        state = AlarmsState(uncertain_at=uncertain_at, reconnects=reconnects, reconnects_seen=seen, ne107=fast)

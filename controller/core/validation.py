@@ -156,8 +156,10 @@ def validate(points: Mapping[str, PointConfig | PointLimits], snapshot: Snapshot
                 last = hist.last_value
                 rate_ok = True
                 if rate is not None and last is not None:
+                    # check_point compares rates only against an older sample: the same sample
+                    # again (a driver that reuses an unchanged reading) passes.
                     dt_r = ts - hist.last_ts  # type: ignore[operator]
-                    rate_ok = dt_r > 0 and abs(v - last) <= rate * dt_r
+                    rate_ok = dt_r <= 0 or abs(v - last) <= rate * dt_r
                 changed = hist.changed_at
                 if not (v == last and changed is not None):
                     changed = ts
@@ -169,13 +171,18 @@ def validate(points: Mapping[str, PointConfig | PointLimits], snapshot: Snapshot
                     _C_GOOD(c, True)
                     _C_REASON(c, "")
                     _C_BAD(c, 0.0)
+                    checked[name] = c
+                    if ts == hist.last_ts and v == last and changed == hist.changed_at:
+                        # The same sample as last tick (an unchanged OPC-UA value): the history
+                        # is unchanged, the same (frozen) object serves.
+                        new_history[name] = hist
+                        continue
                     h = _new(PointHistory)
                     _H_VALUE(h, v)
                     _H_TS(h, ts)
                     _H_CHANGED(h, changed)
                     _H_BAD(h, None)
                     _H_REASON(h, "")
-                    checked[name] = c
                     new_history[name] = h
                     continue
         c, h = check_point(name, cfg, reading, hist, now)

@@ -253,8 +253,9 @@ class _TickCollector:
         info = G("heatctl_point_info", "Each configured point: unit as configured and as exposed, kind.",
                  labels=["point", "unit", "base_unit", "kind", "role", "critical"])
         if not describe:
+            readings, actuators = frozenset(self.readings), frozenset(self.actuators)
             for name, p in self.points.items():
-                kind = "reading" if name in self.readings else "actuator" if name in self.actuators else "other"
+                kind = "reading" if name in readings else "actuator" if name in actuators else "other"
                 info.add_metric([name, p.unit, self._unit(name)[0], kind, p.role or "", str(p.critical).lower()], 1)
         yield info
 

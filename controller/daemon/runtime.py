@@ -82,6 +82,11 @@ READ_WINDOW_FRACTION = 0.6
 WRITE_END_FRACTION = 0.9
 # Overrun log lines: at most one per this many seconds, with the count since the last one.
 OVERRUN_LOG_EVERY_S = 10.0
+# More readings than this going bad (or recovering) in one tick are logged as one line per kind, with
+# the count and the first few points: a driver that misses one read on a 1,000-point site would
+# otherwise print 1,000 lines, and printing them cost ~60 us each, on the tick (bench_scale.py's
+# profile). Every one is still audited, one row per point.
+READING_EVENTS_LOGGED_EACH = 10
 # The history's throttled flag: IT power within this of the cap (W, or share of the cap) means the
 # cap holds the servers back. 500 W: servers follow a lowered limit with a ~5 s lag, and the cap loop
 # hands power back at 50 W/s, so a capped site runs 250 W under its cap at most while it recovers.
@@ -698,6 +703,11 @@ class Daemon:
                 log.error("latched_trips_save_failed", error=str(exc))
         uids = {p.request.user: p.caller.uid for p in pending}
         rows: list[AuditEvent] = []
+        by_kind: dict[str, list[Event]] = {}
+        for e in result.events:
+            if e.kind in ("reading_bad", "reading_recovered"):
+                by_kind.setdefault(e.kind, []).append(e)
+        storms = {k: v for k, v in by_kind.items() if len(v) > READING_EVENTS_LOGGED_EACH}
         for e in result.events:
             f = e.fields
             cause = f.get("cause") or f.get("refusal")
@@ -706,10 +716,18 @@ class Daemon:
                 cause=None if cause is None else str(cause), user=f.get("user"),
                 uid=uids.get(f.get("user")) if f.get("user") else None, reason=f.get("reason"),
                 fields={k: v for k, v in f.items() if k not in ("point", "trip", "user", "reason")}))
+            if e.kind in storms:
+                continue
             ctx = {"point": f.get("point"), "trip": f.get("trip"), "cause": cause, "user": f.get("user"),
                    "reason": f.get("reason")}
             getattr(log, _event_level(e))(e.kind, message=e.message, mode=state.mode.value,
                                           **{k: v for k, v in ctx.items() if v is not None})
+        for kind, evs in storms.items():
+            reasons = sorted({str(e.fields.get("reason")) for e in evs if e.fields.get("reason")})
+            getattr(log, _event_level(evs[0]))(
+                kind, message=f"{len(evs)} readings: {kind.replace('_', ' ')}", mode=state.mode.value,
+                points=len(evs), first_points=[e.fields.get("point") for e in evs[:5]],
+                **({"reasons": reasons[:3]} if reasons else {}))
         for name, kind, message in driver_events:
             sup = self.supervisors[name]
             points = list(sup.reading_points)
@@ -1111,12 +1129,12 @@ class Daemon:
             for name, sup in self.supervisors.items():
                 if sup.outage is not None or sup.crashed is not None:
                     down.add(name)
-            if self.workload is not None and self.workload.down:
-                down.add("slurm")  # the alarm signal driver_down:slurm
                 try:
                     reconnects[name] = int(sup.driver.health().reconnects_total)
                 except Exception:  # noqa: BLE001 - a driver's health is best effort
                     pass
+            if self.workload is not None and self.workload.down:
+                down.add("slurm")  # the alarm signal driver_down:slurm
             inputs = self.alarms.inputs_from(result, down, reconnects)
             self.alarm_state, events = self.alarms.evaluate(self.alarm_state, inputs, reqs, now)
         except Exception as exc:  # noqa: BLE001
