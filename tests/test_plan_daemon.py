@@ -347,3 +347,30 @@ def test_the_daemon_plans_off_the_tick_and_serves_the_plan(tmp_path):
     got = scrape(metrics)
     assert got[("heatctl_plan_in_force", ())] == 1.0 and got[("heatctl_plan_solves_total", (("result", "failed"),))] == 1.0
     assert got[("heatctl_plan_tank_soc_ratio", (("source", "plan"),))] >= 0.0
+
+
+@pytest.mark.parametrize("planning, where, words", [
+    ("  solve_time_limit_s: 5\n  kill_after_s: 2\n", "planning.kill_after_s", "more than solve_time_limit_s"),
+    ("  kill_after_s: 500\n  replan_every_s: 900\n", "planning.kill_after_s", "at most half of replan_every_s"),
+])
+def test_a_plan_time_box_that_cannot_work_is_one_line(tmp_path, planning, where, words):
+    from controller.site.loader import ConfigError, load_config
+    from tests.step_helpers import REFERENCE
+    path = tmp_path / "site.yaml"
+    path.write_text(REFERENCE.read_text() + "\nplanning:\n" + planning)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    lines = [line for line in str(e.value).splitlines() if where in line]
+    assert len(lines) == 1 and words in lines[0], str(e.value)
+
+
+def test_the_site_dashboard_has_the_plan_panels():
+    import json
+    from pathlib import Path
+    d = json.loads((Path(__file__).resolve().parent.parent / "docs/grafana/heatctl-dashboard.json").read_text())
+    exprs = {p["title"]: " ".join(t["expr"] for t in p.get("targets", [])) for p in d["panels"]}
+    assert "heatctl_plan_tank_soc_ratio" in exprs["Plan vs actual: tank state of charge"]
+    assert "heatctl_plan_batch_power_watts" in exprs["Plan vs actual: batch power"]
+    for name in ("heatctl_plan_age_seconds", "heatctl_plan_solve_duration_seconds", "heatctl_plan_solves_total",
+                 "heatctl_plan_fallbacks_total", "heatctl_plan_in_force"):
+        assert name in exprs["Plan: age, solve, fallbacks"]

@@ -53,6 +53,7 @@ def check_site(site: SiteConfig) -> Iterator[Problem]:
     yield from _check_trips(site)
     yield from _check_modes_and_power(site)
     yield from _check_alarms(site)
+    yield from _check_planning(site)
 
 
 def _check_points(site: SiteConfig) -> Iterator[Problem]:
@@ -275,3 +276,17 @@ def _check_alarms(site: SiteConfig) -> Iterator[Problem]:
             if a.kind == "low" and trip.kind in ("low", "low_flow") and not a.limit > trip.limit:
                 yield Problem(base + ("limit",), f"a low alarm must come before trip {tname}: expected a limit "
                                                  f"above its limit {trip.limit:g}, got {a.limit:g}")
+
+
+def _check_planning(site: SiteConfig) -> Iterator[Problem]:
+    """The plan's time box: HiGHS's limit inside the kill, the kill well inside the re-plan period."""
+    p = site.planning
+    if not p.solve_time_limit_s < p.kill_after_s:
+        yield Problem(("planning", "kill_after_s"), f"expected more than solve_time_limit_s ({p.solve_time_limit_s} s: "
+                      f"the solver's own limit comes first), got {p.kill_after_s}")
+    if not p.kill_after_s <= p.replan_every_s / 2:
+        yield Problem(("planning", "kill_after_s"), f"expected at most half of replan_every_s ({p.replan_every_s} s: "
+                      f"a solve ends well before the next is due), got {p.kill_after_s}")
+    if p.enabled == "on" and site.plant is None:
+        yield Problem(("planning", "enabled"), "the plan needs the site's plant: section (its thermal limits); "
+                      "add it, or set enabled: auto or off")
