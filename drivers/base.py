@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import abc
 import enum
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
@@ -18,7 +17,7 @@ from typing import Callable, Mapping, Sequence
 from pydantic import BaseModel
 
 from controller.site.models import PointConfig
-from controller.core.readings import Quality, Reading, good_readings
+from controller.core.readings import Quality, Reading, put_good_readings
 
 Clock = Callable[[], float]
 
@@ -92,15 +91,10 @@ class DriverHealth:
 def put_readings(out: dict[str, Reading], names: Sequence[str], units: Sequence[str],
                  values: Sequence[float], ts: float) -> None:
     """out[name] = Reading(value, unit, ts) for each point of a request: GOOD when finite (built by
-    the core's `good_readings`, the one fast constructor), else BAD "not_finite" (the device
+    the core's `put_good_readings`, the fast constructor), else BAD "not_finite" (the device
     answered, the value is unusable)."""
-    isfinite = math.isfinite
-    good = {n: v for n, v in zip(names, values) if isfinite(v)}
-    out.update(good_readings(good, dict(zip(names, units)), ts))
-    if len(good) < len(names):
-        for name, unit, value in zip(names, units, values):
-            if name not in good:
-                out[name] = Reading(value, unit, ts, Quality.BAD, "not_finite")
+    for i in put_good_readings(out, names, units, values, ts):
+        out[names[i]] = Reading(values[i], units[i], ts, Quality.BAD, "not_finite")
 
 
 class Driver(abc.ABC):

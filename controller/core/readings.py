@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Sequence
 
 
 class Quality(enum.Enum):
@@ -83,3 +83,27 @@ def good_readings(values: Mapping[str, float], units: Mapping[str, str], ts: flo
         _R_REASON(r, "")
         out[name] = r
     return out
+
+
+def put_good_readings(out: dict[str, Reading], names: Sequence[str], units: Sequence[str],
+                      values: Sequence[float], ts: float) -> list[int]:
+    """out[names[i]] = Reading(values[i], units[i], ts) for each finite value, from parallel
+    sequences in one pass (a driver's decoded request: no intermediate dicts); returns the
+    positions of the values that are not finite, for the caller to mark. Same objects as
+    good_readings builds."""
+    bad: list[int] = []
+    isfinite = math.isfinite
+    i = 0
+    for name, unit, v in zip(names, units, values):
+        if isfinite(v):
+            r = _new(Reading)
+            _R_VALUE(r, v)
+            _R_UNIT(r, unit)
+            _R_TS(r, ts)
+            _R_QUALITY(r, _GOOD)
+            _R_REASON(r, "")
+            out[name] = r
+        else:
+            bad.append(i)
+        i += 1
+    return bad

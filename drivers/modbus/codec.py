@@ -237,7 +237,7 @@ class RequestDecoder:
         words_fmt = {e: struct.Struct(f"{e}{req.count}H") for e in "<>"}
         # One pass: (struct over the words' bytes, its buffer packing, positions, scales, offsets).
         self._passes: list[tuple[struct.Struct, struct.Struct, tuple[int, ...],
-                                 tuple[float, ...], tuple[float, ...]]] = []
+                                 tuple[float, ...] | None, tuple[float, ...] | None]] = []
         for (buf_e, val_e), layout_lanes in sorted(lanes.items()):
             for lane in layout_lanes:
                 fmt, at = [val_e], 0
@@ -246,11 +246,19 @@ class RequestDecoder:
                         fmt.append(f"{2 * (p.offset - at)}x")
                     fmt.append(_STRUCT_FORMAT[p.source.data_type])
                     at = p.offset + p.count
+                # Floats with scale 1 and offset 0 are their raw values: no arithmetic per point
+                # (x * 1.0 + 0.0 == x for every float, -0.0 == 0.0 included; NaN stays NaN).
+                # Integers still go through float() * scale + offset.
+                identity = all(p.source.data_type in ("float32", "float64") and float(p.source.scale) == 1.0
+                               and float(p.source.offset) == 0.0 for p in lane)
                 self._passes.append((
                     words_fmt[buf_e], struct.Struct("".join(fmt)),
                     tuple(index[p.name] for p in lane),
-                    tuple(float(p.source.scale) for p in lane),
-                    tuple(float(p.source.offset) for p in lane)))
+                    None if identity else tuple(float(p.source.scale) for p in lane),
+                    None if identity else tuple(float(p.source.offset) for p in lane)))
+        # The common request: one identity pass over every point in order, no bools.
+        self._whole = (len(self._passes) == 1 and not self._bools and self._passes[0][3] is None
+                       and self._passes[0][2] == tuple(range(len(self.names))))
 
     def values(self, words: Sequence[int]) -> list[float]:
         """Engineering values of every point, in `names` order (NaN/inf passed through)."""
@@ -259,11 +267,18 @@ class RequestDecoder:
             for i, off in self._bools:
                 out[i] = 1.0 if words[off] else 0.0
             return out
+        if self._whole:
+            words_struct, unpacker = self._passes[0][:2]
+            return list(unpacker.unpack_from(words_struct.pack(*words)))
         packed: dict[struct.Struct, bytes] = {}
         for words_struct, unpacker, positions, scales, offsets in self._passes:
             buf = packed.get(words_struct)
             if buf is None:
                 buf = packed[words_struct] = words_struct.pack(*words)
+            if scales is None:
+                for i, raw in zip(positions, unpacker.unpack_from(buf)):
+                    out[i] = raw
+                continue
             for i, raw, scale, add in zip(positions, unpacker.unpack_from(buf), scales, offsets):
                 out[i] = raw * scale + add
         for i, off in self._bools:

@@ -419,22 +419,25 @@ class ModbusDriver(Driver):
                                         table=req.table, address=req.address, count=req.count)
                     continue
                 answered = True
-                self._silent.discard(device_id)
-                self._note_ok(("device", device_id), device_id=device_id)
-                self._note_ok(key)
+                if self._failing or self._silent:  # the common case: nothing to recover from
+                    self._silent.discard(device_id)
+                    self._note_ok(("device", device_id), device_id=device_id)
+                    self._note_ok(key)
                 self._decode_into(out, req, result)
         if answered:
             self._backoff.success()
             self._health.last_ok_ts = self.clock()
-            self._note_ok(("link",), host=self.config.host, port=self.config.port)
+            if self._failing:
+                self._note_ok(("link",), host=self.config.host, port=self.config.port)
         elif timed_out and not link_lost and not cut_short:
             # Every device was tried, none answered: presume the peer dead, reconnect later.
             self._link_down("no answer from any device on this connection", backoff=True)
         self._health.extra["read_duration_s"] = loop.time() - started
         # A point is missing only if the plan left it out (never): still, never return fewer.
-        for name, point in self.points.items():
-            if name not in out:
-                out[name] = Reading.lost(point.config.unit, self.clock(), "not_read")
+        if len(out) != len(self.points):
+            for name, point in self.points.items():
+                if name not in out:
+                    out[name] = Reading.lost(point.config.unit, self.clock(), "not_read")
         return out
 
     def _lose(self, out: dict[str, Reading], req: ReadRequest, reason: str) -> None:
