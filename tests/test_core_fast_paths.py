@@ -44,7 +44,11 @@ def test_validate_agrees_with_check_point_on_every_point_and_tick(ticks, step_s)
                     readings[name] = prev[name]
             elif v is not None:
                 readings[name] = Reading(v, "degC", now + age, q, "" if q is Quality.GOOD else "test")
-        checked, hist_fast = validate(LIMITS, Snapshot(now, readings), hist_fast, now)
+        before, slow = hist_fast, []
+        checked, hist_fast = validate(LIMITS, Snapshot(now, readings), hist_fast, now, slow=slow)
+        # What the step skips for events: good now, after a good sample.
+        for name in set(LIMITS) - set(slow):
+            assert checked[name].good and before.get(name, GOOD_HISTORY).bad_since is None, (name, k)
         for name, cfg in LIMITS.items():
             c, hist_plain[name] = check_point(name, cfg, readings.get(name), hist_plain[name], now)
             assert _same(checked[name], c), (name, k)

@@ -154,9 +154,10 @@ class Controller:
 
         # 1. validation
         old_history = state.history
-        checked, history = validate(self.limits, snapshot, old_history, now, self.reading_points)
+        slow: list[str] = []
+        checked, history = validate(self.limits, snapshot, old_history, now, self.reading_points, slow)
         was_started = state.started
-        for name in self.reading_points:
+        for name in slow:  # the rest were good after good: no event (validate's fast path)
             h = old_history.get(name)
             was_bad = h is not None and h.bad_since is not None
             c = checked[name]

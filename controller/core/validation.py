@@ -132,9 +132,11 @@ _GOOD = Quality.GOOD
 
 def validate(points: Mapping[str, PointConfig | PointLimits], snapshot: Snapshot,
              history: Mapping[str, PointHistory], now: float,
-             names: tuple[str, ...] | None = None
+             names: tuple[str, ...] | None = None, slow: list[str] | None = None
              ) -> tuple[dict[str, Checked], dict[str, PointHistory]]:
-    """Check every reading point (or `names`); return verdicts and the new history."""
+    """Check every reading point (or `names`); return verdicts and the new history. `slow`, if
+    given, gets the names that took check_point, in order: every other point was good after a good
+    sample, so the step looks only at these for reading_bad / reading_recovered events."""
     checked: dict[str, Checked] = {}
     new_history: dict[str, PointHistory] = {}
     readings = snapshot.readings
@@ -188,4 +190,6 @@ def validate(points: Mapping[str, PointConfig | PointLimits], snapshot: Snapshot
         c, h = check_point(name, cfg, reading, hist, now)
         checked[name] = c
         new_history[name] = h
+        if slow is not None:
+            slow.append(name)
     return checked, new_history
