@@ -23,6 +23,7 @@ from typing import Iterable, Mapping
 
 import structlog
 
+from controller.site.access import permission_denied
 from controller.site.loader import LoadedConfig
 from controller.site.paths import REPO_ROOT
 from controller.core.readings import Reading
@@ -111,6 +112,9 @@ def build_drivers(loaded: LoadedConfig, clock: Clock = time.monotonic,
                 drv = IpmiDriver(name, cfg, points, clock)
             else:  # the config schema admits no other kind
                 raise ValueError(f"unknown driver kind {raw_cfg.kind!r}")
+        except PermissionError as exc:  # a credentials or certificate file kept from this user
+            raise ValueError(f"driver {name}: {permission_denied(exc.filename)}" if exc.filename
+                             else f"driver {name}: {exc}") from None
         except (OSError, ValueError, TypeError) as exc:
             raise ValueError(f"driver {name}: {' '.join(str(exc).split())}") from None
         drivers[name] = drv

@@ -411,7 +411,7 @@ async def test_daemon_alarm_raised_listed_acked_shelved_expired(tmp_path, sockdi
         status = lambda: d.alarm_state.alarms["it_supply_high"].status  # noqa: E731
         drivers.plant.values["it_supply_temp"] = 56.0   # above the 54.5 alarm, below the 59 safe_degrade band
         await wait_for(lambda: status() == UNACK, "it_supply_high raised (30 s on-delay)")
-        assert await heatctl("alarms", "--socket", s) == 0
+        assert await heatctl("alarms", "--wide", "--socket", s) == 0  # every column (OWNER too)
         out = capsys.readouterr().out.splitlines()
         assert out[0] == "Alarms       1 unacked (1 high)"
         assert out[2].split()[:4] == ["it_supply_high", "unacknowledged", "high", "both"]
@@ -420,7 +420,7 @@ async def test_daemon_alarm_raised_listed_acked_shelved_expired(tmp_path, sockdi
         row = {a["name"]: a for a in listed["alarms"]}["it_supply_high"]
         assert row["state"] == UNACK and row["value"] == 56.0 and listed["ne107"]["it_supply_temp"] == GOOD
         assert await heatctl("status", "--socket", s) == 0
-        assert "Alarms       1 unacked (1 high)" in capsys.readouterr().out.splitlines()[:6]
+        assert "Alarms       1 unacked (1 high)" in [line for line in capsys.readouterr().out.splitlines() if not line.startswith(" ")][:6]
 
         # Refused without a reason: by the CLI (exit 2) and by the API.
         assert await heatctl("ack", "it_supply_high", "--reason", " ", "--socket", s) == 2

@@ -51,7 +51,7 @@ def test_modes_override_and_trips_through_the_cli(plant):
     # `heatctl` as its own process: the entry point, the four questions first.
     p = d.cli_process("status")
     assert p.returncode == 0, p.stderr
-    first = p.stdout.splitlines()
+    first = [line for line in p.stdout.splitlines() if not line.startswith(" ")]  # labels, not their wrapped rest
     assert first[0].startswith("IT power") and first[1].startswith("Heat") and first[2].startswith("Loop")
     assert first[3].startswith("Consumer")
 

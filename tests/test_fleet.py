@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from controller import cli
-from controller.ops.fleet import fleet_table, query, render
+from controller.cli.verbs.fleet import format_fleet
+from controller.ops.fleet import fleet_table, query
 from tests.fleet_harness import PROMETHEUS, FLEET, FakeSiteExposition, agent, central, free_port
 from tests.plant_harness import wait_for
 
@@ -66,7 +67,7 @@ def test_fleet_table_lists_every_site_with_its_figures(fleet):
     assert by["boiler"].alarms_by_owner == {"facilities": 2, "it_operations": 1}
     assert by["quiet"].erf_month == pytest.approx(0.3, abs=0.02)
     assert all(not r.silent for r in rows)
-    lines = render(rows)
+    lines = format_fleet(rows)
     assert all(len(line) <= 100 for line in lines)
     code, out, err = run_cli("--url", store.url)
     assert code == 0, err

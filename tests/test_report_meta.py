@@ -33,7 +33,7 @@ def test_window_report_metadata_and_cost_from_it(tmp_path, capsys):
     capsys.readouterr()
     assert main(["cost", "--kpis", str(out / "kpis.json")]) == 0
     text = capsys.readouterr().out
-    assert "net after depreciation" in text and meta["period"]["start"] in text.splitlines()[0]
+    assert "net after depreciation" in text and meta["period"]["start"] in " ".join(text.split("\n  from")[0].split())  # the (wrapped) title
 
 
 def test_events_carry_the_simulated_date_and_hours_since_the_start(tmp_path, capsys):

@@ -120,11 +120,12 @@ def test_sysusers_and_tmpfiles_apply_to_an_empty_root(tmp_path):
     p = subprocess.run([tmpfiles, f"--root={root}", "--create", "heatctl.conf"], capture_output=True, text=True,
                        timeout=60)
     assert p.returncode == 0, p.stdout + p.stderr
-    uid, gid = int(passwd["heatctl"][2]), int(group["heatctl"][2])
-    for path, owner, mode in (("etc/heatctl", 0, 0o750), ("etc/heatctl/credentials", 0, 0o750),
-                              ("var/lib/heatctl", uid, 0o750)):
+    uid, gid, ops = int(passwd["heatctl"][2]), int(group["heatctl"][2]), int(group["heatctl-operators"][2])
+    # Operators may enter /etc/heatctl (site.yaml), never credentials/ (the service's group only).
+    for path, owner, g, mode in (("etc/heatctl", 0, ops, 0o750), ("etc/heatctl/credentials", 0, gid, 0o750),
+                                 ("var/lib/heatctl", uid, gid, 0o750)):
         st = (root / path).stat()
-        assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (owner, gid, mode), path
+        assert (st.st_uid, st.st_gid, st.st_mode & 0o7777) == (owner, g, mode), path
 
 
 def test_documentation_names_a_file_the_wheel_installs():

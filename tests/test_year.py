@@ -13,7 +13,8 @@ import json
 import pytest
 
 from simulations.runners.closed_loop import run_compare, run_scenario
-from simulations.analysis.kpi_report import Result, format_table, write_report
+from controller.cli.verbs.simulate import format_comparison
+from simulations.analysis.kpi_report import Result, write_report
 from simulations.scenarios.definitions import SCENARIOS
 from simulations.scenarios.year import FAULT_WEEKS, YEAR_SCENARIOS, YEAR_TICK_S, site_for, window_of
 
@@ -118,7 +119,7 @@ def test_report_folder_has_json_markdown_and_plots(tmp_path):
     assert set(data["controllers"]) == {"heatctl", "baseline", "good-practice", "g36"}
     assert 0 < data["ratios"]["heatctl_reuse_of_bound"] <= 1.0
     assert "| heat reused: delivered (kWh) |" in (tmp_path / "r" / "kpis.md").read_text()
-    text = format_table(result)
+    text = "\n".join(format_comparison(result))
     assert "of the physical bound" in text and "heatctl / baseline" in text
     for f in files:
         if f.suffix == ".png":

@@ -87,13 +87,24 @@ def _connect(path: str, timeout_s: float) -> socket.socket:
             _raise_unreachable(path, exc)
 
 
+def _socket_group(path: str) -> str:
+    """The group that may open the socket: its own group, else the installed default."""
+    import grp
+    try:
+        return grp.getgrgid(os.stat(path).st_gid).gr_name
+    except (OSError, KeyError):
+        return "heatctl-operators"  # systemd/heatctl.sysusers.conf, api.socket_group's default
+
+
 def _raise_unreachable(path: str, exc: OSError) -> None:
     if isinstance(exc, FileNotFoundError):
         msg = f"no socket at {path} (is `heatctl run` running? set --socket or ${SOCKET_ENV})"
     elif isinstance(exc, ConnectionRefusedError):
         msg = f"connection refused on {path} (stale socket: the daemon is not running)"
     elif isinstance(exc, PermissionError):
-        msg = f"permission denied on {path} (join group heatctl-operators, or run as root)"
+        group = _socket_group(path)
+        msg = (f"permission denied on {path} (join group {group}: sudo usermod -aG {group} $USER, then log "
+               f"in again; or run as root)")
     else:
         msg = f"{path}: {exc.strerror or exc}"
     raise ApiError(f"cannot reach the daemon: {msg}", EXIT_UNREACHABLE) from None

@@ -121,27 +121,3 @@ def fleet_table(url: str, now: datetime | None = None, timeout_s: float = TIMEOU
 
 def as_json(rows: list[SiteRow]) -> list[dict]:
     return [asdict(r) for r in rows]
-
-
-def _kw(v: float | None) -> str:
-    return "-" if v is None else f"{v / 1000:.1f}"
-
-
-OWNER_SHORT = {"facilities": "fac", "it_operations": "it", "both": "both"}
-
-
-def render(rows: list[SiteRow]) -> list[str]:
-    """The table, 100 columns wide at most (site names longer than 18 characters are cut)."""
-    head = (f"{'site':<18} {'mode':<15} {'IT kW':>7} {'heat kW':>7} {'dump kW':>7} {'boil kW':>7} "
-            f"{'ERF mo':>6} {'carry24h kW':>11}  alarms")
-    out = [head]
-    for r in rows:
-        if r.silent:
-            out.append(f"{r.site[:18]:<18} SILENT: no series in the last 5 minutes")
-            continue
-        erf = "-" if r.erf_month is None else f"{r.erf_month:.2f}"
-        alarms = " ".join(f"{OWNER_SHORT.get(o, o)}:{n}" for o, n in sorted(r.alarms_by_owner.items()) if n) or "none"
-        out.append(f"{r.site[:18]:<18} {(r.mode or '-')[:15]:<15} {_kw(r.it_w):>7} {_kw(r.delivered_w):>7} "
-                   f"{_kw(r.dumped_w):>7} {_kw(r.boiler_w):>7} {erf:>6} {_kw(r.carryable_min_24h_w):>11}  "
-                   f"{alarms}"[:100])
-    return [line[:100] for line in out]

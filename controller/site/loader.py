@@ -19,6 +19,7 @@ from typing import Any, Mapping
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from controller.site.access import permission_denied
 from controller.site.models import SiteConfig
 from controller.site.checks import Problem, check_site, point_kind
 from controller.site.roles import PointKind, Role
@@ -440,6 +441,8 @@ def read_config_text(p: Path) -> str:
         raise ConfigError([f"{p}: no such file; expected a site configuration (YAML)"]) from None
     except IsADirectoryError:
         raise ConfigError([f"{p}: is a directory; expected a site configuration file (YAML)"]) from None
+    except PermissionError:
+        raise ConfigError([permission_denied(p)]) from None
     except OSError as exc:
         raise ConfigError([f"{p}: cannot read: {exc.strerror or exc}"]) from None
     try:

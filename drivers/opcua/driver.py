@@ -66,6 +66,7 @@ from asyncua.client.ua_client import UaClientState
 from asyncua.crypto import security_policies
 from cryptography import x509
 
+from controller.site.access import permission_denied
 from controller.core.readings import Quality, Reading
 from controller.site.opcua_schema import OpcuaDriverConfig
 from drivers.backoff import Backoff
@@ -202,6 +203,8 @@ def load_credentials(path: str) -> tuple[str, str]:
     """username and password from a YAML file with `username:` and `password:` (never inline)."""
     try:
         data = yaml.safe_load(Path(path).read_text())
+    except PermissionError:
+        raise ConfigProblem(f"credentials_file {permission_denied(path)}") from None
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigProblem(f"credentials_file {path}: cannot read: {_one_line(str(exc))}") from None
     if (not isinstance(data, dict) or not isinstance(data.get("username"), str)

@@ -124,28 +124,18 @@ def table_rows(result: Result) -> tuple[list[str], list[list[str]]]:
     return cols, rows
 
 
-def format_table(result: Result) -> str:
-    """The comparison as aligned text (what `heatctl simulate` prints)."""
-    cols, rows = table_rows(result)
-    widths = [max(len(r[i]) for r in [cols] + rows) for i in range(len(cols))]
-    line = lambda cells: "  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)  # noqa: E731
-                                          for i, (c, w) in enumerate(zip(cells, widths)))
-    k0 = next(iter(result.runs.values()))[0]
-    out = [f"scenario {result.name}: {result.description}",
-           f"  simulated {k0.hours:,.0f} h at a {k0.tick_s:g} s tick in {result.wall_s:.1f} s", "",
-           line(cols), "  " + "  ".join("-" * w for w in widths)]
-    out += [line(r) for r in rows]
+def ratio_lines(result: Result) -> list[str]:
+    """The comparison's headline ratios (printed under the KPI table by `heatctl simulate`)."""
     rat = ratios(result)
-    if rat:
-        out.append("")
-        if "heatctl_reuse_of_bound" in rat:
-            out.append(f"  heatctl reuses {rat['heatctl_reuse_of_bound'] * 100:.1f} % of the physical bound"
-                       + (f" (baseline {rat['baseline_reuse_of_bound'] * 100:.1f} %)" if "baseline_reuse_of_bound" in rat else ""))
-        if "delivered_kwh_heatctl_over_baseline" in rat:
-            out.append(f"  heatctl / baseline: reused x{rat['delivered_kwh_heatctl_over_baseline']:.3f}, "
-                       f"ERF x{rat['erf_heatctl_over_baseline']:.3f}, boiler x{rat['boiler_kwh_heatctl_over_baseline']:.3f}, "
-                       f"dumped x{rat['dumped_kwh_heatctl_over_baseline']:.3f}")
-    return "\n".join(out)
+    out = []
+    if "heatctl_reuse_of_bound" in rat:
+        out.append(f"heatctl reuses {rat['heatctl_reuse_of_bound'] * 100:.1f} % of the physical bound"
+                   + (f" (baseline {rat['baseline_reuse_of_bound'] * 100:.1f} %)" if "baseline_reuse_of_bound" in rat else ""))
+    if "delivered_kwh_heatctl_over_baseline" in rat:
+        out.append(f"heatctl / baseline: reused x{rat['delivered_kwh_heatctl_over_baseline']:.3f}, "
+                   f"ERF x{rat['erf_heatctl_over_baseline']:.3f}, boiler x{rat['boiler_kwh_heatctl_over_baseline']:.3f}, "
+                   f"dumped x{rat['dumped_kwh_heatctl_over_baseline']:.3f}")
+    return out
 
 
 def format_markdown(result: Result) -> str:

@@ -293,22 +293,3 @@ def run_sweep(base_text: str, spec: SweepSpec, scenario_name: str, hours: float 
                 if progress:
                     progress(rows[i])
     return rows
-
-
-def format_rows(spec: SweepSpec, rows: list[Row]) -> str:
-    """A table: one line per value, the main KPIs; an invalid value's line is its reason."""
-    head = (f"{spec.key_text:>24s}  {'delivered':>10s} {'dumped':>9s} {'boiler':>9s} {'ERF':>6s} "
-            f"{'deficit':>8s} {'throttled':>9s} {'modes/day':>9s} {'trips':>5s}")
-    units = (f"{'':>24s}  {'kWh':>10s} {'kWh':>9s} {'kWh':>9s} {'':>6s} {'K.h':>8s} {'h':>9s} {'':>9s} {'':>5s}")
-    lines = [head, units]
-    for r in rows:
-        v = f"{r.value:g}" if isinstance(r.value, (int, float)) and not isinstance(r.value, bool) else str(r.value)
-        if r.error is not None:
-            lines.append(f"{v:>24s}  invalid: {r.error}")
-            continue
-        k = r.kpis or {}
-        trips = f"{k['trips']}" + (f" ({', '.join(k['trip_names'])})" if k["trips"] else "")
-        lines.append(f"{v:>24s}  {k['delivered_kwh']:10.1f} {k['dumped_kwh']:9.1f} {k['boiler_kwh']:9.1f} "
-                     f"{k['erf']:6.3f} {k['comfort_deficit_kh']:8.2f} {k['throttled_hours']:9.2f} "
-                     f"{k['mode_changes_per_day']:9.1f} {trips:>5s}")
-    return "\n".join(lines)

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 
+from controller.cli.table import Col, add_wide_argument, is_wide, labelled, render
 from controller.ops.api_client import ApiError, add_socket_argument, call, socket_path
 
 # The order an operator wants to read them in (controller/core/alarms.py's state names).
@@ -21,6 +22,7 @@ NE107_LETTER = {"failure": "F", "function_check": "C", "out_of_specification": "
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("alarms", help="list the alarms (ISA-18.2 states, owners), flood, chatter, sensor status")
     p.add_argument("--json", action="store_true", help="the alarms as JSON")
+    add_wide_argument(p)
     add_socket_argument(p)
     p.set_defaults(func=run)
 
@@ -46,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         resp.pop("ok", None)
         print(json.dumps(resp, indent=2, sort_keys=True, default=str))
     else:
-        print(format_alarms(resp))
+        print(format_alarms(resp, wide=is_wide(args)))
     return 0
 
 
@@ -77,30 +79,34 @@ def summary_line(counts: dict) -> str:
     return "; ".join(parts) if parts else "none active"
 
 
-def format_alarms(resp: dict) -> str:
-    lines = [f"Alarms       {summary_line(resp.get('counts') or {})}"]
-    rows = sorted(resp.get("alarms") or [], key=sort_key)
-    if rows:
-        lines.append(f"  {'ALARM':22s} {'STATE':24s} {'PRIORITY':8s} {'OWNER':13s} {'VALUE':>9s} {'ACTIVE':>7s}  WHAT")
-    for a in rows:
+ALARM_COLUMNS = (Col("ALARM"), Col("STATE"), Col("PRIORITY", drop=1), Col("OWNER", drop=3),
+                 Col("VALUE", right=True, drop=2), Col("ACTIVE", right=True), Col("WHAT", wrap=True))
+
+
+def format_alarms(resp: dict, wide: bool = False) -> str:
+    lines = labelled("Alarms", summary_line(resp.get("counts") or {}), wide=wide)
+    alarms = sorted(resp.get("alarms") or [], key=sort_key)
+    rows = []
+    for a in alarms:
         value = "-" if a.get("value") is None else f"{a['value']:.2f}"
-        what = a.get("description") or a.get("point") or a.get("signal") or ""
-        flag = " CHATTERING" if a.get("chattering") else ""
-        lines.append(f"  {a['name']:22s} {a['state']:24s} {a['priority']:8s} {a['owner']:13s} {value:>9s} "
-                     f"{_dur(a.get('for_s')):>7s}  {what}{flag}")
+        what = (a.get("description") or a.get("point") or a.get("signal") or "") + \
+            (" CHATTERING" if a.get("chattering") else "")
         sup = a.get("suppressed_by")
         if sup:
             more = "" if sup.get("remaining_s") is None else f" for {_dur(sup['remaining_s'])} more"
-            lines.append(f"  {'':22s} {a['state']} by {sup['user']}{more}: {sup['reason']}")
+            what += f" [{a['state']} by {sup['user']}{more}: {sup['reason']}]"
+        rows.append((a["name"], a["state"], a["priority"], a["owner"], value, _dur(a.get("for_s")), what))
+    if rows:
+        lines += render(ALARM_COLUMNS, rows, wide=wide, indent=2)
     flood = resp.get("flood") or {}
     limit = resp.get("flood_limit", 10)
     window = int(resp.get("flood_window_s", 600) // 60)
-    lines.append("Flood        " + ", ".join(
+    lines += labelled("Flood", ", ".join(
         f"{op} {n} in {window} min" + (" FLOOD" if n > limit else "") for op, n in flood.items())
-        + f" (a flood is more than {limit})")
-    chatter = [a["name"] for a in rows if a.get("chattering")]
-    lines.append("Chattering   " + (", ".join(chatter) if chatter else "none"))
+        + f" (a flood is more than {limit})", wide=wide)
+    chatter = [a["name"] for a in alarms if a.get("chattering")]
+    lines += labelled("Chattering", ", ".join(chatter) if chatter else "none", wide=wide)
     ne = {p: c for p, c in (resp.get("ne107") or {}).items() if c != "good"}
-    lines.append("Sensors      " + (", ".join(f"{p} {NE107_LETTER.get(c, '?')} ({c})" for p, c in ne.items())
-                                     if ne else "all good (NE 107)"))
+    lines += labelled("Sensors", ", ".join(f"{p} {NE107_LETTER.get(c, '?')} ({c})" for p, c in ne.items())
+                      if ne else "all good (NE 107)", wide=wide)
     return "\n".join(lines)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from controller.cli.table import add_wide_argument, fit, is_wide
 from controller.ops.api_client import CHANGE_TIMEOUT_S, ApiError, add_socket_argument, call, reason_type, socket_path
 from controller.ops.commissioning import PlanError, Runner, load_plan, stdin_ask, write_report
 
@@ -26,6 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=".", metavar="DIR", help="where the report goes (default: .)")
     p.add_argument("--yes", action="store_true", help="confirm manual steps unattended (only where the plan allows)")
     add_socket_argument(p)
+    add_wide_argument(p)
     p.set_defaults(func=run)
 
 
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
         return 2
     if args.check:
-        print(f"{args.plan}: OK: plan valid")
+        print("\n".join(fit(f"{args.plan}: OK: plan valid", wide=is_wide(args))))
         return 0
     if not args.reason:
         print("heatctl commission: --reason is required (unless --check)", file=sys.stderr)
@@ -59,5 +61,5 @@ def run(args: argparse.Namespace) -> int:
                     sim, stdin_ask, yes=args.yes)
     rep = runner.run()
     md, js = write_report(rep, args.out)
-    print(f"{'PASS' if rep['passed'] else 'FAIL'}: report {md} and {js}")
+    print("\n".join(fit(f"{'PASS' if rep['passed'] else 'FAIL'}: report {md} and {js}", wide=is_wide(args))))
     return 0 if rep["passed"] else 1

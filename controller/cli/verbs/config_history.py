@@ -12,6 +12,7 @@ import difflib
 import sqlite3
 import sys
 
+from controller.cli.table import Col, add_wide_argument, is_wide, render
 from controller.daemon.audit import AuditStore, iso
 
 
@@ -24,7 +25,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="the list as JSON (id, time, sha256, accepted, cause, path, problems)")
     p.add_argument("--state-dir", default="/var/lib/heatctl", metavar="DIR",
                    help="the daemon's state directory (default: /var/lib/heatctl)")
+    add_wide_argument(p)
     p.set_defaults(func=run)
+
+
+HISTORY_COLUMNS = (Col("#", right=True), Col("TIME (UTC)"), Col("SHA256", drop=1), Col("STATUS"), Col("CAUSE"),
+                   Col("PATH / PROBLEMS", wrap=True))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,13 +70,13 @@ def run(args: argparse.Namespace) -> int:
         if not records:
             print("no configuration loaded yet")
             return 0
-        print(f"{'#':>4}  {'time (UTC)':24s} {'sha256':12s}  {'status':8s} {'cause':9s} path")
+        rows = []
         for r in records:
             status = "loaded" if r.accepted else "REFUSED"
-            print(f"{r.id:>4}  {iso(r.ts):24s} {(r.sha256 or '-')[:12]:12s}  {status:8s} {r.cause:9s} {r.path}")
+            rows.append((r.id, iso(r.ts), (r.sha256 or "-")[:12], status, r.cause, r.path))
             if not r.accepted and r.problems:
-                for line in r.problems.splitlines()[:5]:
-                    print(f"{'':6}{line}")
+                rows += [("", "", "", "", "", f"  {line}") for line in r.problems.splitlines()[:5]]
+        print("\n".join(render(HISTORY_COLUMNS, rows, wide=is_wide(args))))
         return 0
     except sqlite3.Error as exc:
         print(f"heatctl config-history: cannot read {store.path}: {exc}", file=sys.stderr)

@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from controller.cli.table import add_wide_argument, fit_text, is_wide
+
 from controller.site.loader import load_config
 from controller.site.paths import default_config_path
 from controller.cli.verbs.arg_types import positive_float
@@ -26,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--hours", type=positive_float, default=None, help="simulated hours (default: the scenario's)")
     p.add_argument("--tick", type=positive_float, default=None, help="control tick in seconds (default: the config's)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_wide_argument(p)
     p.set_defaults(func=run)
 
 
@@ -93,5 +96,5 @@ def run(args: argparse.Namespace) -> int:
                         "pumps_fans_kwh": energy.pumps_fans_kwh, "demand_kwh": energy.demand_kwh}
         print(json.dumps(out, indent=2))
         return 0
-    print(format_report(report, title))
+    print(fit_text(format_report(report, title), wide=is_wide(args)))
     return 0

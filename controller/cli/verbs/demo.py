@@ -140,9 +140,10 @@ Ctrl-C stops the daemon (it writes the safe state) and the plant.
                     return 1
             try:
                 resp = call(str(sock), {"op": "status"}, timeout_s=5.0)
-                lines = format_status(resp["status"]).splitlines()
+                # The essentials: the four questions and the alarms, up to the first blank line.
+                head = format_status(resp["status"]).split("\n\n", 1)[0]
                 stamp = time.strftime("%H:%M:%S")
-                print(f"--- {stamp}\n" + "\n".join(lines[:7]), flush=True)
+                print(f"--- {stamp}\n{head}", flush=True)
             except (ApiError, KeyError) as exc:
                 print(f"heatctl demo: status failed: {exc}", file=sys.stderr)
             wait = args.every

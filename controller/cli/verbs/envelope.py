@@ -11,12 +11,14 @@ import argparse
 import json
 import sys
 
+from controller.cli.table import Col, add_wide_argument, fit, is_wide, render
 from controller.ops.api_client import READ_TIMEOUT_S, ApiError, add_socket_argument, call, socket_path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("envelope", help="IT power the site can carry each hour of the next 24")
     p.add_argument("--json", action="store_true", help="print the envelope as JSON")
+    add_wide_argument(p)
     add_socket_argument(p)
     p.set_defaults(func=run)
 
@@ -37,9 +39,17 @@ def run(args: argparse.Namespace) -> int:
     if not env:
         print(f"heatctl envelope: {resp.get('note', 'not computed yet')}", file=sys.stderr)
         return 1
-    print(f"capacity envelope computed {env['at']}; tank state of charge {env['soc_start']:.2f}; "
-          f"forecast: {env['basis']}")
-    print(f"{'hour':>4}  {'carryable kW':>12}  {'limit':9}  {'demand kW':>9}  {'ambient':>7}")
-    for h, (w, why, fc) in enumerate(zip(env["carryable_w"], env["binding"], env["forecast"])):
-        print(f"{'+' + str(h):>4}  {w / 1000:12.1f}  {why:9}  {fc['demand_w'] / 1000:9.1f}  {fc['ambient_c']:7.1f}")
+    print("\n".join(format_envelope(env, wide=is_wide(args))))
     return 0
+
+
+ENVELOPE_COLUMNS = (Col("HOUR", right=True), Col("CARRYABLE kW", right=True), Col("LIMIT"),
+                    Col("DEMAND kW", right=True), Col("AMBIENT degC", right=True))
+
+
+def format_envelope(env: dict, wide: bool = False) -> list[str]:
+    lines = fit(f"capacity envelope computed {env['at']}; tank state of charge {env['soc_start']:.2f}; "
+                f"forecast: {env['basis']}", wide=wide)
+    rows = [(f"+{h}", f"{w / 1000:.1f}", why, f"{fc['demand_w'] / 1000:.1f}", f"{fc['ambient_c']:.1f}")
+            for h, (w, why, fc) in enumerate(zip(env["carryable_w"], env["binding"], env["forecast"]))]
+    return lines + render(ENVELOPE_COLUMNS, rows, wide=wide)

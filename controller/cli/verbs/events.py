@@ -7,6 +7,7 @@ import json
 import sys
 import time
 
+from controller.cli.table import Col, add_wide_argument, is_wide, render
 from controller.ops.api_client import ApiError, add_socket_argument, call, parse_duration, socket_path
 
 
@@ -17,6 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "2026-05-01T10:00+02:00) or this long ago (15m, 2h)")
     p.add_argument("--limit", type=_limit, default=50, metavar="N", help="at most N, the newest (default 50)")
     p.add_argument("--json", action="store_true", help="JSON lines, one event each")
+    add_wide_argument(p)
     add_socket_argument(p)
     p.set_defaults(func=run)
 
@@ -46,13 +48,19 @@ def _limit(text: str) -> int:
     return n
 
 
-def format_event(e: dict) -> str:
+EVENT_COLUMNS = (Col("TIME (UTC)"), Col("KIND"), Col("MODE", drop=1), Col("MESSAGE", wrap=True))
+
+
+def event_row(e: dict) -> tuple[str, str, str, str]:
     who = ""
     if e.get("user"):
         who = f"  [{e['user']}" + (f" uid {e['uid']}" if e.get("uid") is not None else "") + \
               (f": {e['reason']}" if e.get("reason") else "") + "]"
-    mode = f" ({e['mode']})" if e.get("mode") else ""
-    return f"{e['time']}  {e['kind']:18s} {e['message']}{who}{mode}"
+    return e["time"], e["kind"], e.get("mode") or "-", f"{e['message']}{who}"
+
+
+def format_events(events: list[dict], wide: bool = False) -> list[str]:
+    return render(EVENT_COLUMNS, [event_row(e) for e in events], wide=wide)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,8 +78,8 @@ def run(args: argparse.Namespace) -> int:
         for e in events:
             print(json.dumps(e, sort_keys=True))
     else:
-        for e in events:
-            print(format_event(e))
+        if events:
+            print("\n".join(format_events(events, wide=is_wide(args))))
     if total > len(events):
         # Never silently short: say how many more the log holds.
         print(f"(showing the newest {len(events)} of {total} matching events; use --limit or --since)",

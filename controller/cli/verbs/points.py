@@ -25,6 +25,7 @@ import os
 import sys
 import time
 
+from controller.cli.table import Col, add_wide_argument, fit, is_wide, render
 from controller.site.loader import LoadedConfig, load_config
 from controller.site.paths import default_config_path
 from controller.core.readings import Quality, Reading
@@ -59,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--reason", default=None, help="why you write (required with --write)")
     p.add_argument("--settle", type=float, default=DEFAULT_SETTLE_S,
                    help=f"seconds to keep re-reading a connecting driver (default {DEFAULT_SETTLE_S:g})")
+    add_wide_argument(p)
     p.set_defaults(func=run)
 
 
@@ -96,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.write is not None:
         return _write(loaded, args.write, args.reason.strip(), args.settle)
     quiet_libraries()
-    return _read(loaded, args.json, args.settle)
+    return _read(loaded, args.json, args.settle, wide=is_wide(args))
 
 
 # --- read -----------------------------------------------------------------------------------
@@ -122,12 +124,27 @@ async def read_points(loaded: LoadedConfig, settle_s: float,
     """
     from drivers.registry import DriverSet, build_drivers
 
-    dset = DriverSet(build_drivers(loaded, only=only))
+    # Driver by driver: one that cannot be built (its credentials file kept from this user) is
+    # reported on its points, and the others are still read.
+    built, unbuilt = {}, {}
+    for name in (only if only is not None else list(loaded.site.drivers)):
+        try:
+            built.update(build_drivers(loaded, only=[name]))
+        except ValueError as exc:
+            unbuilt[name] = str(exc)
+    dset = DriverSet(built)
     await dset.start(timeout_s=max(settle_s, 0.5) + 1.0)
     try:
         rows = await settle_read(dset, loaded, settle_s)
     finally:
         await dset.close()
+    for name, why in unbuilt.items():
+        for pname, src in loaded.sources.items():
+            if getattr(src, "driver", None) == name:
+                cfg = loaded.site.points[pname]
+                rows[pname] = {"point": pname, "value": None, "raw_value": None, "unit": cfg.unit,
+                               "quality": Quality.LOST.value, "reason": f"not read: {why}",
+                               "driver": name, "read_ms": 0.0, "critical": cfg.critical}
     if only is None:
         # Points without a source (no driver reads them) are listed as lost.
         for pname, cfg in loaded.site.points.items():
@@ -177,21 +194,18 @@ def _fmt_value(v: float | None, unit: str) -> str:
     return f"{v:.2f}"
 
 
-def format_table(rows: list[dict]) -> str:
-    head = ("point", "value", "unit", "quality", "driver", "read ms", "reason")
+POINT_COLUMNS = (Col("POINT"), Col("VALUE", right=True), Col("UNIT"), Col("QUALITY"), Col("DRIVER", drop=2),
+                 Col("READ ms", right=True, drop=1), Col("REASON", wrap=True))
+
+
+def format_table(rows: list[dict], wide: bool = False) -> str:
     body = [(r["point"] + (" *" if r["critical"] else ""), _fmt_value(r["raw_value"], r["unit"]),
              r["unit"], r["quality"], r["driver"], f"{r['read_ms']:.1f}", r["reason"])
             for r in rows]
-    widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(len(head) - 1)]
-    lines = []
-    for row in [head, *body]:
-        cells = [str(c).ljust(w) if i not in (1, 5) else str(c).rjust(w)
-                 for i, (c, w) in enumerate(zip(row, widths))]
-        lines.append("  ".join(cells + [str(row[-1])]).rstrip())
-    return "\n".join(lines)
+    return "\n".join(render(POINT_COLUMNS, body, wide=wide))
 
 
-def _read(loaded: LoadedConfig, as_json: bool, settle_s: float) -> int:
+def _read(loaded: LoadedConfig, as_json: bool, settle_s: float, wide: bool = False) -> int:
     started = time.perf_counter()
     try:
         rows = asyncio.run(read_points(loaded, settle_s))
@@ -206,11 +220,12 @@ def _read(loaded: LoadedConfig, as_json: bool, settle_s: float) -> int:
             "critical_not_good": bad_critical, "wall_s": round(wall, 3)}
         print(json.dumps(out, indent=2))
     else:
-        print(format_table(rows))
-        print(f"\n{len(rows)} points, {good} good, {len(rows) - good} not good "
-              f"(* critical) in {wall:.2f} s; config {loaded.path}")
+        print(format_table(rows, wide=wide))
+        print()
+        print("\n".join(fit(f"{len(rows)} points, {good} good, {len(rows) - good} not good "
+                            f"(* critical) in {wall:.2f} s; config {loaded.path}", wide=wide)))
         if bad_critical:
-            print(f"critical points not good: {', '.join(bad_critical)}")
+            print("\n".join(fit(f"critical points not good: {', '.join(bad_critical)}", wide=wide)))
     return 1 if bad_critical else 0
 
 

@@ -12,6 +12,7 @@ import json
 import sqlite3
 import sys
 
+from controller.cli.table import add_wide_argument, fit, is_wide
 from controller.ops.monthly_report import ReportError, parse_period, write_report
 
 
@@ -23,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--state-dir", default="/var/lib/heatctl", metavar="DIR", help="the daemon's state directory")
     p.add_argument("--out", default=".", metavar="DIR", help="where to write the .md and .json (default: .)")
     p.add_argument("--json", action="store_true", help="also print the JSON report on stdout")
+    add_wide_argument(p)
     p.set_defaults(func=run)
 
 
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rep, indent=2, default=str))
         return 0
     e, c = rep["energy"], rep["coverage"]
-    print(f"wrote {md} and {js}")
+    print("\n".join(fit(f"wrote {md} and {js}", wide=is_wide(args))))
     if e["available"]:
         print(f"delivered {e['delivered_kwh']:.0f} kWh, ERF {e['erf'] if e['erf'] is None else round(e['erf'], 3)}, "
               f"coverage {c['share'] * 100:.2f} %, gaps {len(c['gaps'])}, trips {len(rep['trips'])}")

@@ -14,6 +14,7 @@ import json
 import sys
 import time
 
+from controller.cli.table import Col, add_wide_argument, fit, fit_text, is_wide, render
 from controller.site.loader import load_config
 from simulations.plant.config import SIMULATION_EXTENSION
 from controller.site.paths import REPO_ROOT, default_config_path
@@ -40,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "syntax): run once per value of one config key and tabulate the KPIs")
     p.add_argument("--window", action="store_true",
                    help="run only the scenario's short test window (a few days of its interesting season)")
+    add_wide_argument(p)
     p.set_defaults(func=run)
 
 
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         from controller.cli.verbs.sweep import sweep_main
         return sweep_main(args.scenario, args.sweep, config=args.config, hours=args.hours, tick_s=args.tick,
                           as_json=args.json, prog="heatctl simulate --sweep", policy=args.policy,
-                          window=args.window)
+                          window=args.window, wide=is_wide(args))
     from pathlib import Path
 
     from simulations.scenarios.year import window_of
@@ -89,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             sys.stderr.flush()
     compare = scenario.compare if args.compare is None else args.compare
     from simulations.runners.closed_loop import run_compare
-    from simulations.analysis.kpi_report import Result, format_table, to_json, write_report
+    from simulations.analysis.kpi_report import Result, to_json, write_report
 
     if compare:
         c = run_compare(site, scenario, hours=hours, tick_s=args.tick, progress=progress)
@@ -127,19 +129,37 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if compare:
         from simulations.analysis.yardsticks import format_yardsticks
-        print(format_table(result))
-        print(format_yardsticks(result.runs, c.lp_bound))
+        wide = is_wide(args)
+        print("\n".join(format_comparison(result, wide=wide)))
+        print(fit_text(format_yardsticks(result.runs, c.lp_bound), wide=wide))
         events = kpis.events
         if events:
             print("\n  heatctl events")
-            print("\n".join(f"    {e}" for e in events[:40]))
+            print(fit_text("\n".join(f"    {e}" for e in events[:40]), wide=wide))
             if len(events) > 40:
                 print(f"    ... {len(events) - 40} more")
     else:
-        print(format_kpis(scenario.name, scenario.description, kpis, wall))
+        print(fit_text(format_kpis(scenario.name, scenario.description, kpis, wall), wide=is_wide(args)))
     if written:
-        print(f"\n  report: {Path(written[0]).parent}/ ({', '.join(Path(p).name for p in written)})")
+        print()
+        print("\n".join(fit(f"report: {Path(written[0]).parent}/ ({', '.join(Path(p).name for p in written)})",
+                            indent=2, wide=is_wide(args))))
     return 0
+
+
+def format_comparison(result, wide: bool = False) -> list[str]:
+    """Every controller's KPIs side by side (and the bound's), then the headline ratios."""
+    from simulations.analysis.kpi_report import ratio_lines, table_rows
+
+    cols, rows = table_rows(result)
+    k0 = next(iter(result.runs.values()))[0]
+    out = [*fit(f"scenario {result.name}: {result.description}", wide=wide),
+           f"  simulated {k0.hours:,.0f} h at a {k0.tick_s:g} s tick in {result.wall_s:.1f} s", ""]
+    # The KPI names wrap, and list-valued cells (per trip, per actuator) wrap at 12 characters.
+    out += render([Col(cols[0], wrap=True)] + [Col(c, right=True, cap=12) for c in cols[1:]], rows,
+                  wide=wide, indent=2)
+    ratios = ratio_lines(result)
+    return out + ([""] + [line for r in ratios for line in fit(r, indent=2, wide=wide)] if ratios else [])
 
 
 def format_kpis(name: str, description: str, k, wall_s: float) -> str:

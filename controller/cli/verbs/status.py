@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from controller.cli.table import Col, add_wide_argument, fit, is_wide, labelled, render
 from controller.ops.api_client import ApiError, add_socket_argument, call, socket_path
 
 
@@ -21,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="exit 1 while a trip is latched or the mode is safe_degrade (for scripts, monitors)")
     p.add_argument("--watch", nargs="?", const=2.0, default=None, type=_seconds, metavar="SECONDS",
                    help="repeat every SECONDS (default 2) until Ctrl-C, the screen cleared each time")
+    add_wide_argument(p)
     add_socket_argument(p)
     p.set_defaults(func=run)
 
@@ -77,7 +79,7 @@ def _once(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(resp["status"], indent=2, sort_keys=True, default=str))
     else:
-        print(format_status(resp["status"]))
+        print(format_status(resp["status"], wide=is_wide(args)))
     if args.check and not status_ok(resp["status"]):
         return 1
     return 0
@@ -115,9 +117,22 @@ def _signed(v, unit: str = " K") -> str:
     return "?" if v is None else f"{v:+.1f}{unit}"
 
 
-def format_status(st: dict) -> str:
+READING_COLUMNS = (Col("READING"), Col("VALUE", right=True), Col("UNIT"), Col("QUALITY", wrap=True))
+OUTPUT_COLUMNS = (Col("OUTPUT"), Col("VALUE", right=True), Col("UNIT"), Col("SOURCE"), Col("WHY", wrap=True))
+DRIVER_COLUMNS = (Col("DRIVER"), Col("KIND"), Col("STATE", wrap=True), Col("LAST READ", right=True, drop=3),
+                  Col("POINTS", right=True, drop=4), Col("ERRORS", right=True, drop=2),
+                  Col("RESTARTS", right=True, drop=1))
+
+
+def format_status(st: dict, wide: bool = False) -> str:
     lines: list[str] = []
-    add = lines.append
+
+    def add(text: str) -> None:
+        label, sep, rest = text.partition("  ")
+        if sep and label and not label.startswith(" ") and rest.startswith(" "):
+            lines.extend(labelled(label, rest.lstrip(" "), wide=wide))
+        else:
+            lines.extend(fit(text, wide=wide))
     sm = st.get("summary")
     mode = st.get("mode", {})
     if sm is None:
@@ -155,7 +170,7 @@ def format_status(st: dict) -> str:
     # --- mode, hold, trips, overrides ---
     add(f"Mode         {mode['mode']} for {_dur(mode['for_s'])}: {mode['cause']}")
     if mode.get("degrade_causes"):
-        add(f"             safe_degrade causes: {'; '.join(mode['degrade_causes'])}")
+        lines.extend(labelled("", f"safe_degrade causes: {'; '.join(mode['degrade_causes'])}", wide=wide))
     add(f"Held         {'yes (automatic transitions suspended, safe_degrade still applies)' if mode['held'] else 'no (automatic)'}")
     trips = st.get("trips") or {}
     latched = {n: t for n, t in trips.items() if t["latched"]}
@@ -172,26 +187,27 @@ def format_status(st: dict) -> str:
         add(f"Override     {p} = {o['value']:g} for {_dur(o['remaining_s'])} more, by {o['user']}: {o['reason']}")
     # --- readings, outputs ---
     add("")
-    add("Readings")
+    readings = []
     for n, r in st.get("readings", {}).items():
         q = "good" if r["good"] else f"BAD ({r['reason']})"
         crit = " critical" if r["critical"] else ""
         ne = r.get("ne107")
         ne = f" NE107 {_NE107.get(ne, '?')} ({ne})" if ne and ne != "good" else ""
-        add(f"  {n:22s} {_num(r['value'], '.2f'):>10s} {r['unit']:5s} {q}{crit}{ne}")
-    add("Outputs")
-    for p, o in st.get("outputs", {}).items():
-        add(f"  {p:22s} {o['value']:>10.1f} {o['unit']:5s} {o['source']:12s} {o['why']}")
-    add("Drivers")
+        readings.append((n, _num(r["value"], ".2f"), r["unit"], f"{q}{crit}{ne}"))
+    lines.extend(render(READING_COLUMNS, readings, wide=wide))
+    lines.extend(render(OUTPUT_COLUMNS, [(p, f"{o['value']:.1f}", o["unit"], o["source"], o["why"])
+                                         for p, o in st.get("outputs", {}).items()], wide=wide))
+    drivers = []
     for n, d in st.get("drivers", {}).items():
-        extra = ""
+        state = d["state"]
+        detail = d.get("crashed") or d.get("outage") or d.get("last_error")
         if d["state"] != "up":
-            extra = f": {d.get('crashed') or d.get('outage') or d.get('last_error')}"
+            state += f": {detail}" if detail else ""
             if d.get("outage_for_s") is not None:
-                extra += f" (for {_dur(d['outage_for_s'])})"
-        read = "" if d.get("last_read_s") is None else f", last read {d['last_read_s'] * 1000:.0f} ms"
-        add(f"  {n:22s} {d['kind']:7s} {d['state']}{extra}{read}, {d['points']} points, "
-            f"errors {d['errors_total']}, restarts {d['restarts_total']}")
+                state += f" (for {_dur(d['outage_for_s'])})"
+        read = "-" if d.get("last_read_s") is None else f"{d['last_read_s'] * 1000:.0f} ms"
+        drivers.append((n, d["kind"], state, read, d["points"], d["errors_total"], d["restarts_total"]))
+    lines.extend(render(DRIVER_COLUMNS, drivers, wide=wide))
     t = st["ticks"]
     add(f"Ticks        {t['count']} every {t['period_s']:g} s; last {_ms(t['last_s'])}, max {_ms(t['max_1min_s'])} "
         f"over 1 min; overruns {t['overruns_total']} (skipped {t['skipped_total']}), failures {t['failures_total']}")

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from controller.cli.table import Col, add_wide_argument, is_wide, render
 from controller.site.paths import default_config_path
 from controller.cli.verbs.arg_types import positive_float
 
@@ -31,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run only the scenario's short test window (year scenarios)")
     p.add_argument("--workers", type=int, default=2, help="parallel runs (default 2)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    add_wide_argument(p)
     p.set_defaults(func=run)
 
 
@@ -38,16 +40,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     return sweep_main(args.scenario, args.set_spec, config=args.config, hours=args.hours, tick_s=args.tick,
                       as_json=args.json, workers=args.workers, prog="heatctl sweep", policy=args.policy,
-                      window=args.window)
+                      window=args.window, wide=is_wide(args))
+
+
+SWEEP_UNITS = ("kWh", "kWh", "kWh", "", "K.h", "h", "", "")
+
+
+def format_sweep(spec, rows, wide: bool = False) -> list[str]:
+    """One line per value: the main KPIs; an invalid value's line is its reason."""
+    cols = (Col(spec.key_text, right=True, cap=24), Col("delivered", right=True), Col("dumped", right=True),
+            Col("boiler", right=True), Col("ERF", right=True), Col("deficit", right=True),
+            Col("throttled", right=True), Col("modes/day", right=True, drop=1), Col("trips", wrap=True))
+    body = [("", *SWEEP_UNITS)]
+    for r in rows:
+        v = f"{r.value:g}" if isinstance(r.value, (int, float)) and not isinstance(r.value, bool) else str(r.value)
+        if r.error is not None:
+            body.append((v, "", "", "", "", "", "", "", f"invalid: {r.error}"))
+            continue
+        k = r.kpis or {}
+        trips = f"{k['trips']}" + (f" ({', '.join(k['trip_names'])})" if k["trips"] else "")
+        body.append((v, f"{k['delivered_kwh']:.1f}", f"{k['dumped_kwh']:.1f}", f"{k['boiler_kwh']:.1f}",
+                     f"{k['erf']:.3f}", f"{k['comfort_deficit_kh']:.2f}", f"{k['throttled_hours']:.2f}",
+                     f"{k['mode_changes_per_day']:.1f}", trips))
+    return render(cols, body, wide=wide)
 
 
 def sweep_main(scenario: str, set_spec: str, config: str | None = None, hours: float | None = None,
                tick_s: float | None = None, as_json: bool = False, workers: int = 2,
-               prog: str = "heatctl sweep", policy: str | None = None, window: bool = False) -> int:
+               prog: str = "heatctl sweep", policy: str | None = None, window: bool = False,
+               wide: bool = False) -> int:
     """The sweep as a verb: prints the table (or JSON); returns the exit code. Also used by `simulate --sweep`."""
     from controller.site.loader import load_config
     from simulations.plant.config import SIMULATION_EXTENSION
-    from simulations.analysis.sweep import SweepError, find_scenario, format_rows, parse_set, run_sweep
+    from simulations.analysis.sweep import SweepError, find_scenario, parse_set, run_sweep
 
     try:
         spec = parse_set(set_spec)
@@ -105,5 +130,5 @@ def sweep_main(scenario: str, set_spec: str, config: str | None = None, hours: f
     h = hours if hours is not None else sc.hours
     print(f"sweep {spec.key_text} over {len(rows)} value(s), scenario {scenario} ({h:g} h"
           f"{'' if tick_s is None else f', {tick_s:g} s tick'}), {wall:.1f} s wall")
-    print(format_rows(spec, rows))
+    print("\n".join(format_sweep(spec, rows, wide=wide)))
     return 0

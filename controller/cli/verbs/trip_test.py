@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from controller.cli.table import add_wide_argument, fit, is_wide
 from controller.ops.api_client import add_json_argument, add_socket_argument, reason_type, run_change
 
 
@@ -23,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "/etc/heatctl/site.yaml if present, else the shipped reference plant)")
     add_socket_argument(p)
     add_json_argument(p)
+    add_wide_argument(p)
     p.set_defaults(func=run)
 
 
@@ -53,7 +55,8 @@ def dry_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"trip": args.trip, "config": path, "actions": dict(trip.actions)}, indent=2))
         return 0
-    print(f"dry run: trip {args.trip} ({path}) would drive, in the tick it is seen:")
+    print("\n".join(fit(f"dry run: trip {args.trip} ({path}) would drive, in the tick it is seen:",
+                        wide=is_wide(args))))
     for point, value in sorted(trip.actions.items()):
         print(f"  {point:16s} = {value:g}")
     print("and stay latched until `heatctl ack` after its condition clears. Nothing was changed.")
