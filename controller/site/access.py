@@ -31,8 +31,11 @@ def _fix(kind: str, path: Path, st: os.stat_result, group_bit: int) -> str:
     owner, group = _names(st)
     mode = f"{stat.S_IMODE(st.st_mode):04o} {owner}:{group}"
     if st.st_mode & group_bit:
+        # A system user whose own group this is (the service: heatctl) can run the command instead.
+        users = sorted(u.pw_name for u in pwd.getpwall() if u.pw_gid == st.st_gid and u.pw_uid != 0)
+        also = f", run it as {users[0]} (sudo -u {users[0]} heatctl ...)" if users else ""
         return (f"{kind} {path} is {mode}: join group {group} (sudo usermod -aG {group} $USER, then log "
-                f"in again) or run as root")
+                f"in again){also} or run as root")
     return f"{kind} {path} is {mode}: only {owner} (or root) can read it"
 
 

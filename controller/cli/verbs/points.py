@@ -26,7 +26,7 @@ import sys
 import time
 
 from controller.cli.table import Col, add_wide_argument, fit, is_wide, render
-from controller.site.loader import LoadedConfig, load_config
+from controller.site.loader import ConfigError, LoadedConfig, load_config
 from controller.site.paths import default_config_path
 from controller.core.readings import Quality, Reading
 from controller.site.roles import PointKind
@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         except OSError:
             pass
         return 1
+    except ConfigError:
+        raise  # heatctl's main prints its problems, one line each
     except Exception as exc:  # noqa: BLE001 - never a traceback for the operator
         return _err(f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}", 1)
 
