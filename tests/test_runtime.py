@@ -504,3 +504,28 @@ async def test_metrics_observed_each_tick_and_served(tmp_path):
     assert "heatctl_ticks_total 3.0" in text
     assert 'heatctl_config_reloads_total{result="refused"} 1.0' in text
     await d.shutdown()
+
+
+async def test_a_driver_that_keeps_reconnecting_makes_its_points_maintenance_required(tmp_path):
+    # NE 107 M from the daemon's own driver facts: more than MAINTENANCE_RECONNECTS reconnects of
+    # the BMC driver within the hour, and its points (not the BMS's) need maintenance.
+    from controller.core.alarms import GOOD, MAINTENANCE, MAINTENANCE_RECONNECTS
+
+    d, clock, drivers = make_daemon(tmp_path, tick=1.0)
+    await d.start()
+    bmc_point = next(n for n, s in d.loaded.sources.items() if getattr(s, "driver", None) == "bmcs")
+    bms_point = next(n for n, s in d.loaded.sources.items() if getattr(s, "driver", None) == "bms_modbus")
+    bmcs = drivers.current["bmcs"]
+    orig_read, seen = bmcs.read, []
+
+    async def read():
+        seen.append(d.alarm_state.ne107.get(bmc_point))
+        if d.ticks == 3:  # the link has dropped and come back, again and again
+            bmcs._health.reconnects_total = MAINTENANCE_RECONNECTS + 1
+        return await orig_read()
+
+    bmcs.read = read
+    await d.run(max_ticks=6)
+    assert seen[3] == GOOD  # before the reconnects
+    assert d.alarm_state.ne107[bmc_point] == MAINTENANCE
+    assert d.alarm_state.ne107[bms_point] == GOOD
