@@ -67,6 +67,48 @@ def one_run(scenario_name: str, controller: str, tick_s: float, hours: float | N
     }
 
 
+def _headline(parts: list) -> dict:
+    """The headline KPIs of a run from its chunks' KPIs: energies add up; ERF from the sums."""
+    out = {f: sum(getattr(k, f) for k in parts) for f in (
+        "delivered_kwh", "boiler_kwh", "dumped_kwh", "it_kwh", "pumps_fans_kwh", "mode_changes")}
+    out["erf"] = out["delivered_kwh"] / (out["it_kwh"] + out["pumps_fans_kwh"])
+    return out
+
+
+def chunked(args, ticks: list[float], controllers: list[str]) -> None:
+    """Each controller's year in `args.chunks` chunks on 2 processes (simulations.runners.closed_loop.
+    run_chunks), against one unbroken run of each in this benchmark's other processes."""
+    from simulations.runners.closed_loop import run_chunks
+    from simulations.scenarios.definitions import SCENARIOS
+    from simulations.scenarios.year import site_for
+
+    scenario = SCENARIOS[args.scenario]
+    site = site_for(scenario)
+    ctx = multiprocessing.get_context("spawn")
+    for tick in ticks:
+        with ProcessPoolExecutor(max_workers=len(controllers), mp_context=ctx, max_tasks_per_child=1) as ex:
+            whole = {c: f.result() for c, f in
+                     [(c, ex.submit(one_run, args.scenario, c, tick, args.hours)) for c in controllers]}
+        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        w0 = time.perf_counter()
+        runs = run_chunks(site, scenario, args.chunks, warmup_h=args.warmup_h, hours=args.hours, tick_s=tick,
+                          controllers=tuple("heatctl" if c == "heatctl" else c for c in controllers), jobs=2)
+        wall = time.perf_counter() - w0
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (c1.ru_utime + c1.ru_stime) - (c0.ru_utime + c0.ru_stime)
+        print(f"tick {tick:4g} s  {' + '.join(controllers)} in {args.chunks} chunks each ({args.warmup_h:g} h "
+              f"warm-up before each but the first), 2 processes: wall {wall:.1f} s, CPU {cpu:.1f} s "
+              f"(load average {os.getloadavg()[0]:.1f})")
+        for c, parts in runs.items():
+            h = _headline([k for k, _ in parts])
+            w = whole[c]
+            diffs = ", ".join(f"{name} {h[f]:,.0f} vs {w[f]:,.0f} ({(h[f] - w[f]) / w[f] * 100:+.3f} %)"
+                              for name, f in (("delivered", "delivered_kwh"), ("boiler", "boiler_kwh"),
+                                              ("dumped", "dumped_kwh")) if w[f])
+            print(f"{'':20s}{c}: chunked vs unbroken: {diffs}; ERF {h['erf']:.4f} vs {w['erf']:.4f}; "
+                  f"mode changes {h['mode_changes']} vs {w['mode_changes']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenario", default="pool-year")
@@ -75,6 +117,10 @@ def main() -> None:
     ap.add_argument("--no-baseline", action="store_true", help="run heatctl's controller only")
     ap.add_argument("--estimate-hours", type=float, default=1.0,
                     help="simulated hours at the config's own tick, to extrapolate a year (0: skip)")
+    ap.add_argument("--chunks", type=int, default=2,
+                    help="also run each controller's year split into this many chunks in parallel, each "
+                         "warmed up first, and print the difference against the unsplit run (1: skip)")
+    ap.add_argument("--warmup-h", type=float, default=48.0, help="warm-up before each chunk (simulated h)")
     args = ap.parse_args()
     ticks = [float(t) for t in args.ticks.split(",") if t.strip()]
     controllers = ["heatctl"] if args.no_baseline else ["heatctl", "baseline"]
@@ -102,6 +148,9 @@ def main() -> None:
         print(f"tick {tick:4g} s  both side by side: {both:6.1f} s wall incl. process start-up; slowest run "
               f"{slowest:.1f} s" + (f" (a year at this rate: ~{slowest * year_scale:.0f} s)"
                                     if abs(year_scale - 1) > 1e-9 else ""))
+
+    if args.chunks > 1:
+        chunked(args, ticks, controllers)
 
     if args.estimate_hours > 0:
         from controller.site.loader import load_config

@@ -25,6 +25,7 @@ of every 60; the runner therefore stretches the plant's timeout to 3 ticks when 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
@@ -82,8 +83,12 @@ def _in_windows(t: float, windows: tuple[tuple[float, float], ...]) -> bool:
 def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = None,
                  tick_s: float | None = None, trace_every_s: float | None = None,
                  progress: Callable[[float], None] | None = None,
-                 controller: Any = "heatctl") -> tuple[Kpis, Trace]:
-    """Run `scenario` for `hours` (default: the scenario's own) and return its KPIs and a trace."""
+                 controller: Any = "heatctl", measure_from_s: float | None = None) -> tuple[Kpis, Trace]:
+    """Run `scenario` for `hours` (default: the scenario's own) and return its KPIs and a trace.
+
+    `measure_from_s`: the ticks before it are a warm-up (the plant, the tank and the controller
+    run, nothing is counted): the KPIs, trace and timeline cover [measure_from_s, end) only, as one
+    chunk of a year split across processes (`run_chunks`). None: everything is counted."""
     hours = scenario.hours if hours is None else hours
     dt = tick_s or scenario.tick_s or site.tick_period_s
     every = trace_every_s or scenario.trace_every_s or DEFAULT_TRACE_EVERY_S
@@ -137,8 +142,26 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
         return [m.it_j, m.captured_j, m.delivered_j - m.returned_j, m.to_tank_j, m.from_tank_j, m.dumped_j,
                 m.boiler_j, m.pumps_j + m.fans_j, demand_j, lost_j, m.useful_load_j]
 
+    base = None  # the plant's meters at measure_from_s (the warm-up's energies, not counted)
+    measuring = measure_from_s is None
+    rs0 = 0
     for k in range(steps):
         t = t0 + k * dt
+        if not measuring and t >= measure_from_s:  # type: ignore[operator]
+            measuring = True
+            base = dataclasses.replace(m)
+            mode_s = {md.value: 0.0 for md in Mode}
+            above_alarm = {name: 0.0 for name in high_trips}
+            above_limit = {name: 0.0 for name in high_trips}
+            trips, timeline = {}, []
+            travel = {f: 0.0 for f in travel}
+            mode_changes = 0
+            iae = deficit = above = throttled_s = lost_j = demand_j = 0.0
+            overshoot = 0.0
+            max_it_supply = -math.inf
+            trace = Trace()
+            next_trace = t
+            rs0 = rsi
         while fi < len(faults) and faults[fi].at_s <= t:
             f = faults[fi]
             if f.action == "inject":
@@ -264,6 +287,10 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
 
     # The last interval's energies (the one that started at the last sample).
     _flush(trace, cumulative(), last_cum)
+    if base is not None:  # a chunk: its own energies, without the warm-up's
+        m = type(m)(**{f.name: getattr(m, f.name) - getattr(base, f.name) for f in dataclasses.fields(m)})
+        hours -= (measure_from_s - t0) / 3600.0  # type: ignore[operator]
+        t0 = measure_from_s  # type: ignore[assignment]
     total = m.it_j + m.pumps_j + m.fans_j
     delivered_kwh = (m.delivered_j - m.returned_j) * KWH
     boiler_kwh = m.boiler_j * KWH
@@ -293,7 +320,7 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
         mode_changes_per_day=mode_changes / days if days > 0 else 0.0,
         actuator_travel=travel,
         fallback_hours=m.fallback_s / 3600,
-        restarts=rsi,
+        restarts=rsi - rs0,
         monthly=monthly(trace),
         useful_kwh=m.useful_load_j * KWH,
         reused_kwh=(m.useful_load_j - m.boiler_j) * KWH,
@@ -378,3 +405,42 @@ def _bound(site: SiteConfig, scenario: Scenario, hours: float | None, tick_s: fl
 
     return lp_bound(site, scenario, hours=hours, tick_s=tick_s,
                     step_s=trace_every_s or scenario.trace_every_s or 3600.0)
+
+
+# --------------------------------------------------------------------------- a run split in chunks
+
+def _run_chunk(key: str) -> tuple[Kpis, Trace]:
+    site, scenario, start_s, warm_h, chunk_h, tick_s, controller = _JOBS[key]
+    import dataclasses as dc
+    warm_s = min(warm_h * 3600.0, start_s - scenario.start_s)
+    shifted = dc.replace(scenario, start_s=start_s - warm_s)
+    return run_scenario(site, shifted, hours=chunk_h + warm_s / 3600.0, tick_s=tick_s, controller=controller,
+                        measure_from_s=start_s if warm_s > 0 else None)
+
+
+def run_chunks(site: SiteConfig, scenario: Scenario, chunks: int, warmup_h: float = 48.0,
+               hours: float | None = None, tick_s: float | None = None,
+               controllers: tuple[str, ...] = ("heatctl",), jobs: int = 2) -> dict[str, list[tuple[Kpis, Trace]]]:
+    """Each controller's run split into `chunks` consecutive pieces run in parallel processes; each
+    piece but the first starts `warmup_h` earlier and counts nothing in that warm-up (the plant's
+    and the tank's temperatures and the controller's state are then close to where an unbroken run
+    has them). NOT identical to one unbroken run: bench/bench_year.py prints the difference."""
+    hours = scenario.hours if hours is None else hours
+    dt = tick_s or scenario.tick_s or site.tick_period_s
+    steps = int(round(hours * 3600.0 / dt))
+    bounds = [scenario.start_s + int(round(i * steps / chunks)) * dt for i in range(chunks + 1)]
+    _JOBS.clear()
+    keys = []
+    for name in controllers:
+        for i in range(chunks):
+            key = f"{name}#{i}"
+            _JOBS[key] = (site, scenario, bounds[i], warmup_h, (bounds[i + 1] - bounds[i]) / 3600.0, dt, name)
+            keys.append(key)
+    ctx = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = {key: pool.submit(_run_chunk, key) for key in keys}
+        out: dict[str, list[tuple[Kpis, Trace]]] = {name: [] for name in controllers}
+        for key, fut in futures.items():
+            out[key.split("#")[0]].append(fut.result())
+    _JOBS.clear()
+    return out
