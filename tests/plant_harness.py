@@ -40,8 +40,8 @@ import asyncio, json, signal, sys
 from controller.site.loader import load_config
 from simulations.wire.sim_plant import SimPlant
 
-async def main(cfg, out):
-    sim = SimPlant(load_config(cfg), free_ports=True, control_port=0)
+async def main(cfg, out, speed):
+    sim = SimPlant(load_config(cfg), free_ports=True, control_port=0, speed=speed)
     await sim.start()
     sim.write_config(out)
     print(json.dumps({"control_port": sim.control_port}), flush=True)
@@ -52,7 +52,7 @@ async def main(cfg, out):
     await stop.wait()
     await sim.stop()
 
-asyncio.run(main(sys.argv[1], sys.argv[2]))
+asyncio.run(main(sys.argv[1], sys.argv[2], float(sys.argv[3])))
 """
 
 
@@ -73,17 +73,22 @@ def wait_for(cond, timeout_s: float, what: str, every_s: float = 0.05):
 
 
 class Sim:
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, edits: dict[str, str] | None = None, simulation: str = "",
+                 speed: float = 1.0):
+        """`edits`: more text replacements of the reference config (the plant and the daemon both
+        read it); `simulation`: more lines of its simulation: section (indented two spaces);
+        `speed`: plant seconds per wall second (SimPlant's speed; the BMS's heartbeat timeout, on
+        plant time, is scaled with it so that the daemon's heartbeat still counts)."""
         text = REFERENCE.read_text()
-        for old, new in E2E_EDITS.items():
+        for old, new in {**E2E_EDITS, **(edits or {})}.items():
             assert old in text, old
             text = text.replace(old, new)
-        text += f"\nsimulation:\n  heartbeat_timeout_s: {HEARTBEAT_TIMEOUT_S}\n"
+        text += f"\nsimulation:\n  heartbeat_timeout_s: {HEARTBEAT_TIMEOUT_S * speed}\n{simulation}"
         self.src = workdir / "sim-input.yaml"
         self.src.write_text(text)
         self.config = workdir / "site.yaml"
         self.log = open(workdir / "sim.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-c", SIM_SCRIPT, str(self.src), str(self.config)],
+        self.proc = subprocess.Popen([sys.executable, "-c", SIM_SCRIPT, str(self.src), str(self.config), str(speed)],
                                      cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.proc.stdout.readline()
         if not line:

@@ -132,6 +132,9 @@ def test_inputs_without_slurm_have_no_queue_and_no_batch_room():
     inp = planning.inputs_from(shape(), T0, None, None, [HourForecast(1000.0, 5.0)], None, 3600.0)
     assert inp.queue == () and set(inp.batch_max_w) == {0.0}
     assert set(inp.fixed_it_w) == {shape().limits.it_floor_w}
+    # The nowcast: the current slot takes the present demand (0: the consumer is offline).
+    off = planning.inputs_from(shape(), T0, None, None, [HourForecast(1000.0, 5.0)], None, 3600.0, 0.0)
+    assert off.demand_w[0] == 0.0 and set(off.demand_w[1:]) == {1000.0}
 
 
 # --- the planner task: off the tick, the keeper's fallback, audited ---------------------------------

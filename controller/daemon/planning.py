@@ -13,8 +13,10 @@ step's input (controller.core.plan.adjustments; only the slot's policy reaches t
 budget and the value of heat over the next hours go to the Slurm decision (workload.situation_from).
 
 What the plan is made from (`inputs_from`), on a site:
-- demand and ambient per slot: the capacity envelope's hourly forecast (the last 7 days' hour-of-day
-  means, else the present readings), each slot taking its hour;
+- demand and ambient per slot: the capacity envelope's hourly forecast, made afresh at each solve
+  (controller.core.envelope.forecast_from_history: the last 7 days' hour-of-day means, else the
+  present readings), each slot taking its hour; the current slot takes the present demand, and none
+  while the consumer is offline (a nowcast: the forecast knows the usual day, the reading knows now);
 - the IT power that runs anyway (idle and interactive): the measured IT power less the running
   flexible jobs' estimated power, held for the horizon (a persistence forecast), at least the
   site's power floor;
@@ -77,13 +79,17 @@ class SiteShape:
 
 
 def inputs_from(shape: SiteShape, wall: float, tank_soc: float | None, it_w: float | None,
-                forecast: list[HourForecast], snapshot: Any, deadline_guard_s: float) -> PlanInputs:
+                forecast: list[HourForecast], snapshot: Any, deadline_guard_s: float,
+                demand_now_w: float | None = None) -> PlanInputs:
     """The plan's inputs at `wall` (module docstring). `snapshot`: drivers.slurm.model.Snapshot or
-    None (no Slurm, or not read yet: no queue, no free nodes)."""
+    None (no Slurm, or not read yet: no queue, no free nodes). `demand_now_w`: the heat the consumer
+    takes now (0 when offline; None: unknown, the forecast stands)."""
     first = (wall // SLOT_S) * SLOT_S
     off = int((first - (wall // 3600.0) * 3600.0) // SLOT_S)
     dem, amb = slots_from_hours(forecast, HORIZON_SLOTS + off)
     dem, amb = dem[off:], amb[off:]
+    if demand_now_w is not None and math.isfinite(demand_now_w):
+        dem = (max(demand_now_w, 0.0),) + dem[1:]
     L = shape.limits
     queue: list[QueuedJob] = []
     running_w = 0.0
@@ -149,15 +155,17 @@ class PlannerTask:
         self.in_force = plan
         return plan
 
+    def due(self, wall: float) -> bool:
+        return wall >= self._due and (self._task is None or self._task.done())
+
     def after_step(self, wall: float, tank_soc: float | None, it_w: float | None,
-                   forecast: list[HourForecast] | None, snapshot: Any) -> None:
-        """Start a solve if one is due and none is in flight. Never waits, never raises."""
-        if self._task is not None and not self._task.done():
-            return
-        if wall < self._due or not forecast:
+                   forecast: list[HourForecast] | None, snapshot: Any, demand_now_w: float | None = None) -> None:
+        """Start a solve if one is due and none is in flight. Never waits."""
+        if not self.due(wall) or not forecast:
             return
         self._due = wall + self.every_s
-        inputs = inputs_from(self.shape, wall, tank_soc, it_w, forecast, snapshot, self.deadline_guard_s)
+        inputs = inputs_from(self.shape, wall, tank_soc, it_w, forecast, snapshot, self.deadline_guard_s,
+                             demand_now_w)
         self._task = asyncio.get_running_loop().create_task(self._solve(inputs))
 
     async def _solve(self, inputs: PlanInputs) -> None:
@@ -236,21 +244,20 @@ def build_planner(site: Any, audit: Callable[[list[AuditEvent]], None], wall: Ca
                        solver=solver or _default_solver, keeper=PlanKeeper())
 
 
-def forecast_of(envelope: dict | None) -> list[HourForecast] | None:
-    """The envelope's hourly forecast (runtime.envelope["forecast"]) as HourForecasts."""
-    if not envelope or not envelope.get("forecast"):
-        return None
-    return [HourForecast(float(h["demand_w"]), float(h["ambient_c"])) for h in envelope["forecast"]]
-
-
 def after_tick(planner: PlannerTask, daemon: Any, result: Any) -> None:
     """The daemon's hook after each completed tick: start a solve when due (from the envelope's
-    forecast and the workload task's last read of Slurm) and record plan against actual."""
+    forecast made now, the present demand, and the workload task's last read of Slurm) and record
+    plan against actual."""
     wall = daemon.wall()
     flows = result.flows
     snap = daemon.workload.last_snapshot if daemon.workload is not None else None
-    planner.after_step(wall, result.state.tank_soc, flows.it_w if flows is not None else None,
-                       forecast_of(getattr(daemon, "envelope", None)), snap)
+    if planner.due(wall):
+        from controller.daemon.workload import consumer_online
+        from controller.site.roles import Role
+        online = consumer_online(daemon.ctrl.site, result)
+        planner.after_step(wall, result.state.tank_soc, flows.it_w if flows is not None else None,
+                           daemon.forecast_now(result), snap,
+                           daemon._role_value(result, Role.CONSUMER_DEMAND) if online else 0.0)
     observe = getattr(daemon.metrics, "observe_plan", None)
     if observe is not None:
         observe(plan_vs_actual(planner, wall, result.state.tank_soc, actual_batch_w(planner.shape, snap)))

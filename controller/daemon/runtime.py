@@ -892,6 +892,15 @@ class Daemon:
         if self.db is not None:
             self.db.submit("config", lambda store: store.record_config(*args, **kwargs) or True)
 
+    def forecast_now(self, result: StepResult) -> list:
+        """The envelope's hourly forecast as of now (the plan's, at each solve): the last 7 days'
+        hour-of-day means, else the present readings."""
+        from controller.core import envelope as env
+        fc, _basis = env.forecast_from_history(
+            getattr(self, "_envelope_hourly", {}), int(self.wall() // 3600) % 24,
+            self._role_value(result, Role.CONSUMER_DEMAND), self._role_value(result, Role.AMBIENT_TEMP))
+        return fc
+
     def _role_value(self, result: StepResult, role: Role) -> float | None:
         names = self.ctrl.idx.get(role, ())
         if len(names) != 1:

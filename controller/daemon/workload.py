@@ -144,12 +144,7 @@ def situation_from(site: Any, result: Any, wall_s: float, plan: Any = None) -> S
     weights) from `plan` (controller.core.plan.Plan, the keeper's plan in force) over the next hours,
     else from the present state (controller.planning.value); the plan's current slot's batch budget."""
     from controller.planning import value
-    from controller.site.roles import Role
-    online = False
-    for name in site.points_with_role(Role.CONSUMER_AVAILABLE):
-        c = result.checked.get(name)
-        if c is not None and c.good and c.value is not None and c.value >= 0.5:
-            online = True
+    online = consumer_online(site, result)
     st = result.state
     hv = value.from_plan(plan, wall_s)
     if hv is None:
@@ -158,3 +153,14 @@ def situation_from(site: Any, result: Any, wall_s: float, plan: Any = None) -> S
     return Situation(now_s=wall_s, consumer_online=online, tank_soc=st.tank_soc, heat_value=hv,
                      plan_batch_budget_w=None if slot is None else slot.batch_budget_w,
                      plan_reason="" if slot is None else slot.reason)
+
+
+def consumer_online(site: Any, result: Any) -> bool:
+    """The consumer_available reading says it takes heat; a bad or missing reading counts as offline
+    (the conservative side)."""
+    from controller.site.roles import Role
+    for name in site.points_with_role(Role.CONSUMER_AVAILABLE):
+        c = result.checked.get(name)
+        if c is not None and c.good and c.value is not None and c.value >= 0.5:
+            return True
+    return False
