@@ -122,7 +122,7 @@ def test_inputs_from_the_envelope_and_slurm():
     assert run.running and run.preemptible and run.remaining_wh == pytest.approx(1.5 * sh.node_w)
     assert run.deadline_s == now + 10 * H
     assert not pend.running and pend.max_w == 2 * sh.node_w and pend.remaining_wh == pytest.approx(3 * 2 * sh.node_w)
-    assert pend.deadline_s > inp.first_slot_s + 96 * SLOT_S            # no deadline: never due inside
+    assert pend.deadline_s == now + 24 * H          # no deadline: a day after its submission (unknown: now)
     # And HiGHS plans it.
     res = solve(inp, 2.0)
     assert res.plan is not None, res.reason
@@ -377,3 +377,26 @@ def test_the_site_dashboard_has_the_plan_panels():
     for name in ("heatctl_plan_age_seconds", "heatctl_plan_solve_duration_seconds", "heatctl_plan_solves_total",
                  "heatctl_plan_fallbacks_total", "heatctl_plan_in_force"):
         assert name in exprs["Plan: age, solve, fallbacks"]
+
+
+def test_a_changed_queue_brings_the_next_solve_forward_at_most_once_a_minute():
+    async def scenario():
+        clock = FakeClock(T0)
+        solver, calls = fake_solver(["ok"] * 5)
+        p, _ = planner(solver, clock)
+        one = Snapshot({}, (Job(1, "batch", "", "PENDING", "None", None, False),))
+        two = Snapshot({}, one.jobs + (Job(2, "batch", "", "PENDING", "None", None, False),))
+        p.after_step(clock(), 0.5, 30000.0, FC, one)
+        await p.wait_idle()
+        clock.t += 30.0
+        p.after_step(clock(), 0.5, 30000.0, FC, one)      # same queue: not due
+        p.after_step(clock(), 0.5, 30000.0, FC, two)      # a new job, but within the minute
+        assert len(calls) == 1
+        clock.t += 30.0
+        p.after_step(clock(), 0.5, 30000.0, FC, one)      # the queue it was planned with: not due
+        assert len(calls) == 1
+        p.after_step(clock(), 0.5, 30000.0, FC, two)      # a new job, a minute on: solved now
+        await p.wait_idle()
+        assert len(calls) == 2
+        assert [len(c) for c in calls] == [3, 3]
+    asyncio.run(scenario())

@@ -1,7 +1,8 @@
 """The daemon's planner task: the 24-hour plan made on the site, off the tick, every re-plan period.
 
 `after_step` (called once per completed tick, after the workload task) starts a solve when one is
-due (every `planning.replan_every_s`, 15 min by default) and none is in flight, and returns at once.
+due (every `planning.replan_every_s`, 15 min by default, or sooner, at most once a minute, when the
+batch queue differs from the one the plan was made with) and none is in flight, and returns at once.
 The solve runs in a worker thread that waits on a child process (controller.planning.worker: HiGHS's
 own time limit, and the process killed after `kill_after_s`), so neither a slow solver nor a hung
 one can hold the tick. Its result goes to the PlanKeeper (controller.planning.keeper): a failed,
@@ -25,7 +26,7 @@ What the plan is made from (`inputs_from`), on a site:
 - the queue: the flexible partition's pending and running jobs from the workload task's last read
   of Slurm, each with its nodes x per-node power, its remaining time limit as its work (the
   scheduler's own bound: a job may finish sooner, never later) and Slurm's `--deadline` (none: a
-  day past the horizon, never due inside it).
+  day after its submission, DEFAULT_DEADLINE_S).
 Times are wall-clock (s since the epoch), the same clock as Slurm's deadlines.
 """
 
@@ -47,10 +48,14 @@ from controller.planning.worker import solve_in_subprocess
 
 log = logging.getLogger("heatctl.planning")
 
-# A job without a Slurm time limit is planned as this long (s); one without a deadline is due
-# this long after the horizon's end (never inside it).
+# A job without a Slurm time limit is planned as this long (s); one without a deadline as due this
+# long after its submission (the longest deadline of the issue's batch profiles, 4-24 h): a job
+# that never got a deadline must not wait forever for hours that want its heat.
 DEFAULT_JOB_S = 3600.0
-NO_DEADLINE_AFTER_S = 86400.0
+DEFAULT_DEADLINE_S = 86400.0
+# A changed batch queue brings the next solve forward, but not sooner than this after the last (s):
+# a burst of submissions is planned once, not once each.
+QUEUE_REPLAN_S = 60.0
 
 Solver = Callable[[PlanInputs, float, float], SolveResult]
 
@@ -97,7 +102,6 @@ def inputs_from(shape: SiteShape, wall: float, tank_soc: float | None, it_w: flo
     if snapshot is not None:
         free_nodes = sum(1 for n in snapshot.nodes.values()
                          if n.state not in ("down", "unknown") and (not n.drain or n.reason.startswith("heatctl:")))
-        horizon_end = first + HORIZON_SLOTS * SLOT_S
         for j in snapshot.jobs:
             width = min(j.nodes, max(len(shape.nodes), 1)) * shape.node_w
             limit = j.time_limit_s if j.time_limit_s is not None else DEFAULT_JOB_S
@@ -106,7 +110,7 @@ def inputs_from(shape: SiteShape, wall: float, tank_soc: float | None, it_w: flo
             if running:
                 running_w += width
             queue.append(QueuedJob(str(j.job_id), max(left_s, 0.0) / 3600.0 * width,
-                                   j.deadline_ts if j.deadline_ts else horizon_end + NO_DEADLINE_AFTER_S,
+                                   j.deadline_ts if j.deadline_ts else (j.submit_ts or wall) + DEFAULT_DEADLINE_S,
                                    width, preemptible=j.requeue, running=running))
     fixed = max((it_w if it_w is not None and math.isfinite(it_w) else L.it_floor_w) - running_w, L.it_floor_w)
     bmax = max(min(free_nodes * shape.node_w, L.it_max_w - fixed), 0.0)
@@ -147,6 +151,10 @@ class PlannerTask:
     in_force: Plan | None = None
     _task: asyncio.Task | None = None
     _due: float = -math.inf
+    _started: float = -math.inf
+    # The batch jobs the plan in the making or in force was made with: a queue that differs (a job
+    # submitted or gone) brings the next solve forward, at most every QUEUE_REPLAN_S.
+    _planned_jobs: frozenset = frozenset()
 
     def current(self, wall: float) -> Plan | None:
         """The plan in force at `wall` (None: today's rules); the keeper's fallback is audited."""
@@ -155,15 +163,22 @@ class PlannerTask:
         self.in_force = plan
         return plan
 
-    def due(self, wall: float) -> bool:
-        return wall >= self._due and (self._task is None or self._task.done())
+    def due(self, wall: float, snapshot: Any = None) -> bool:
+        if self._task is not None and not self._task.done():
+            return False
+        if wall >= self._due:
+            return True
+        return (snapshot is not None and wall >= self._started + min(QUEUE_REPLAN_S, self.every_s)
+                and frozenset(j.job_id for j in snapshot.jobs) != self._planned_jobs)
 
     def after_step(self, wall: float, tank_soc: float | None, it_w: float | None,
                    forecast: list[HourForecast] | None, snapshot: Any, demand_now_w: float | None = None) -> None:
         """Start a solve if one is due and none is in flight. Never waits."""
-        if not self.due(wall) or not forecast:
+        if not self.due(wall, snapshot) or not forecast:
             return
         self._due = wall + self.every_s
+        self._started = wall
+        self._planned_jobs = frozenset(j.job_id for j in snapshot.jobs) if snapshot is not None else frozenset()
         inputs = inputs_from(self.shape, wall, tank_soc, it_w, forecast, snapshot, self.deadline_guard_s,
                              demand_now_w)
         self._task = asyncio.get_running_loop().create_task(self._solve(inputs))
@@ -251,7 +266,9 @@ def after_tick(planner: PlannerTask, daemon: Any, result: Any) -> None:
     wall = daemon.wall()
     flows = result.flows
     snap = daemon.workload.last_snapshot if daemon.workload is not None else None
-    if planner.due(wall):
+    # With a Slurm lever, the first plan waits for the first read of Slurm: without its nodes and
+    # queue the plan would see no room for batch work and hold it all.
+    if planner.due(wall, snap) and (daemon.workload is None or snap is not None):
         from controller.daemon.workload import consumer_online
         from controller.site.roles import Role
         online = consumer_online(daemon.ctrl.site, result)

@@ -1121,6 +1121,9 @@ class Daemon:
         st = build_status(self)
         if self.workload is not None:
             st["workload"] = self.workload.status()
+        if self.planner is not None:
+            v = self.planner.view(self.wall())
+            st["plan"] = {k: v[k] for k in ("in_force", "fallback", "age_s", "last_solve", "counters", "note")}
         return st
 
     def api_alarms(self) -> dict[str, Any]:

@@ -100,7 +100,9 @@ def decide(s: Situation, snap: Snapshot, mem: Memory, t: Thresholds = Thresholds
                 actions.append(Action("hold", jid, hold_reason))
                 held.add(job.job_id)
             elif not hold_reason and job.held and job.job_id in held:
-                actions.append(Action("release", jid, f"{TAG} heat sink has room again (tank {soc})"))
+                why = (f"plan releases batch work ({s.plan_reason})" if s.plan_batch_budget_w is not None
+                       else f"heat sink has room again (tank {soc})")
+                actions.append(Action("release", jid, f"{TAG} {why}"))
                 held.discard(job.job_id)
         elif job.state == "RUNNING" and shed and job.requeue and s.tank_soc is not None \
                 and s.tank_soc >= t.requeue_above_soc:

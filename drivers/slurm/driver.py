@@ -153,7 +153,8 @@ def parse_squeue(text: str, config: SlurmConfig) -> tuple[Job, ...]:
                         deadline_ts=float(deadline) if deadline else None,
                         requeue=bool(j.get("requeue")), nodes=max(_int(j.get("node_count"), 1), 1),
                         time_limit_s=_minutes(j.get("time_limit")), start_ts=float(_int(j.get("start_time"), 0)) or None,
-                        node_list=str(j.get("nodes") or "")))
+                        node_list=str(j.get("nodes") or ""),
+                        submit_ts=float(_int(j.get("submit_time"), 0)) or None))
     return tuple(sorted(jobs, key=lambda job: job.job_id))
 
 

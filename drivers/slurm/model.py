@@ -47,6 +47,7 @@ class Job:
     time_limit_s: float | None = None
     start_ts: float | None = None
     node_list: str = ""
+    submit_ts: float | None = None
 
     @property
     def held(self) -> bool:
