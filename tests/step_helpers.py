@@ -18,7 +18,7 @@ GOOD = dict(
     it_supply_temp=35.0, it_return_temp=43.0, it_flow=3.0, loop_pressure=2.0,
     leak_cdu=0, leak_rack=0, b_supply_temp=41.0, b_return_temp=33.0, b_flow=4.0,
     ambient_temp=10.0, consumer_supply_temp=40.0, consumer_demand=30000.0,
-    consumer_available=1, tank_top_temp=40.0, tank_bottom_temp=35.0,
+    consumer_available=1, tank_top_temp=40.0, tank_bottom_temp=35.0, bms_fallback=0,
 )
 
 

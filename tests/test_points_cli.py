@@ -69,7 +69,7 @@ async def test_points_lists_every_point_good_and_exits_0(sim, site_file):
 
     code, out, err, _ = await heatctl("points", "--config", str(site_file))
     assert code == 0, out + err
-    assert "it_supply_temp *" in out and "35 points, 35 good" in out
+    assert "it_supply_temp *" in out and "36 points, 36 good" in out
     assert "pymodbus" not in out + err  # its frame dumps are silenced
 
 

@@ -264,3 +264,47 @@ async def test_steps_follow_the_given_clock_times_speed(tmp_path):
         s.inject("silent", "nowhere")
     with pytest.raises(ValueError, match="unknown drivers or BMCs"):
         SimPlant(loaded, ports={"bms_modbuss": 0})
+
+
+async def test_the_bms_says_when_it_runs_on_its_fallback(sim, dset):
+    """The plant's own word (the bms_fallback point, a Modbus discrete input) tells the truth:
+    0 while the heartbeat moves, 1 when the BMS is forced onto its fallback."""
+    beat = int(sim.state()["commanded"]["heartbeat"])
+
+    async def beat_and_read():
+        nonlocal beat
+        beat += 1
+        (result,) = await dset.write({"heartbeat": float(beat)})
+        assert result.ok, result.reason
+        return (await dset.read())["bms_fallback"]
+
+    r = await poll(lambda: _value_is(beat_and_read(), 0.0), 3.0)
+    assert r and not sim.state()["fallback_active"]
+    sim.inject("bms_fallback")
+    await poll(lambda: _value_is(beat_and_read(), 1.0), 3.0)
+    state = sim.state()
+    assert state["fallback_active"] and state["effective"]["p1_pct"] == 100.0
+    assert state["effective"]["boiler_enable"] is True
+    sim.clear("bms_fallback")
+    await poll(lambda: _value_is(beat_and_read(), 0.0), 3.0)
+
+
+async def _value_is(reading_coro, want: float):
+    r = await reading_coro
+    return r.good and r.value == want
+
+
+async def test_a_heartbeat_register_that_ignores_writes_does_not_read_back(sim, dset):
+    beat = float(sim.state()["commanded"]["heartbeat"] + 1)
+    (ok,) = await dset.write({"heartbeat": beat})
+    assert ok.ok
+    sim.inject("ignore_writes", "heartbeat")
+    assert sim.state()["ignore_writes"] == ["heartbeat"]
+    (bad,) = await dset.write({"heartbeat": beat + 1})
+    assert not bad.ok and bad.reason.startswith("readback_mismatch") and bad.readback == beat
+    assert sim.state()["commanded"]["heartbeat"] == beat  # the plant's BMS saw no new value
+    with pytest.raises(ValueError, match="ignore_writes: 'it_supply_temp' is not an actuator point"):
+        sim.inject("ignore_writes", "it_supply_temp")
+    sim.clear("ignore_writes", "heartbeat")
+    (again,) = await dset.write({"heartbeat": beat + 2})
+    assert again.ok and again.readback == beat + 2

@@ -51,11 +51,11 @@ def test_startup_holds_safe_state_until_complete_valid_snapshot(ctrl):
              outputs={"boiler_enable": (1.0, S.STARTUP), "d1_fan": (100.0, S.STARTUP),
                       "p1_speed": (100.0, S.STARTUP), "power_cap": (safe_w, S.STARTUP)},
              latched={"sensor_lost": False}),
-        Tick(1, mode=Mode.NORMAL, events=["reading_recovered", "mode_changed"],
+        Tick(1, mode=Mode.NORMAL, events=["reading_recovered", "mode_changed", "power_cap_start"],
              outputs={"boiler_enable": (0.0, S.AUTO)}),
     ])
     res = ctrl.step(ctrl.initial_state(0.0), snap(ctrl.site, 1.0), [], 1.0)
-    assert res.events[-1].fields["cause"] == "first complete, valid snapshot"
+    assert res.events[-2].fields["cause"] == "first complete, valid snapshot"
     assert {o.source for p, o in res.commands.items()} == {S.AUTO}
 
 

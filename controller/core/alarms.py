@@ -177,6 +177,9 @@ class AlarmInputs:
     driver_reconnects: Mapping[str, int] = field(default_factory=dict)
     # Points under an operator override or a trip test this tick (NE 107 function check).
     function_check: frozenset[str] = frozenset()
+    # The BMS says it runs on its own fallback; the heartbeat does not read back counting.
+    bms_fallback: bool = False
+    heartbeat_fault: bool = False
 
 
 @dataclass(frozen=True)
@@ -289,6 +292,10 @@ class Alarms:
                 value = 1.0 if inp.boiler_on else 0.0
             elif sig == "operator_hold":
                 value = 1.0 if inp.held else 0.0
+            elif sig == "bms_fallback_active":
+                value = 1.0 if inp.bms_fallback else 0.0
+            elif sig == "heartbeat_not_verified":
+                value = 1.0 if inp.heartbeat_fault else 0.0
             elif sig == "consumer_supply_below_setpoint_k":
                 c = inp.checked.get(self._consumer_point)
                 value = None if c is None or not c.good else self._consumer_sp - c.value  # type: ignore[operator]
@@ -494,7 +501,8 @@ class Alarms:
             check.update(self.trip_points.get(t, ()))
         return AlarmInputs(checked=result.checked, mode_safe_degrade=st.mode.value == "safe_degrade",
                            held=st.held, boiler_on=bool(st.boiler_on), drivers_down=frozenset(drivers_down),
-                           driver_reconnects=dict(driver_reconnects or {}), function_check=frozenset(check))
+                           driver_reconnects=dict(driver_reconnects or {}), function_check=frozenset(check),
+                           bms_fallback=st.bms_fallback, heartbeat_fault=bool(st.heartbeat_check.fault))
 
     def flood_counts(self, state: AlarmsState, now: float) -> dict[str, int]:
         """Operator position -> alarms annunciated to it within FLOOD_WINDOW_S."""

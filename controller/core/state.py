@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from controller.core.heartbeat import NOT_JUDGED, HeartbeatCheck
 from controller.core.loops import LoopState
 from controller.core.metering import EnergyCounters
 from controller.core.modes import Mode
@@ -49,3 +50,10 @@ class ControllerState:
     boiler_on: bool = False
     # When the automatic boiler decision last changed (for the minimum time between switches).
     boiler_since: float = float("-inf")
+    # Whether the heartbeat reads back counting (controller.core.heartbeat).
+    heartbeat_check: HeartbeatCheck = NOT_JUDGED
+    # The BMS says it runs on its own fallback (its bms_fallback_active point, good and 1).
+    bms_fallback: bool = False
+    # The site cap the BMCs held before the start-up safe state capped them (W; None: not read):
+    # where the cap loop may start bumplessly (Controller._start_cap). Set by the daemon at start.
+    cap_before_start: float | None = None

@@ -4,10 +4,14 @@ Pure and synchronous: no I/O, no clock (time comes in as `now`, seconds), no glo
 inputs give the same outputs. One tick, in order:
 
 1. validate every reading (validation.py); requests that do not need the mode (ack, overrides);
+   the BMS's own word on its fallback, and whether the heartbeat reads back counting (heartbeat.py);
 2. evaluate the hard trips on the validated readings and latch them (trips.py);
-3. collect safe_degrade causes; apply operator mode requests, then the automatic transitions;
+3. collect safe_degrade causes (a latched trip, a critical reading bad, a reading near its trip,
+   the BMS on its fallback, a heartbeat fault); apply operator mode requests, then the automatic
+   transitions;
 4. the control sequences (sequences/: it dT, consumer/tank, dump, power cap, boiler) decide what
-   each PID loop works on, the loops run (loops.py), and give the automatic outputs;
+   each PID loop works on, the loops run (loops.py), and give the automatic outputs; the tick that
+   ends the start-up hold starts the cap loop bumplessly where the IT loop is inside its limits;
 5. arbitrate each actuator (sequences/arbitration.py): trip > safe_degrade > override > automatic;
 6. fold the commanded outputs back into the loops (bumpless, no wind-up; next tick, the drivers'
    verified `applied_outputs` correct them where known); meter heat (metering.py).
@@ -20,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Iterable, Mapping
 
+from controller.core import heartbeat as heartbeat_mod
 from controller.core.commands import Output
 from controller.site.models import Policy, SiteConfig
 from controller.site.checks import point_kind
@@ -39,7 +44,7 @@ from controller.core.sequences.dump import Dump
 from controller.core.sequences.it_delta_t import ItDeltaT
 from controller.core.sequences.power_cap import PowerCap
 from controller.site.roles import PointKind, Role
-from controller.core.state import ControllerState, Override
+from controller.core.state import STARTUP_CAUSE, ControllerState, Override
 from controller.core import trips as trips_mod
 from controller.core.validation import Checked, PointLimits, validate
 
@@ -92,6 +97,12 @@ class Controller:
         self._p_cons_sup = r[Role.CONSUMER_SUPPLY_TEMP]
         self._p_avail, self._p_demand = r[Role.CONSUMER_AVAILABLE], r[Role.CONSUMER_DEMAND]
         self._leak_points = self.idx[Role.LEAK]
+        # The BMS's own word on its fallback: an optional point (None: the site has none).
+        self._p_fallback = r.get(Role.BMS_FALLBACK_ACTIVE)
+        # A heartbeat that does not read back counting for this long is a fault: the grace of a
+        # critical reading (a write lost in one tick is no fault), never under three ticks, and
+        # inside a BMS's usual heartbeat timeout (10 s on the simulated plant) on the reference.
+        self._hb_grace_s = max(site.modes.critical_grace_s, 3.0 * site.tick_period_s)
         self._server_points = self.idx[Role.SERVER_POWER]
         # The control sequences (controller/core/sequences), composed in `_automatic` and `step`.
         self.it_delta_t, self.consumer_tank, self.dump = ItDeltaT(site), ConsumerTank(site), Dump(site)
@@ -208,6 +219,25 @@ class Controller:
                 ev("override_expired", f"override {point} = {ov.value:g} expired", point=point,
                    reason=ov.reason, user=ov.user)
 
+        # The plant's own word on fallback, and whether the heartbeat reads back counting.
+        fallback = False
+        if self._p_fallback is not None:
+            c = checked[self._p_fallback]
+            fallback = c.good and c.value >= 0.5  # type: ignore[operator]
+        if fallback != state.bms_fallback:
+            if fallback:
+                ev("bms_fallback", f"{self._p_fallback}: the BMS runs on its own fallback (it does not see "
+                   "the heartbeat move)", point=self._p_fallback)
+            else:
+                ev("bms_fallback_ended", f"{self._p_fallback}: the BMS left its fallback", point=self._p_fallback)
+        hb_old = state.heartbeat_check
+        hb = heartbeat_mod.check(hb_old, self._p_hb, state.outputs.get(self._p_hb), applied_outputs, now,
+                                 self._hb_grace_s)
+        if hb.fault and not hb_old.fault:
+            ev("heartbeat_fault", hb.fault, point=self._p_hb, cause=hb.fault)
+        elif hb_old.fault and not hb.fault:
+            ev("heartbeat_ok", f"heartbeat {self._p_hb}: reads back counting again", point=self._p_hb)
+
         # 2. trips, on validated readings only
         it_w = self._it_power(checked)
         for name, trip in self.trip_list:
@@ -230,7 +260,7 @@ class Controller:
         latched = tuple(n for n, s in trip_states.items() if s.latched)
 
         # 3. modes
-        causes = self._degrade_causes(checked, latched, started)
+        causes = self._degrade_causes(checked, latched, started, fallback, hb.fault)
         if causes:
             clear_since = None
         else:
@@ -246,7 +276,10 @@ class Controller:
             latched_trips=latched,
             in_mode_for_s=now - state.mode_since,
             **self._mode_thresholds,
-            starting=started and not state.started,
+            # The first complete, valid snapshot; or, while the start-up hold went on only because
+            # the BMS still ran on its fallback (the daemon was not there), the first without it.
+            starting=started and (not state.started or (
+                state.bms_fallback and state.mode is _SAFE_DEGRADE and state.mode_cause == STARTUP_CAUSE)),
         )
         ctx = _frozen(ModeContext, ctx_args)
         for req in requests:
@@ -288,8 +321,15 @@ class Controller:
             mode, mode_since, mode_cause = new_mode, now, cause or ""
 
         # 4. loops and automatic outputs
+        applied_internal = self._applied_internal(state.outputs, applied_outputs)
+        if ctx.starting and mode is not _SAFE_DEGRADE:
+            # Leaving the start-up hold: the cap loop starts bumplessly where the IT loop allows.
+            start_cap, why = self._start_cap(snapshot, checked, plan, state.cap_before_start)
+            if start_cap is not None:
+                applied_internal["power_cap"] = start_cap
+            ev("power_cap_start", why, bumpless=start_cap is not None, value=start_cap)
         auto, boiler_on, loop_results, loop_pids = self._automatic(
-            state, checked, mode, now, dt, self._applied_internal(state.outputs, applied_outputs), plan)
+            state, checked, mode, now, dt, applied_internal, plan)
         safe = self._safe_degrade_values(auto, started, checked[self._p_b_ret].good) \
             if mode is _SAFE_DEGRADE else None
 
@@ -310,6 +350,9 @@ class Controller:
             causes_clear_since=clear_since, tank_soc=flows.tank_soc if flows.tank_soc is not None else state.tank_soc,
             boiler_on=boiler_on,
             boiler_since=now if boiler_on != state.boiler_on else state.boiler_since,
+            heartbeat_check=hb, bms_fallback=fallback,
+            # Kept only through the start-up hold: it says nothing once the cap loop has run.
+            cap_before_start=state.cap_before_start if mode_cause == STARTUP_CAUSE else None,
         ))
         return _frozen(StepResult, dict(state=new_state, commands=commands, events=events, checked=checked,
                                         flows=flows, loops=loop_results))
@@ -345,11 +388,15 @@ class Controller:
         return sum(c.value for c in vals)  # type: ignore[misc]
 
     def _degrade_causes(self, checked: Mapping[str, Checked], latched: tuple[str, ...],
-                        started: bool) -> tuple[str, ...]:
+                        started: bool, fallback: bool = False, heartbeat_fault: str = "") -> tuple[str, ...]:
         if not started:
             return ()
         site = self.site
         causes = [f"trip {t} latched" for t in latched]
+        if fallback:
+            causes.append(f"{self._p_fallback}: the BMS runs on its own fallback, not on heatctl's outputs")
+        if heartbeat_fault:
+            causes.append(heartbeat_fault)
         for n in self.critical:
             c = checked[n]
             if not c.good and c.bad_for_s >= site.modes.critical_grace_s:
@@ -374,6 +421,43 @@ class Controller:
         if not (avail.good and demand.good):
             return None
         return heat - demand.value  # type: ignore[operator]
+
+    def _start_cap(self, snapshot: Snapshot, checked: Mapping[str, Checked],
+                   plan: PlanAdjust | None, before_start: float | None) -> tuple[float | None, str]:
+        """Where the cap loop starts when the start-up hold ends (None: from the safe_degrade cap,
+        as it was held), and why, for the event.
+
+        Only with the IT supply good and below the cap loop's target (the loop would hand power
+        back anyway): from the largest of the cap the BMCs held before the start-up safe state
+        (`before_start`, read by the daemon), their read-back cap now and the measured IT power as
+        the BMCs share a cap, never below the safe_degrade cap. The driver shares a cap in proportion
+        to the BMCs' max_power_w, so a cap at the sum of the measured power would throttle the
+        busiest server of an uneven load; the servers times the busiest one's power does not
+        (for BMCs of one size, as on the reference plant)."""
+        pw = self.site.power
+        seq = self._by_policy[plan.policy][2] if plan is not None else self.power_cap
+        t_sup = checked[self._p_it_sup]
+        if not t_sup.good or t_sup.value >= seq.setpoint:  # type: ignore[operator]
+            what = "unknown" if not t_sup.good else f"{t_sup.value:.1f} degC"
+            return None, (f"power cap loop starts at the safe_degrade cap {pw.safe_degrade_w:g} W: IT supply "
+                          f"{what}, not below the cap target {seq.setpoint:g} degC")
+        found = []
+        if before_start is not None and 0.0 <= before_start <= self.limits[self._p_cap].hi:
+            found.append((before_start, f"the BMCs' {before_start:.0f} W before the start-up safe state"))
+        rb = snapshot.get(self._p_cap)
+        if rb is not None and rb.good and 0.0 <= rb.value <= self.limits[self._p_cap].hi:  # type: ignore[operator]
+            found.append((rb.value, f"BMC read-back {rb.value:.0f} W"))
+        srv = [checked[n] for n in self._server_points]
+        if srv and all(c.good for c in srv):
+            busiest = max(c.value for c in srv)  # type: ignore[type-var]
+            found.append((len(srv) * busiest, f"{len(srv)} servers x the busiest one's {busiest:.0f} W"))
+        if not found:
+            return None, (f"power cap loop starts at the safe_degrade cap {pw.safe_degrade_w:g} W: neither the "
+                          "BMCs' read-back cap nor every server's power is known")
+        value, source = max(found)
+        start = min(max(value, pw.safe_degrade_w, pw.floor_w), pw.max_w)
+        return start, (f"bumpless start: the power cap loop starts at {start:.0f} W ({source}), "
+                       f"not at the safe_degrade cap {pw.safe_degrade_w:g} W")
 
     def _consumer_online(self, checked: Mapping[str, Checked]) -> bool:
         c = checked[self._p_avail]

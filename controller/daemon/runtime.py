@@ -208,7 +208,7 @@ def verdict(req: Request, events: list[Event]) -> tuple[bool | None, str, Event 
 def _event_level(e: Event) -> str:
     if e.kind == "trip":
         return "error"
-    if e.kind in ("request_refused", "reading_bad") or (
+    if e.kind in ("request_refused", "reading_bad", "bms_fallback", "heartbeat_fault") or (
             e.kind == "mode_changed" and e.fields.get("dest") == Mode.SAFE_DEGRADE.value):
         return "warning"
     return "info"
@@ -370,6 +370,7 @@ class Daemon:
         except ValueError as exc:
             raise StartupError(str(exc)) from None
         await asyncio.gather(*(s.start() for s in self.supervisors.values()))
+        self.state = dataclasses.replace(self.state, cap_before_start=await self._read_cap_before_start())
         # The safe state first, held until the step sees a complete, valid snapshot.
         await self._write_values(self._safe_values(), "start-up safe state")
         self._safe_written_at_start = True
@@ -400,6 +401,21 @@ class Daemon:
         sups = {n: DriverSupervisor(n, d, self.clock) for n, d in drivers.items()}
         self.point_driver = {p: n for n, s in sups.items() for p in s.driver.points}
         return sups
+
+    async def _read_cap_before_start(self) -> float | None:
+        """The site cap the BMCs hold now, before the start-up safe state caps them (None: not
+        read): the cap loop starts from it when the first valid snapshot shows the IT loop inside
+        its limits (a bumpless start: a restart does not throttle compute). One bounded read."""
+        point = self.ctrl.role.get(Role.POWER_CAP)
+        sup = self.supervisors.get(self.point_driver.get(point or "", ""))
+        if point is None or sup is None:
+            return None
+        task = sup.begin("read", sup.driver.read())
+        if task is None:
+            return None
+        await asyncio.wait({task}, timeout=sup.budget_s)
+        r = sup.finish_read(task, "no answer before the start-up safe state").get(point)
+        return r.value if r is not None and r.good else None
 
     def _safe_values(self) -> dict[str, float]:
         """The safe state: the step's safe outputs, with every latched trip's actions on top."""

@@ -11,6 +11,8 @@ SIGNALS: dict[str, tuple[bool, str, str]] = {
     "consumer_supply_below_setpoint_k": (True, "thermal", "consumer supply setpoint minus the consumer supply (K)"),
     "boiler_on": (False, "thermal", "the boiler is enabled (recovered heat falls short)"),
     "operator_hold": (False, "controller", "an operator holds the mode (automatic transitions suspended)"),
+    "bms_fallback_active": (False, "safety", "the BMS says it runs on its own fallback (its bms_fallback_active point)"),
+    "heartbeat_not_verified": (False, "controller", "the heartbeat written does not read back counting (controller.core.heartbeat)"),
     DRIVER_DOWN + "<driver>": (False, "controller", "the named driver delivers no readings (outage or crash)"),
 }
 

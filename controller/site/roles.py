@@ -50,6 +50,8 @@ class Role(enum.Enum):
     DUMP_HEAT = "dump_heat"
     BOILER_HEAT = "boiler_heat"
     AUX_POWER = "aux_power"
+    # Optional: the BMS's own word that it runs on its fallback (it stopped seeing the heartbeat).
+    BMS_FALLBACK_ACTIVE = "bms_fallback_active"
     # Actuators
     P1_SPEED = "p1_speed"
     P2_SPEED = "p2_speed"
@@ -83,6 +85,8 @@ ROLE_SPECS: dict[Role, RoleSpec] = {
     Role.DUMP_HEAT: RoleSpec(R, "W", False, description="heat meter: heat rejected by the dump cooler"),
     Role.BOILER_HEAT: RoleSpec(R, "W", False, description="heat meter: boiler output"),
     Role.AUX_POWER: RoleSpec(R, "W", False, description="submeter: pumps and fans electrical power"),
+    Role.BMS_FALLBACK_ACTIVE: RoleSpec(R, "bool", False,
+                                       description="the BMS runs on its own fallback, 1 = active"),
     Role.P1_SPEED: RoleSpec(A, "pct", True, description="IT loop pump P1 speed"),
     Role.P2_SPEED: RoleSpec(A, "pct", True, description="building loop pump P2 speed"),
     Role.P3_SPEED: RoleSpec(A, "pct", True, description="tank discharge pump P3 speed"),

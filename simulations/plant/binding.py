@@ -28,6 +28,8 @@ SCALAR_FIELDS: dict[Role, str] = {
     Role.TANK_BOTTOM_TEMP: "tank_bottom_c",
     Role.AMBIENT_TEMP: "ambient_c",
     Role.LOOP_PRESSURE: "loop_pressure_bar",
+    # The BMS's own word: 1.0 while it runs on its fallback (the model's truth, never faked).
+    Role.BMS_FALLBACK_ACTIVE: "fallback_active",
 }
 
 

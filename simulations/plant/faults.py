@@ -15,6 +15,11 @@ faults change only what is measured, never the physics.
 | sensor_stuck     | measurement field, e.g. "it_supply_c",  | value to hold (default: the true |
 |                  | or one element: "tank_layers_c[2]"      | value at injection)              |
 | sensor_nan       | a float measurement field or element    | -                                |
+| bms_fallback     | -                                       | -                                |
+
+bms_fallback: the BMS runs on its fallback whatever the heartbeat does (a BMS operator's hand
+switch, a BMS that lost its own link to the controller's register): the plant's own word on
+fallback (Measurements.fallback_active) says so, as a real BMS's status point would.
 """
 
 from __future__ import annotations
@@ -28,8 +33,10 @@ LEAK = "leak"
 CONSUMER_OFFLINE = "consumer_offline"
 SENSOR_STUCK = "sensor_stuck"
 SENSOR_NAN = "sensor_nan"
+BMS_FALLBACK = "bms_fallback"
 
-FAULT_KINDS = frozenset({PUMP_FAILURE, LOW_FLOW, LEAK, CONSUMER_OFFLINE, SENSOR_STUCK, SENSOR_NAN})
+FAULT_KINDS = frozenset({PUMP_FAILURE, LOW_FLOW, LEAK, CONSUMER_OFFLINE, SENSOR_STUCK, SENSOR_NAN,
+                         BMS_FALLBACK})
 PUMPS = ("p1", "p2", "p3")
 # Leak detectors, in the order of Measurements.leak.
 LEAK_DETECTORS = ("cdu", "rack")
@@ -79,7 +86,7 @@ def validate(fault: Fault) -> Fault:
     elif kind == LOW_FLOW:
         if fault.value is not None and not 0.0 <= fault.value <= 1.0:
             raise ValueError(f"low_flow value is a fraction of commanded flow in 0..1, got {fault.value!r}")
-    elif kind == CONSUMER_OFFLINE:
+    elif kind in (CONSUMER_OFFLINE, BMS_FALLBACK):
         pass
     else:  # sensor faults
         parse_sensor_target(fault.target)

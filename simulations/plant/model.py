@@ -57,7 +57,8 @@ Equations (C_x = m_dot_x c_p, capacity rate in W/K; G = UA-derived conductance i
 - Loop pressure: with a leak p' = -p / tau_leak; without, it recovers toward nominal with
   tau_refill. The leaking water's heat and the pressure's effect on flow are neglected.
 - BMS fallback: when the heartbeat has not moved for heartbeat_timeout_s, P1 = P2 = D1 = 100 %,
-  V1 = P3 = 0, boiler on, whatever was commanded, until the heartbeat moves again.
+  V1 = P3 = 0, boiler on, whatever was commanded, until the heartbeat moves again (or, with the
+  bms_fallback fault, from the fault's injection until it is cleared).
 
 Water properties (controller.core.water) are taken at 40 degC, the loops' design temperature, and held
 constant: c_p varies < 0.05 % over 20-60 degC and density ~1 %, and constant properties make the
@@ -270,6 +271,7 @@ class Plant:
         self._flow_fraction_p1 = 1.0
         self._leak_wet = [False, False]
         self._offline = False
+        self._fb_forced = False
 
         # Last-substep heat flows, for the diagnostic measurements.
         self._q_boiler = self._q_load = self._q_dump = self._q_hx = 0.0
@@ -324,7 +326,7 @@ class Plant:
 
     def fallback_active(self) -> bool:
         """Whether the simulated BMS has taken over (heartbeat unchanged for heartbeat_timeout_s)."""
-        return self.t_s - self._hb_t >= self.cfg.heartbeat_timeout_s
+        return self._fb_forced or self.t_s - self._hb_t >= self.cfg.heartbeat_timeout_s
 
     def effective_actuators(self) -> Actuators:
         """What the plant actually runs on now: the commands, or the BMS fallback's."""
@@ -433,6 +435,7 @@ class Plant:
         self._flow_fraction_p1 = min(fractions) if fractions else 1.0
         self._leak_wet = [any(f.kind == F.LEAK and f.target == i for f in fs) for i in (0, 1)]
         self._offline = any(f.kind == F.CONSUMER_OFFLINE for f in fs)
+        self._fb_forced = any(f.kind == F.BMS_FALLBACK for f in fs)
         self._leaking = self._leak_wet[0] or self._leak_wet[1]
         self._co_dirty = True
 
@@ -486,7 +489,8 @@ class Plant:
         delay = self.cfg.consumer_pipe_delay_s
         hist = self._bs_hist
 
-        t_fb = self._hb_t + hb_timeout  # the fallback starts at this plant time
+        # The fallback starts at this plant time (forced: already on).
+        t_fb = -math.inf if self._fb_forced else self._hb_t + hb_timeout
         t = self.t_s
         fb = t >= t_fb
         co = self._co if (not self._co_dirty and fb == self._co_fb) else self._coefficients(fb)

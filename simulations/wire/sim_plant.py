@@ -32,6 +32,9 @@ is one JSON object on one line, each answer one line, `{"ok": true, ...}` or
     {"op": "inject", "kind": "leak", "target": "rack"}
     {"op": "inject", "kind": "sensor_nan", "target": "it_supply_c"}
     {"op": "inject", "kind": "silent", "target": "bms_modbus"}   (or "modbus", "opcua", "srv3", ...)
+    {"op": "inject", "kind": "ignore_writes", "target": "heartbeat"}   (a Modbus actuator point: its
+                                                      register acknowledges writes and keeps its value)
+    {"op": "inject", "kind": "bms_fallback"}          (the BMS runs on its fallback until cleared)
     {"op": "clear", "kind": "leak"}                   ("kind": "all" clears every fault and silence)
     {"op": "set_load", "it_load": 0.5, "demand_w": 20000, "available": true, "ambient_c": 5}
                                                       (null: follow the profile again)
@@ -85,6 +88,9 @@ DEFAULT_PROFILE = "winter-day"
 UNLIMITED_CAP_W = 1e9
 # Where clients expect the OPC-UA server (OpcuaPlantServer's endpoint path).
 SILENT = "silent"
+# A wire fault: the Modbus register of an actuator point acknowledges writes and keeps its value
+# (a read-only mapping in the BMS, a PLC program that overwrites it): writes do not read back.
+IGNORE_WRITES = "ignore_writes"
 ALL = "all"
 _LOAD_KEYS = ("it_load", "demand_w", "available", "ambient_c")
 
@@ -476,6 +482,19 @@ class SimPlant:
         else:
             server.silent = on
 
+    def _ignore_writes_server(self, target: object) -> ModbusPlantServer:
+        """The Modbus server that serves actuator point `target`; ValueError (one line) if none."""
+        actuators = set(self.binding.act.values())
+        for server in self.modbus.values():
+            if target in server.points and target in actuators:
+                return server
+        served = sorted(p for s in self.modbus.values() for p in s.points if p in actuators)
+        raise ValueError(f"ignore_writes: {target!r} is not an actuator point served over Modbus; "
+                         f"one of {', '.join(served)}")
+
+    def ignoring_writes(self) -> list[str]:
+        return sorted(p for s in self.modbus.values() for p in s.ignore_writes)
+
     def silenced(self) -> list[str]:
         out = [n for n, s in self.modbus.items() if s.silent]
         out += [n for n, s in self.opcua.items() if s.silent]
@@ -493,14 +512,25 @@ class SimPlant:
             for _, server in self._silence_targets(str(target)):
                 self._set_silent(server, True)
             return
+        if kind == IGNORE_WRITES:
+            self._ignore_writes_server(target).ignore_writes.add(str(target))
+            return
         if kind not in F.FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; one of "
-                             f"{', '.join(sorted(F.FAULT_KINDS | {SILENT}))}")
+                             f"{', '.join(sorted(F.FAULT_KINDS | {SILENT, IGNORE_WRITES}))}")
         self.plant.inject(Fault(kind, target, None if value is None else float(value)))
         self._publish_modbus()
 
     def clear(self, kind: str, target: str | int | None = None) -> None:
         """End faults of that kind (and target, if given); "silent" unsilences; "all" ends all."""
+        if kind == IGNORE_WRITES and target is not None:
+            self._ignore_writes_server(target).ignore_writes.discard(str(target))
+            return
+        if kind == IGNORE_WRITES or (kind == ALL and target is None):
+            for server in self.modbus.values():
+                server.ignore_writes.clear()
+            if kind == IGNORE_WRITES:
+                return
         if kind in (SILENT, ALL):
             for _, server in self._silence_targets(None if target is None else str(target)):
                 self._set_silent(server, False)
@@ -510,7 +540,7 @@ class SimPlant:
                 self.plant.clear(f.kind, f.target)
         elif kind not in F.FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; one of "
-                             f"{', '.join(sorted(F.FAULT_KINDS | {SILENT, ALL}))}")
+                             f"{', '.join(sorted(F.FAULT_KINDS | {SILENT, IGNORE_WRITES, ALL}))}")
         else:
             self.plant.clear(kind, target)
         self._publish_modbus()
@@ -572,6 +602,7 @@ class SimPlant:
             "effective": dataclasses.asdict(eff),
             "faults": [dataclasses.asdict(f) for f in self.plant.active_faults],
             "silent": self.silenced(),
+            "ignore_writes": self.ignoring_writes(),
             "loads": dataclasses.asdict(loads),
             "profile": self.profile.name,
             "ports": self.ports,
