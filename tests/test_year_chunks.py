@@ -45,3 +45,18 @@ def test_an_unsplit_run_is_unchanged_by_measure_from():
     b, _ = run_scenario(site, scenario, hours=6, tick_s=TICK_S, measure_from_s=scenario.start_s)
     assert (a.delivered_kwh, a.boiler_kwh, a.dumped_kwh, a.mode_changes) == \
         (b.delivered_kwh, b.boiler_kwh, b.dumped_kwh, b.mode_changes)
+
+
+def test_merged_chunks_are_the_unbroken_run_to_rounding():
+    from simulations.runners.closed_loop import merge_chunks
+
+    scenario = SCENARIOS["pool-year"]
+    site = site_for(scenario)
+    whole, wtrace = run_scenario(site, scenario, hours=HOURS, tick_s=TICK_S)
+    k, trace = merge_chunks(run_chunks(site, scenario, 3, warmup_h=24.0, hours=HOURS, tick_s=TICK_S)["heatctl"])
+    assert trace.t_s == wtrace.t_s  # the chunks sample where the unbroken run does
+    assert k.hours == pytest.approx(whole.hours) and k.mode_changes == whole.mode_changes
+    for f in ("it_kwh", "delivered_kwh", "boiler_kwh", "dumped_kwh", "erf", "supply_iae_kh", "demand_met_share"):
+        assert getattr(k, f) == pytest.approx(getattr(whole, f), rel=1e-4), f
+    assert k.mode_hours == pytest.approx(whole.mode_hours, rel=1e-4, abs=1e-6)
+    assert [m["delivered"] for m in k.monthly] == pytest.approx([m["delivered"] for m in whole.monthly], rel=1e-4)

@@ -368,16 +368,32 @@ def _run_job(name: str) -> tuple[Kpis, Trace]:
 def run_compare(site: SiteConfig, scenario: Scenario, hours: float | None = None, tick_s: float | None = None,
                 trace_every_s: float | None = None, progress: Callable[[float], None] | None = None,
                 controllers: tuple[str, ...] = ("heatctl", "baseline", "good-practice", "g36"),
-                jobs: int = 2) -> Comparison:
+                jobs: int = 2, chunks: int = 1, warmup_h: float = 48.0) -> Comparison:
     """Run each controller on the same plant and profiles (in parallel processes when jobs > 1),
     then compute the bound from the workload's requested power and the consumer's demand (an LP:
-    simulations.analysis.lp_bound), never from a controller's run."""
+    simulations.analysis.lp_bound), never from a controller's run. `chunks` > 1 (with jobs > 1):
+    each run in warmed-up chunks (run_chunks; not bit-identical to an unbroken run), which keeps
+    both processes busy to the end instead of leaving one to finish heatctl's longer run alone."""
     import time
 
     started = time.perf_counter()
     runs: dict[str, tuple[Kpis, Trace]] = {}
     use_pool = jobs > 1 and len(controllers) > 1 and "fork" in multiprocessing.get_all_start_methods()
-    if use_pool:
+    if use_pool and chunks > 1:
+        _JOBS.clear()
+        keys = _chunk_jobs(site, scenario, chunks, warmup_h, hours, tick_s, controllers)
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            futures = {key: pool.submit(_run_chunk, key) for key in keys}
+            bound = _bound(site, scenario, hours, tick_s, trace_every_s)
+            parts: dict[str, list[tuple[Kpis, Trace]]] = {name: [] for name in controllers}
+            for i, (key, fut) in enumerate(futures.items()):
+                parts[key.split("#")[0]].append(fut.result())
+                if progress is not None:
+                    progress((i + 1) / len(keys))
+        _JOBS.clear()
+        runs = {name: merge_chunks(p) for name, p in parts.items()}
+    elif use_pool:
         _JOBS.clear()
         for i, name in enumerate(controllers):
             # Only the first (the slowest, heatctl) reports progress: one bar on the terminal.
@@ -418,24 +434,37 @@ def _run_chunk(key: str) -> tuple[Kpis, Trace]:
                         measure_from_s=start_s if warm_s > 0 else None)
 
 
-def run_chunks(site: SiteConfig, scenario: Scenario, chunks: int, warmup_h: float = 48.0,
-               hours: float | None = None, tick_s: float | None = None,
-               controllers: tuple[str, ...] = ("heatctl",), jobs: int = 2) -> dict[str, list[tuple[Kpis, Trace]]]:
-    """Each controller's run split into `chunks` consecutive pieces run in parallel processes; each
-    piece but the first starts `warmup_h` earlier and counts nothing in that warm-up (the plant's
-    and the tank's temperatures and the controller's state are then close to where an unbroken run
-    has them). NOT identical to one unbroken run: bench/bench_year.py prints the difference."""
+def _chunk_jobs(site: SiteConfig, scenario: Scenario, chunks: int, warmup_h: float, hours: float | None,
+                tick_s: float | None, controllers: tuple[str, ...]) -> list[str]:
+    """Put one job per controller and chunk into _JOBS; their keys ("name#i"), in order."""
     hours = scenario.hours if hours is None else hours
     dt = tick_s or scenario.tick_s or site.tick_period_s
-    steps = int(round(hours * 3600.0 / dt))
-    bounds = [scenario.start_s + int(round(i * steps / chunks)) * dt for i in range(chunks + 1)]
-    _JOBS.clear()
+    # Chunk edges on the trace's grid (hourly for a year), so that every chunk samples where an
+    # unbroken run does; the last edge is the run's end.
+    grid = max(dt, scenario.trace_every_s or DEFAULT_TRACE_EVERY_S)
+    grid = dt * max(1, int(round(grid / dt)))
+    end = scenario.start_s + int(round(hours * 3600.0 / dt)) * dt
+    bounds = [scenario.start_s + int(round(i * (end - scenario.start_s) / chunks / grid)) * grid
+              for i in range(chunks)] + [end]
     keys = []
     for name in controllers:
         for i in range(chunks):
             key = f"{name}#{i}"
             _JOBS[key] = (site, scenario, bounds[i], warmup_h, (bounds[i + 1] - bounds[i]) / 3600.0, dt, name)
             keys.append(key)
+    return keys
+
+
+def run_chunks(site: SiteConfig, scenario: Scenario, chunks: int, warmup_h: float = 48.0,
+               hours: float | None = None, tick_s: float | None = None,
+               controllers: tuple[str, ...] = ("heatctl",), jobs: int = 2) -> dict[str, list[tuple[Kpis, Trace]]]:
+    """Each controller's run split into `chunks` consecutive pieces run in parallel processes; each
+    piece but the first starts `warmup_h` earlier and counts nothing in that warm-up (the plant's
+    and the tank's temperatures and the controller's state are then close to where an unbroken run
+    has them). NOT identical to one unbroken run: bench/bench_year.py prints the difference, and
+    tests/test_year_chunks.py shows a 12 h warm-up is too short. `merge_chunks` joins the pieces."""
+    _JOBS.clear()
+    keys = _chunk_jobs(site, scenario, chunks, warmup_h, hours, tick_s, controllers)
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
         futures = {key: pool.submit(_run_chunk, key) for key in keys}
@@ -444,3 +473,45 @@ def run_chunks(site: SiteConfig, scenario: Scenario, chunks: int, warmup_h: floa
             out[key.split("#")[0]].append(fut.result())
     _JOBS.clear()
     return out
+
+
+_SUMMED = ("hours", "it_kwh", "captured_kwh", "delivered_kwh", "to_tank_kwh", "from_tank_kwh", "dumped_kwh",
+           "boiler_kwh", "pumps_fans_kwh", "demand_kwh", "supply_iae_kh", "comfort_deficit_kh", "throttled_hours",
+           "it_lost_kwh", "fallback_hours", "useful_kwh", "reused_kwh", "iae_below_kh", "iae_above_kh",
+           "mode_changes", "restarts")
+_SUMMED_BY_KEY = ("mode_hours", "trips", "hours_above_limit", "hours_above_alarm", "actuator_travel")
+_MAXED = ("energy_balance_error", "max_it_supply_c", "max_overshoot_k")
+
+
+def merge_chunks(parts: list[tuple[Kpis, Trace]]) -> tuple[Kpis, Trace]:
+    """One run's KPIs and trace from its consecutive chunks (run_chunks): totals and per-key totals
+    add up, maxima are the largest, ratios are computed again from the totals, the trace and the
+    timeline are joined in order."""
+    kpis = [k for k, _ in parts]
+    first = kpis[0]
+    trace = Trace()
+    for _, tr in parts:
+        for f in dataclasses.fields(Trace):
+            if f.name == "energy_kwh":
+                for key, vals in tr.energy_kwh.items():
+                    trace.energy_kwh[key].extend(vals)
+            else:
+                getattr(trace, f.name).extend(getattr(tr, f.name))
+    merged: dict[str, Any] = {f: sum(getattr(k, f) for k in kpis) for f in _SUMMED}
+    for f in _SUMMED_BY_KEY:
+        d: dict = {}
+        for k in kpis:
+            for key, v in getattr(k, f).items():
+                d[key] = d.get(key, 0) + v
+        merged[f] = d
+    for f in _MAXED:
+        merged[f] = max(getattr(k, f) for k in kpis)
+    total = merged["it_kwh"] + merged["pumps_fans_kwh"]
+    days = merged["hours"] / 24.0
+    merged.update(
+        erf=merged["delivered_kwh"] / total if total > 0 else 0.0,
+        demand_met_share=demand_met_share(merged["delivered_kwh"], merged["boiler_kwh"]),
+        mode_changes_per_day=merged["mode_changes"] / days if days > 0 else 0.0,
+        timeline=[e for k in kpis for e in k.timeline], controller=first.controller, start_s=first.start_s,
+        tick_s=first.tick_s, monthly=monthly(trace))
+    return Kpis(**merged), trace
