@@ -16,9 +16,12 @@ def test_plan_simulated_prints_every_slot_as_json(capsys):
 
 
 def test_plan_table_and_bad_arguments(capsys):
-    assert main(["plan", "--simulate", "dhw-year", "--day", "40"]) == 0
+    assert main(["plan", "--simulate", "dhw-year", "--day", "40", "--wide"]) == 0
     out = capsys.readouterr().out
     assert "batch kW" in out and "why" in out and len(out.splitlines()) == 3 + 24  # header, note, columns, 24 hours
+    assert main(["plan", "--simulate", "dhw-year", "--day", "40"]) == 0
+    narrow = capsys.readouterr().out.splitlines()
+    assert all(len(line) <= 100 for line in narrow) and len(narrow) > 3 + 24  # the reasons wrapped
     assert main(["plan", "--simulate", "nowhere-year"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "expected pool-year or dhw-year" in err

@@ -299,13 +299,16 @@ def test_cli_shows_the_live_plan_with_its_solve_and_fallback():
         clock.t += 90.0
         return {"ok": True, **p.view(clock()), "enabled": True}
     resp = asyncio.run(scenario())
-    text = format_plan(resp)
-    first = text.splitlines()[0]
-    assert "in force" in first and "age 120 s" in first and "last solve optimal" in first, first
-    assert "slot 0" in text and "hold" not in first
+    wide = format_plan(resp, wide=True)
+    first = wide[0]
+    assert first.startswith("plan made at 20") and " UTC (age 120 s)" in first, first
+    assert "in force" in first and "last solve optimal" in first, first
+    assert len(wide) == 3 + 24 and wide[1].startswith("  in force, made") and wide[3].split()[-2:] == ["slot", "0"]
+    narrow = format_plan(resp)
+    assert all(len(line) <= 100 for line in narrow) and "in force" in " ".join(narrow[:3])
     rules = format_plan({"ok": True, "plan": None, "in_force": False, "fallback": "rules",
                          "note": "no plan solved yet: today's rules"})
-    assert rules.startswith("no plan: no plan solved yet")
+    assert rules[0].startswith("no plan: no plan solved yet")
 
 
 # --- in the daemon (fake drivers and clock, the real HiGHS in its child process) -------------------

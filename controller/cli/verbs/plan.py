@@ -10,9 +10,11 @@ the policy, the expected demand, IT power, boiler and dump, and why.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 
+from controller.cli.table import Col, add_wide_argument, fit, is_wide, render
 from controller.ops.api_client import READ_TIMEOUT_S, ApiError, add_socket_argument, call, socket_path
 
 
@@ -23,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--day", type=int, default=15, help="with --simulate: day of the year (1-365, default 15)")
     p.add_argument("--hour", type=float, default=0.0, help="with --simulate: hour of that day (default 0)")
     p.add_argument("--every", type=int, default=4, help="print every Nth slot (default 4: hourly)")
+    add_wide_argument(p)
     add_socket_argument(p)
     p.set_defaults(func=run)
 
@@ -52,30 +55,40 @@ def simulated_plan(name: str, day: int, hour: float) -> dict:
             "note": f"simulated: {name}, day {day} {hour:g}:00, {len(wl.queue)} batch jobs queued, tank SoC 0.5 assumed"}
 
 
-def format_plan(resp: dict, every: int = 4) -> str:
+PLAN_COLUMNS = (Col("slot"), Col("batch kW", right=True), Col("tank", right=True), Col("policy", drop=3),
+                Col("demand", right=True), Col("IT kW", right=True, drop=2), Col("boiler", right=True),
+                Col("dump", right=True, drop=1), Col("why", wrap=True))
+
+
+def format_plan(resp: dict, every: int = 4, wide: bool = False) -> list[str]:
+    """The plan as lines that fit 100 columns (`wide`: one line per slot, however long)."""
     plan = resp.get("plan")
     last = resp.get("last_solve")
     solve = (f"; last solve {last['status']} in {last['solve_s'] * 1000:.0f} ms"
              + ("" if last.get("accepted") else " (not used)")) if last else ""
     if not plan:
-        return f"no plan: {resp.get('note', 'none made yet')} (today's rules are in force){solve}"
+        return fit(f"no plan: {resp.get('note', 'none made yet')} (today's rules are in force){solve}", wide=wide)
     c = resp.get("counters")
     age = f" (age {resp['age_s']:.0f} s)" if resp.get("age_s") is not None else ""
     state = "in force" if resp.get("in_force", True) else "NOT in force (rules)"
     tail = (f"; solves {c['accepted']} taken, {c['failed']} failed, {c['late']} late; "
             f"fallbacks to the rules {c['fallbacks']}") if c else ""
-    lines = [f"plan made at t={plan['made_at_s']:.0f} s{age} in {plan['solve_s'] * 1000:.0f} ms "
-             f"({plan['status']}); {state}{solve}{tail}"]
+    made = plan["made_at_s"]
+    # A live plan is stamped with the wall clock; a simulated one with seconds into its year.
+    when = (datetime.datetime.fromtimestamp(made, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+            if made > 1e9 else f"t={made:.0f} s")
+    lines = fit(f"plan made at {when}{age} in {plan['solve_s'] * 1000:.0f} ms ({plan['status']}); "
+                f"{state}{solve}{tail}", wide=wide)
     if resp.get("note"):
-        lines.append(f"  {resp['note']}")
-    lines.append(f"{'slot':>6}  {'batch kW':>8}  {'tank':>5}  {'policy':13}  {'demand':>6}  {'IT kW':>6}  {'boiler':>6}  "
-                 f"{'dump':>5}  why")
+        lines += fit(resp["note"], wide=wide, indent=2)
+    rows = []
     for s in plan["slots"][::max(every, 1)]:
         hh = (s["start_s"] % 86400.0) / 3600.0
-        lines.append(f"{int(hh):02d}:{int(round((hh % 1) * 60)):02d}  {s['batch_budget_w'] / 1000:8.1f}  "
-                     f"{s['tank_target_soc']:5.2f}  {s['policy']:13}  {s['demand_w'] / 1000:6.1f}  "
-                     f"{s['it_w'] / 1000:6.1f}  {s['boiler_w'] / 1000:6.1f}  {s['dump_w'] / 1000:5.1f}  {s['reason']}")
-    return "\n".join(lines)
+        rows.append((f"{int(hh):02d}:{int(round((hh % 1) * 60)):02d}", f"{s['batch_budget_w'] / 1000:.1f}",
+                     f"{s['tank_target_soc']:.2f}", s["policy"], f"{s['demand_w'] / 1000:.1f}",
+                     f"{s['it_w'] / 1000:.1f}", f"{s['boiler_w'] / 1000:.1f}", f"{s['dump_w'] / 1000:.1f}",
+                     s["reason"]))
+    return lines + render(PLAN_COLUMNS, rows, wide=wide)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,5 +110,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(resp, indent=2, default=str))
         return 0 if resp.get("plan") else 1
-    print(format_plan(resp, args.every))
+    print("\n".join(format_plan(resp, args.every, wide=is_wide(args))))
     return 0 if resp.get("plan") else 1
