@@ -103,3 +103,19 @@ def test_someone_outside_the_operators_gets_one_line_naming_the_folder_and_group
     assert p.stderr.count("\n") == 1, p.stderr
     assert p.stderr.startswith(f"{etc / 'site.yaml'}: permission denied; its folder {etc} is 0750 root:{ops}: "
                                f"join group {ops} (sudo usermod -aG {ops} $USER"), p.stderr
+
+
+def test_the_state_directory_is_the_services_and_says_so(install, tmp_path):
+    # /var/lib/heatctl is 0750 heatctl:heatctl (tmpfiles): config-history and report name it and
+    # the way in (the service's group, or running as the service) instead of a traceback.
+    etc, ops, svc, member, _ = install
+    state = etc.parent / "state"
+    state.mkdir()
+    (state / "heatctl.sqlite3").write_bytes(b"")
+    shutil.chown(state, "root", svc)
+    os.chmod(state, 0o750)
+    for argv in (["config-history", "--state-dir", str(state)],
+                 ["report", "--month", "2026-01", "--state-dir", str(state), "--out", "/tmp"]):
+        p = heatctl_as(member, *argv)
+        assert p.returncode == 1 and "Traceback" not in p.stderr and p.stderr.count("\n") == 1, p.stderr
+        assert f"its folder {state} is 0750 root:{svc}: join group {svc}" in p.stderr, p.stderr

@@ -14,6 +14,7 @@ import sys
 
 from controller.cli.table import Col, add_wide_argument, is_wide, render
 from controller.daemon.audit import AuditStore, iso
+from controller.site.access import permission_denied
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,6 +37,9 @@ HISTORY_COLUMNS = (Col("#", right=True), Col("TIME (UTC)"), Col("SHA256", drop=1
 def run(args: argparse.Namespace) -> int:
     try:
         store = AuditStore(args.state_dir, read_only=True)
+    except PermissionError as exc:  # the state directory is the service's (0750 heatctl:heatctl)
+        print(f"heatctl config-history: {permission_denied(exc.filename or args.state_dir)}", file=sys.stderr)
+        return 1
     except (FileNotFoundError, sqlite3.Error) as exc:
         print(f"heatctl config-history: cannot open the audit database in {args.state_dir}: {exc}",
               file=sys.stderr)

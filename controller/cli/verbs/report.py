@@ -13,6 +13,7 @@ import sqlite3
 import sys
 
 from controller.cli.table import add_wide_argument, fit, is_wide
+from controller.site.access import permission_denied
 from controller.ops.monthly_report import ReportError, parse_period, write_report
 
 
@@ -35,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
     except ReportError as exc:
         print(f"heatctl report: {exc}", file=sys.stderr)
         return 2 if "give" in str(exc) or "expected" in str(exc) or "--to" in str(exc) else 1
+    except PermissionError as exc:  # the state directory is the service's (0750 heatctl:heatctl)
+        print(f"heatctl report: {permission_denied(exc.filename or args.state_dir)}", file=sys.stderr)
+        return 1
     except (sqlite3.Error, OSError) as exc:
         print(f"heatctl report: cannot read the audit database in {args.state_dir}: {exc}", file=sys.stderr)
         return 1
