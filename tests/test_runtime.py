@@ -391,13 +391,14 @@ async def test_energy_counters_persist_and_restore_without_double_counting(tmp_p
     stopped_at = clock.t
     d2, clock2, _ = make_daemon(tmp_path, clock=FakeClock(5000.0))
     await d2.start()
-    # Restored exactly; the time the daemon was not running is unmetered, not guessed.
+    # Restored exactly; the time the daemon was not running is unmetered, not guessed: counted
+    # once metering resumes, at the first tick with a complete snapshot (dead_time.py).
+    assert d2.state.energy == e1
+    assert await d2.tick()
     # (the last persisted tick is at most one 1 s tick before the stop)
     assert d2.state.energy.unmetered_s == pytest.approx(e1.unmetered_s + 5000.0 - stopped_at, abs=1.0)
+    # the first tick after a restart integrates nothing (no interval)
     assert dataclasses.replace(d2.state.energy, unmetered_s=0.0) == dataclasses.replace(e1, unmetered_s=0.0)
-    e2 = d2.state.energy
-    assert await d2.tick()
-    assert d2.state.energy == e2  # the first tick after a restart integrates nothing (no interval)
     clock2.advance(1.0)
     assert await d2.tick()
     assert d2.state.energy.it_j == pytest.approx(e1.it_j + 32000.0 * 1.0)

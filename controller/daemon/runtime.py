@@ -48,6 +48,7 @@ import structlog
 
 from controller.daemon.api_server import OPERATOR_GROUP, ApiServer, Authorizer, Caller
 from controller.daemon.audit import ENERGY_EVERY_TICKS, AuditEvent, AuditStore, counters_to_json, iso
+from controller.daemon.dead_time import DeadTime, previous_end
 from controller.daemon.lateness import Lateness
 from controller.daemon.persistence import DatabaseWriter
 from controller.core.commands import OutputSource
@@ -295,6 +296,7 @@ class Daemon:
         self._samples: collections.deque[_Sample] = collections.deque()
         self._minute: _Minute | None = None
         self._ticks_since_energy = 0
+        self._dead = DeadTime(None, 0.0, "")
         self._safe_written_at_start = False
         # The Slurm lever (controller/daemon/workload.py), built in start() when the config has workload:.
         self.workload: Any = None
@@ -318,11 +320,9 @@ class Daemon:
             raise StartupError(f"cannot open the state database in {self.options.state_dir}: {exc}") from None
         restored = self.audit.load_energy()
         energy = restored[0] if restored else EnergyCounters()
-        # From the last persisted tick to this start nobody metered: a crash, a kill, a power cut.
-        # That time is counted as unmetered (and audited below), never guessed as delivered heat.
-        dead_s = max(self.wall() - restored[1], 0.0) if restored else 0.0
-        if dead_s > 0:
-            energy = dataclasses.replace(energy, unmetered_s=energy.unmetered_s + dead_s)
+        # From the last persisted tick to this run's first metered tick nobody metered: counted as
+        # unmetered and audited when metering resumes (dead_time.py), never guessed as heat.
+        self._dead = DeadTime(restored[1] if restored else None, self.wall(), previous_end(self.audit))
         now = self.clock()
         self.state = self.ctrl.initial_state(now, energy)
         state_dir = self.options.state_dir
@@ -344,13 +344,6 @@ class Daemon:
                                         "sha256": self.loaded.sha256,
                                         "energy_restored": restored is not None,
                                         "delivered_j": energy.delivered_j})])
-        if dead_s > 0:
-            self._audit([AuditEvent(self.wall(), "unmetered_gap",
-                                    f"unmetered {dead_s:.1f} s: from the last persisted tick "
-                                    f"({iso(restored[1])}) to this start",
-                                    mode=self.state.mode.value, cause="daemon not running",
-                                    fields={"from": restored[1], "to": self.wall(), "seconds": dead_s})])
-            log.warning("unmetered_gap", seconds=round(dead_s, 1), since=iso(restored[1]))
         log.info("daemon_start", config=self.loaded.path, sha256=self.loaded.sha256[:12],
                  state_dir=self.options.state_dir, energy_restored=restored is not None,
                  delivered_kwh=round(energy.delivered_j / 3.6e6, 3), tick_period_s=self.period)
@@ -491,6 +484,8 @@ class Daemon:
                 log.error("safe_state_write_failed", error=f"{type(exc).__name__}: {exc}")
         failed = [r.point for r in written if not r.ok]
         if self.audit is not None and self.state is not None:
+            if self._dead.open:
+                self._close_dead_time(self.wall(), "stop (no metered tick in this run)")
             self._save_energy()
             self._flush_minute()
             self._audit([AuditEvent(self.wall(), "daemon_stop",
@@ -778,6 +773,8 @@ class Daemon:
             self._status_text = line
             if self._ready:
                 self.notifier.status(line)
+        if self._dead.open and state.started:
+            self._close_dead_time(wall, "first metered tick")
         self._sample(result, now)
         self._history(result, wall)
         self._ticks_since_energy += 1
@@ -881,13 +878,22 @@ class Daemon:
             return
         try:
             self._save_latched_trips()
-            if self.db is not None:
+            if self.db is not None and not self._dead.open:
                 energy, wall, tick, sha = self.state.energy, self.wall(), self.state.tick, self.loaded.sha256
                 self.db.submit("energy", lambda store: store.save_energy(energy, wall, tick, sha) or True,
                                coalesce="energy")
             self._ticks_since_energy = 0
         except Exception as exc:  # noqa: BLE001 - logged; retried next time
             log.error("energy_save_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _close_dead_time(self, wall: float, why_end: str) -> None:
+        assert self.state is not None
+        energy, ev = self._dead.close(self.state.energy, wall, self.state.mode.value, why_end)
+        if ev is not None:
+            self.state = dataclasses.replace(self.state, energy=energy)
+            self._audit([ev])
+            log.warning("unmetered_gap", seconds=round(ev.fields["seconds"], 1), since=iso(ev.fields["from"]),
+                        cause=ev.cause)
 
     def _audit(self, rows: list[AuditEvent]) -> None:
         """Hand the rows to the database writer: never waits (persistence.py)."""

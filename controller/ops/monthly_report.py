@@ -12,6 +12,13 @@ Honesty rules:
 - A minute with no history row is a gap; runs of them are listed with their times. Nothing is
   estimated for a gap: the report says the heat of those minutes is not in its figures.
 - Time-based figures (throttled, below setpoint, safe_degrade) are over the covered time, and say so.
+- Unmetered time is listed, not hidden: every dead interval of the daemon (from its last persisted
+  tick to its next metered tick: a stop, a kill, a crash, then start-up) is an `unmetered_gap` event
+  with its start, end and cause (controller/daemon/dead_time.py); the report lists them, counts
+  them in the metering figures, and gives compute availability over the whole period as a range
+  (the gaps counted as throttled, or as not throttled: nobody knows which).
+- The report says what it covers (`meta`, as kpis.md/json do): the period in UTC dates and hours,
+  the tick, the heatctl version that wrote it, and the config(s) in force with their sha256.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from controller import __version__
 from controller.daemon.audit import AuditEvent, AuditStore, counters_from_json, iso
 from controller.core.metering import EnergyCounters
 
@@ -30,6 +38,10 @@ KWH_J = 3.6e6
 # A run of missing minutes this long or longer is listed as a gap (a single missing minute can be a
 # tick that straddled a minute boundary at a coarse tick; those are counted, not listed).
 GAP_LIST_MIN = 2
+# A daemon whose last persisted tick is older than this (s) is not running (it persists every tick,
+# ENERGY_EVERY_TICKS = 1): from that tick on, the time is listed as an open unmetered gap. 60 s is
+# far above any tick period (<= 60 s) and below the report's one-minute resolution.
+OPEN_GAP_AFTER_S = 60.0
 # How far before a trip the report looks for its first abnormal reading or alarm (time to detect).
 DETECT_LOOKBACK_S = 3600.0
 TRIP_EVENT_KINDS = ("trip", "trip_acked", "trip_reset", "trip_clear", "trip_test")
@@ -99,16 +111,102 @@ def _num(v: Any) -> float | None:
     return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else float(v)
 
 
-def build_report(store: AuditStore, start: float, end: float, label: str = "") -> dict[str, Any]:
-    """The report over [start, end) (epoch seconds) as plain JSON-able data."""
+def utc_label(ts: float) -> str:
+    """Epoch seconds as a UTC date and time, marked UTC."""
+    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _meta(store: AuditStore, rows: list[dict[str, Any]], start: float, end: float, label: str) -> dict[str, Any]:
+    """What the report covers: period, tick(s), heatctl version, config(s) in force and their hashes."""
+    ticks: dict[float, int] = {}
+    for r in rows:
+        p = _num(r.get("period_s"))
+        if p:
+            ticks[p] = ticks.get(p, 0) + 1
+    cfgs = store.db.execute(
+        "SELECT ts, path, sha256 FROM configs WHERE accepted = 1 AND ts < ? ORDER BY id", (end,)).fetchall()
+    in_force = [c for c in cfgs if c["ts"] <= start][-1:] + [c for c in cfgs if c["ts"] > start]
+    configs, seen = [], None
+    for c in in_force:
+        if c["sha256"] != seen:  # a restart reloads the same file: one entry per change
+            configs.append({"from": iso(max(c["ts"], start)), "path": c["path"], "sha256": c["sha256"]})
+            seen = c["sha256"]
+    last = configs[-1] if configs else None
+    return {
+        "period": {"label": label, "start": utc_label(start), "end": utc_label(end),
+                   "start_ts": start, "end_ts": end, "hours": (end - start) / 3600.0},
+        "tick_s": max(ticks, key=lambda k: ticks[k]) if ticks else None,
+        "ticks_s": sorted(ticks),
+        "heatctl_version": __version__,
+        "config": last["path"] if last else None,
+        "config_sha256": last["sha256"] if last else None,
+        "configs": configs,
+    }
+
+
+def _unmetered(store: AuditStore, start: float, end: float, now: float) -> dict[str, Any]:
+    """The daemon's dead intervals that overlap [start, end), clipped to it, with their causes; and
+    the open one when the daemon has persisted nothing for OPEN_GAP_AFTER_S before min(end, now)."""
+    gaps = []
+    for r in store.db.execute("SELECT ts, cause, fields FROM events WHERE kind = 'unmetered_gap' AND ts >= ?"
+                              " ORDER BY id", (start,)).fetchall():
+        f = json.loads(r["fields"])
+        a, b = float(f.get("from", r["ts"])), float(f.get("to", r["ts"]))
+        if b <= start or a >= end:
+            continue
+        gaps.append(_gap(a, b, start, end, r["cause"] or "", f.get("startup_s")))
+    saved = store.load_energy()
+    stop = min(end, now)
+    if saved is not None and stop - saved[1] > OPEN_GAP_AFTER_S and saved[1] < end and             not any(g["from_ts"] >= saved[1] - 1.0 for g in gaps):
+        gaps.append(_gap(saved[1], max(now, saved[1]), start, end, "no record since the last persisted tick: the daemon "
+                         "is not running, or was not when this report ends", None, open_=True))
+    # A daemon killed after auditing its gap but before persisting its first counters leaves the same
+    # start to the next gap, which then contains the first: nested gaps are merged, never summed.
+    merged: list[dict[str, Any]] = []
+    for g in sorted(gaps, key=lambda g: (g["from_ts"], g["to_ts"])):
+        m = merged[-1] if merged else None
+        if m is not None and g["from_ts"] <= m["to_ts"]:
+            if g["to_ts"] > m["to_ts"]:
+                m.update(to=g["to"], to_ts=g["to_ts"], startup_s=g["startup_s"], open=g.get("open", False))
+                m["seconds"] = m["to_ts"] - m["from_ts"]
+                m["clipped"] = m["clipped"] or g["clipped"]
+            if g["cause"] not in m["cause"]:
+                m["cause"] += "; " + g["cause"]
+        else:
+            merged.append(g)
+    gaps = merged
+    secs = sum(g["seconds"] for g in gaps)
+    return {"gaps": gaps, "count": len(gaps), "hours": secs / 3600.0,
+            "open": any(g.get("open") for g in gaps)}
+
+
+def _gap(a: float, b: float, start: float, end: float, cause: str, startup_s: Any,
+         open_: bool = False) -> dict[str, Any]:
+    ca, cb = max(a, start), min(b, end)
+    g = {"from": iso(ca), "to": iso(cb), "from_ts": ca, "to_ts": cb, "seconds": cb - ca, "cause": cause,
+         "startup_s": startup_s, "clipped": (ca, cb) != (a, b)}
+    if open_:
+        g["open"] = True
+    return g
+
+
+def build_report(store: AuditStore, start: float, end: float, label: str = "",
+                 now: float | None = None) -> dict[str, Any]:
+    """The report over [start, end) (epoch seconds) as plain JSON-able data. `now` (epoch seconds,
+    default the wall clock) decides whether a daemon that recorded nothing lately is down now."""
+    import time
+    now = time.time() if now is None else now
     m0, m1 = int(start // 60), int(math.ceil(end / 60))
     rows = [dict(r) for r in store.db.execute(
         "SELECT * FROM history WHERE minute >= ? AND minute < ? ORDER BY minute", (m0, m1)).fetchall()]
     before = store.db.execute("SELECT * FROM history WHERE minute < ? ORDER BY minute DESC LIMIT 1",
                               (m0,)).fetchone()
     expected_min = m1 - m0
-    rep: dict[str, Any] = {"period": {"label": label, "from": iso(start), "to": iso(end),
+    rep: dict[str, Any] = {"meta": _meta(store, rows, start, end, label),
+                           "period": {"label": label, "from": iso(start), "to": iso(end),
                                       "hours": (end - start) / 3600.0}}
+    unmetered = rep["unmetered"] = _unmetered(store, start, end, now)
+    period_h = (end - start) / 3600.0
     # --- coverage ----------------------------------------------------------------------------
     covered_s = 0.0
     for r in rows:
@@ -143,6 +241,10 @@ def build_report(store: AuditStore, start: float, end: float, label: str = "") -
             "baseline": base_note,
             **{k.replace("_j", "_kwh"): v / KWH_J for k, v in d.items() if k.endswith("_j")},
             "metered_hours": d["metered_s"] / 3600.0, "unmetered_hours": d["unmetered_s"] / 3600.0,
+            # The counters' unmetered time: the listed gaps (folded in when metering resumes) and
+            # time with bad or missing readings while the daemon ran.
+            "unmetered_gap_hours": unmetered["hours"],
+            "metered_share": d["metered_s"] / 3600.0 / period_h if period_h > 0 else None,
             "erf": d["delivered_j"] / total if total > 0 else None,
             "demand_met_share": (d["delivered_j"] / (d["delivered_j"] + d["boiler_j"])
                                  if d["delivered_j"] + d["boiler_j"] > 0 else None),
@@ -171,11 +273,21 @@ def build_report(store: AuditStore, start: float, end: float, label: str = "") -
     throttled_h = sum(r["throttled_s"] or 0.0 for r in sla_rows) / 3600.0
     degraded_h = sum(r["degraded_s"] or 0.0 for r in rows) / 3600.0
     cov_h = covered_s / 3600.0
+    # Unmetered gaps inside the period that the covered time does not already hold (a gap's start-up
+    # seconds can share a minute with recorded ticks): the hours nobody knows about.
+    unknown_h = min(unmetered["hours"], max(period_h - cov_h, 0.0))
+    whole_h = cov_h + unknown_h
     rep["compute"] = {
         "throttled_hours": throttled_h, "safe_degrade_hours": degraded_h,
         "availability": 1.0 - throttled_h / cov_h if cov_h > 0 else None,
+        "unmetered_hours": unknown_h,
+        # Over the covered time plus the unmetered gaps: the gaps counted as throttled (low) or as
+        # not throttled (high); the truth lies between.
+        "availability_range": ((cov_h - throttled_h) / whole_h, (whole_h - throttled_h) / whole_h)
+        if whole_h > 0 else None,
         "mode_hours": mode_h,
-        "basis": "availability = share of the covered time the IT power cap did not hold the servers back",
+        "basis": "availability = share of the covered time the IT power cap did not hold the servers back; "
+                 "the range counts the unmetered gaps as throttled or as not",
     }
     # --- events: trips, alarms, interventions, outages, restarts -------------------------------
     evs = _events(store, start, end, DETECT_LOOKBACK_S)
@@ -283,21 +395,38 @@ def _f(v: Any, fmt: str = ".1f", unit: str = "") -> str:
     return f"{v:{fmt}}{unit}"
 
 
-def _dur(s: float | None) -> str:
+def _dur(s: float | None, tenths: bool = False) -> str:
     if s is None:
         return "open"
     if s < 120:
-        return f"{s:.0f} s"
+        return f"{s:.1f} s" if tenths else f"{s:.0f} s"
     if s < 7200:
         return f"{s / 60:.1f} min"
     return f"{s / 3600:.2f} h"
 
 
+def meta_lines(meta: dict[str, Any] | None) -> list[str]:
+    """The report's "what it covers" line, as simulations/analysis/kpi_report.meta_lines gives it."""
+    if not meta:
+        return []
+    p = meta["period"]
+    tick = "n/a" if meta["tick_s"] is None else f"{meta['tick_s']:g} s"
+    if len(meta["ticks_s"]) > 1:
+        tick += f" (also {', '.join(f'{t:g} s' for t in meta['ticks_s'] if t != meta['tick_s'])})"
+    cfg = ("config n/a (none recorded)" if meta["config"] is None else
+           f"config {meta['config']} (sha256 {meta['config_sha256'][:12]})")
+    more = len(meta["configs"]) - 1
+    return [f"Period: {p['start']} to {p['end']} ({p['hours']:.4g} h), tick {tick}, "
+            f"heatctl {meta['heatctl_version']}, {cfg}"
+            + (f"; {more} other config(s) in force during the period, listed in the JSON" if more > 0 else ""),
+            ""]
+
+
 def to_markdown(rep: dict[str, Any]) -> str:
     p, c, e, t, k = rep["period"], rep["coverage"], rep["energy"], rep["thermal"], rep["compute"]
-    L = [f"# heatctl monthly review: {p['label']}", "",
-         f"Period {p['from']} to {p['to']} ({p['hours']:.0f} h). Source: the daemon's audit database "
-         f"(per-minute history and event log).", "", "## Data coverage", "",
+    L = [f"# heatctl monthly review: {p['label']}", "", *meta_lines(rep.get("meta")),
+         "Source: the daemon's audit database (per-minute history and event log).", "",
+         "## Data coverage", "",
          f"- minutes recorded: {c['minutes_recorded']} of {c['minutes_expected']} ({c['share'] * 100:.2f} %)"]
     if c["gaps"]:
         L.append("- gaps (no history: daemon down or not recording; nothing below is estimated for them):")
@@ -323,6 +452,8 @@ def to_markdown(rep: dict[str, Any]) -> str:
               f"| boiler | {e['boiler_kwh']:.1f} kWh |",
               f"| recovered share of the consumer's heat | {_f(e['demand_met_share'], '.3f')} |",
               f"| metered / unmetered time | {e['metered_hours']:.1f} h / {e['unmetered_hours']:.2f} h |",
+              f"| metered share of the period | {_f(None if e['metered_share'] is None else e['metered_share'] * 100, '.2f', ' %')} |",
+              f"| of the unmetered time: daemon gaps (listed below) | {e['unmetered_gap_hours']:.2f} h |",
               "", f"Baseline: {e['baseline']}." + (f" Note: {e['not_counted']}." if e["not_counted"] else "")]
     L += ["", "## Thermal delivery", "",
           f"- consumer supply setpoint {_f(t['setpoint_c'], '.1f', ' degC')}; lowest supply held "
@@ -332,8 +463,24 @@ def to_markdown(rep: dict[str, Any]) -> str:
           "", "## Compute", "",
           f"- availability (not throttled by the cap): {_f(None if k['availability'] is None else k['availability'] * 100, '.2f', ' %')}",
           f"- throttled: {k['throttled_hours']:.2f} h; safe_degrade: {k['safe_degrade_hours']:.2f} h",
+          "- over the whole period with the unmetered gaps (" + _dur(k["unmetered_hours"] * 3600, True) + "): "
+          + ("n/a" if k["availability_range"] is None else
+             f"{k['availability_range'][0] * 100:.2f} % (gaps counted as throttled) to "
+             f"{k['availability_range'][1] * 100:.2f} % (as not throttled)"),
           "- hours per mode: " + ", ".join(f"{m} {h:.1f}" for m, h in sorted(k["mode_hours"].items())),
-          "", "## Trips (time to detect, acknowledge, restore)", ""]
+          "", "## Unmetered gaps", ""]
+    u = rep["unmetered"]
+    if u["gaps"]:
+        L += [f"{u['count']} gap(s), {_dur(u['hours'] * 3600, True)} in all: the daemon was not metering (not "
+              "running, or starting and waiting for a complete snapshot). Nothing is estimated for them.", "",
+              "| start | end | duration | cause |", "| --- | --- | --- | --- |"]
+        L += [f"| {g['from']} | {g['to'] if not g.get('open') else g['to'] + ' (still open)'} | "
+              f"{_dur(g['seconds'], True)} | {g['cause']}"
+              + (f"; start-up {g['startup_s']:.1f} s" if g.get("startup_s") is not None else "")
+              + (" (clipped to the period)" if g["clipped"] else "") + " |" for g in u["gaps"]]
+    else:
+        L.append("None: the daemon metered the whole time it was running in this period.")
+    L += ["", "## Trips (time to detect, acknowledge, restore)", ""]
     if rep["trips"]:
         L += ["| time | trip | test | detect | acknowledge (by) | restore | cause |", "| --- | --- | --- | --- | --- | --- | --- |"]
         for r in rep["trips"]:

@@ -1,7 +1,9 @@
 """`heatctl report --month YYYY-MM | --from ISO --to ISO [--state-dir D] [--out DIR] [--json]`.
 
 The monthly SLA and operations review from the daemon's persisted history (controller/ops/monthly_report.py):
-writes heatctl-report-<period>.md and .json into --out and prints the Markdown path and headline.
+writes heatctl-report-<period>.md and .json into --out and prints the Markdown path, the headline,
+the unmetered gaps (the daemon's dead intervals) and what the report covers (period, tick, version,
+config hash).
 Reads the audit database read-only; the daemon may keep running.
 """
 
@@ -52,4 +54,10 @@ def run(args: argparse.Namespace) -> int:
               f"coverage {c['share'] * 100:.2f} %, gaps {len(c['gaps'])}, trips {len(rep['trips'])}")
     else:
         print("no history in this period")
+    u = rep["unmetered"]
+    print(f"unmetered: {u['count']} gap(s), {u['hours'] * 3600:.1f} s" + (" (one still open)" if u["open"] else ""))
+    m = rep["meta"]
+    tick = "n/a" if m["tick_s"] is None else f"{m['tick_s']:g} s"
+    print(f"covers {m['period']['start']} to {m['period']['end']}, tick {tick}, heatctl {m['heatctl_version']}, "
+          f"config sha256 {(m['config_sha256'] or 'n/a')[:12]}")
     return 0
