@@ -16,8 +16,10 @@ main() in its own process, started and SIGKILLed exactly like the installed comm
 cold imports. The plant's meters are logged by the simulated plant's process at every step with
 the wall time, so the books can be compared over any interval afterwards.
 
-No timing is asserted: the kill moments are random on purpose, and every comparison is against the
-daemon's own record of when it metered.
+Kill moments (seeded): every other life dies at a random moment from its fork (in start-up or while
+ticking, whichever the machine's speed makes it), the others at a random moment within four ticks of
+their first metered tick, so that however loaded the machine, half the lives have books to check.
+No timing is asserted: every comparison is against the daemon's own record of when it metered.
 """
 
 from __future__ import annotations
@@ -42,9 +44,9 @@ KILLS = 50
 SEED = 13
 TICK_S = 0.25  # E2E_EDITS' tick
 PLANT_STEP_S = 0.1
-# The longest a life runs before its SIGKILL (s): long enough that most lives get past start-up and
-# meter for a while, short enough that 50 of them fit in well under a minute.
-LIFE_MAX_S = 1.0
+# The longest a life killed "from its fork" runs (s): on an idle machine about half of these get
+# past start-up (~0.3 s to the first metered tick); the other lives are killed after they meter.
+LIFE_MAX_S = 0.8
 # The daemon reads a heat meter's average power over the plant's last step and holds it for a tick:
 # at each end of a metered interval its integral and the plant's meter may differ by up to a tick
 # plus a plant step of the largest power (one tick's worth, with the meter's own interval).
@@ -123,8 +125,11 @@ for line in sys.stdin:
 class Zygote:
     def __init__(self, workdir: Path):
         self.log = open(workdir / "zygote.log", "w")
+        # Unbuffered: a SIGKILLed life's log keeps every line it wrote.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("HEATCTL_SOCKET", None)
         self.proc = subprocess.Popen([sys.executable, "-c", ZYGOTE], cwd=ROOT, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=self.log, text=True)
+                                     stdout=subprocess.PIPE, stderr=self.log, text=True, env=env)
         assert json.loads(self.proc.stdout.readline())["ready"]
 
     def ask(self, **req) -> dict:
@@ -214,7 +219,15 @@ def test_fifty_sigkills_lose_no_metered_heat_and_list_every_dead_interval(tmp_pa
                 assert code == 0, err
                 wait_for(lambda: cli_json("status")["trips"].get("low_flow", {}).get("latched"), 10,
                          "low_flow latched")
-            time.sleep(rng.uniform(0.0, LIFE_MAX_S))  # a random moment, on purpose: not a condition
+            if life % 2:
+                # Every other life meters first (however slow the machine starts it), then dies at a
+                # random moment within its next few ticks.
+                log = tmp_path / f"daemon-{life}.log"
+                wait_for(lambda: '"unmetered_gap"' in log.read_text(), 60, f"life {life} metering")
+                time.sleep(rng.uniform(0.0, 4 * TICK_S))  # a random moment, on purpose: not a condition
+            else:
+                # The others die at a random moment from their fork: in start-up or while ticking.
+                time.sleep(rng.uniform(0.0, LIFE_MAX_S))
             killed = zygote.ask(op="kill", pid=started["pid"])
             assert os.WIFSIGNALED(killed["status"]) and os.WTERMSIG(killed["status"]) == signal.SIGKILL
             lives.append({"fork": started["wall"], "kill": killed["wall"],
@@ -263,13 +276,13 @@ def test_fifty_sigkills_lose_no_metered_heat_and_list_every_dead_interval(tmp_pa
     persisted = sorted({p[0]: p[1] for lv in lives if lv["persisted"] for p in [lv["persisted"]]}.items())
     persisted.append((end_ts, end_counters))
     ts_list = [ts for ts, _ in persisted]
-    assert len(merged) >= 10, f"only {len(merged)} lives metered: kill moments too early for this machine?"
+    assert len(merged) >= KILLS // 4, f"only {len(merged)} lives metered"
     windows = []
     for g in merged:
         # Every gap starts at a persisted tick of the previous life ...
         assert any(abs(g["from"] - ts) < 1e-6 for ts in ts_list), g
         # ... and ends where this life started metering, before its own first persisted tick.
-        after = [(ts, c) for ts, c in persisted if ts > g["to"]]
+        after = [(ts, c) for ts, c in persisted if ts >= g["to"]]
         assert after, g
         before = next(c for ts, c in persisted if abs(ts - g["from"]) < 1e-6)
         windows.append((g, before, after[0]))
@@ -287,14 +300,20 @@ def test_fifty_sigkills_lose_no_metered_heat_and_list_every_dead_interval(tmp_pa
             in_life_unmetered = (after["unmetered_s"] - before["unmetered_s"]) - g["seconds"]
             missing = plant.max_power(name, a, ts) * max(in_life_unmetered, 0.0)
             assert plant_j - tick_worth - missing - REL_TOL * plant_j <= daemon_j <= \
-                plant_j + tick_worth + REL_TOL * plant_j, (name, g, daemon_j, plant_j, tick_worth)
-            worst[name] = max(worst[name], abs(daemon_j - plant_j) / tick_worth if tick_worth else 0.0)
+                plant_j + tick_worth + REL_TOL * plant_j, (
+                    name, g, daemon_j, plant_j, tick_worth, ts - a, after["metered_s"] - before["metered_s"],
+                    after["unmetered_s"] - before["unmetered_s"])
+            # Beyond the heat of what the daemon itself counted unmetered: in tick's worths.
+            off = max(daemon_j - plant_j, plant_j - daemon_j - missing, 0.0)
+            worst[name] = max(worst[name], off / tick_worth if tick_worth else 0.0)
 
     # --- no second lost or counted twice: metered + unmetered = the whole campaign ----------------
     first = windows[0][1]  # the counters where the first listed gap starts
     span = end_ts - merged[0]["from"]
     counted = (end_counters["metered_s"] + end_counters["unmetered_s"]) - (first["metered_s"] + first["unmetered_s"])
-    assert counted == pytest.approx(span, abs=len(lives) * TICK_S), (counted, span)
+    # Each life's books start at its first metered tick's reading time and its gap closes a few
+    # milliseconds later, when that tick publishes: 10 ms a life is far above that, far below a tick.
+    assert counted == pytest.approx(span, abs=len(lives) * 0.01), (counted, span)
     gap_s = sum(g["to"] - g["from"] for g in merged)
 
     # --- `heatctl report` lists every dead interval -------------------------------------------
@@ -314,7 +333,8 @@ def test_fifty_sigkills_lose_no_metered_heat_and_list_every_dead_interval(tmp_pa
     tails = sorted(lv["kill"] - lv["persisted"][0] for lv in lives if lv["persisted"] and lv["kill"] > lv["persisted"][0])
     print(f"\nkill campaign: {len(lives)} SIGKILLs, {len(windows)} lives metered; worst life within "
           f"{worst['delivered_j']:.2f} (heat) and {worst['it_j']:.2f} (IT) of one tick's worth of the plant's "
-          f"meter; {len(merged)} dead intervals listed, {gap_s:.1f} s of {span:.1f} s; from the last persisted "
+          f"meter; {len(merged)} dead intervals listed, {gap_s:.1f} s of {span:.1f} s (metered + unmetered "
+          f"{counted:.3f} s); from the last persisted "
           f"tick to the kill: median {tails[len(tails) // 2]:.3f} s, max {tails[-1]:.3f} s (tick {TICK_S} s); "
           f"database ok, low_flow still latched")
 

@@ -39,9 +39,9 @@ import hashlib
 import math
 import os
 import signal
+import stat
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Awaitable, Callable, Mapping
 
 import structlog
@@ -52,7 +52,7 @@ from controller.daemon.dead_time import DeadTime, previous_end
 from controller.daemon.lateness import Lateness
 from controller.daemon.persistence import DatabaseWriter
 from controller.core.commands import OutputSource
-from controller.site.loader import ConfigError, LoadedConfig, load_config
+from controller.site.loader import MAX_CONFIG_BYTES, ConfigError, LoadedConfig, load_config
 from controller.core.events import Event
 from controller.core.metering import EnergyCounters
 from controller.core.modes import Mode
@@ -174,6 +174,31 @@ def carry_over(old: ControllerState, ctrl: Controller, now: float) -> tuple[Cont
     return state, notes
 
 
+def refused_record(path: str) -> tuple[str, str]:
+    """A refused config's text and sha256 for the config history, or ("", "") for a file that is
+    not a small regular file: that one is never read whole (it may be /dev/zero, a FIFO or
+    gigabytes); its problem line says what it is. Called in the reload's worker thread."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return "", ""
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_CONFIG_BYTES:
+            return "", ""
+        with os.fdopen(fd, "rb") as f:
+            fd = -1
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError:
+        return "", ""
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(raw) > MAX_CONFIG_BYTES:
+        return "", ""
+    return raw.decode("utf-8", errors="replace"), hashlib.sha256(raw).hexdigest()
+
+
 def _driver_fingerprint(loaded: LoadedConfig) -> str:
     """What the drivers are built from: their configs and their points' sources and units."""
     site = loaded.site
@@ -271,6 +296,7 @@ class Daemon:
         self._stopping = False
         self._reload_requested = False
         self._reload_task: asyncio.Future | None = None  # a SIGHUP's config load, in a worker thread
+        self._refused_record: tuple[str, str] | None = None  # a refused file's (text, sha256)
         self._stop_why = "stop requested"
         self._wake = asyncio.Event()
         self._ready = False
@@ -297,6 +323,7 @@ class Daemon:
         self._minute: _Minute | None = None
         self._ticks_since_energy = 0
         self._dead = DeadTime(None, 0.0, "")
+        self._tick_wall: float | None = None  # wall time of the last completed tick
         self._safe_written_at_start = False
         # The Slurm lever (controller/daemon/workload.py), built in start() when the config has workload:.
         self.workload: Any = None
@@ -485,7 +512,8 @@ class Daemon:
         failed = [r.point for r in written if not r.ok]
         if self.audit is not None and self.state is not None:
             if self._dead.open:
-                self._close_dead_time(self.wall(), "stop (no metered tick in this run)")
+                self._close_dead_time(self._tick_wall if self._tick_wall is not None else self.wall(),
+                                      "stop (no metered tick in this run)")
             self._save_energy()
             self._flush_minute()
             self._audit([AuditEvent(self.wall(), "daemon_stop",
@@ -706,7 +734,7 @@ class Daemon:
     def _publish(self, result: StepResult, pending: list[_Pending],
                  driver_events: list[tuple[str, str, str]], now: float) -> None:
         state = result.state
-        wall = self.wall()
+        wall = self._tick_wall = self.wall()
         if any(e.kind in ("trip", "trip_reset", "trip_acked") for e in result.events):
             try:
                 self._save_latched_trips()  # at once: a crash right after a trip must not lose it
@@ -879,7 +907,10 @@ class Daemon:
         try:
             self._save_latched_trips()
             if self.db is not None and not self._dead.open:
-                energy, wall, tick, sha = self.state.energy, self.wall(), self.state.tick, self.loaded.sha256
+                # Stamped with the last tick's time, also at shutdown: the counters account up to
+                # that tick, and the next start counts the time after it as unmetered.
+                wall = self._tick_wall if self._tick_wall is not None else self.wall()
+                energy, tick, sha = self.state.energy, self.state.tick, self.loaded.sha256
                 self.db.submit("energy", lambda store: store.save_energy(energy, wall, tick, sha) or True,
                                coalesce="energy")
             self._ticks_since_energy = 0
@@ -1038,9 +1069,12 @@ class Daemon:
                 loaded = load_config(path)
                 return path, loaded, Controller(loaded.site), []
             except ConfigError as exc:
-                return path, None, None, list(exc.problems)
+                problems = list(exc.problems)
             except Exception as exc:  # noqa: BLE001 - a config the step cannot use is refused too
-                return path, None, None, [f"{path}: the controller cannot use it: {type(exc).__name__}: {exc}"]
+                problems = [f"{path}: the controller cannot use it: {type(exc).__name__}: {exc}"]
+            # The refused file's text for the config history, read here too, not in the loop.
+            self._refused_record = refused_record(path)
+            return path, None, None, problems
 
         return await asyncio.to_thread(work)
 
@@ -1058,6 +1092,7 @@ class Daemon:
                 new_sups = {n: DriverSupervisor(n, d, self.clock)
                             for n, d in self.driver_factory(loaded, self.clock).items()}
             except ValueError as exc:
+                self._refused_record = (loaded.text, loaded.sha256)
                 return self._refuse_config(path, [str(exc)])
         state, notes = carry_over(self.state, ctrl, self.clock())
         old_sha = self.loaded.sha256
@@ -1087,13 +1122,8 @@ class Daemon:
         wall = self.wall()
         self.reloads_refused += 1
         self.last_reload = {"ok": False, "at": wall, "problems": problems}
-        text, sha = "", ""
-        try:
-            raw = Path(path).read_bytes()
-            text = raw.decode("utf-8", errors="replace")
-            sha = hashlib.sha256(raw).hexdigest()
-        except OSError:
-            pass
+        text, sha = self._refused_record or ("", "")
+        self._refused_record = None
         self._record_config(wall, path, sha, text, False, problems, cause="SIGHUP")
         mode = self.state.mode.value if self.state else None
         self._audit([AuditEvent(wall, "config_refused",

@@ -277,6 +277,33 @@ def _children(node: yaml.Node) -> list[yaml.Node]:
     return []
 
 
+# YAML events (keys, values, collection starts and ends) a file may hold, counted on the parser's
+# stream before any node tree is built: composing the tree costs ~400 bytes and ~10 us a node, so
+# a 4 MB file of 600,000 small keys took 250 MB and seconds (minutes on a loaded machine) before
+# it was refused. The reference plant has ~1,400 events, a 1,083-point site (bench/bench_scale.py)
+# ~24,000: 100,000 leaves four times that margin and refuses a hostile file in a fraction of a second.
+MAX_YAML_EVENTS = 100_000
+
+
+def events_over_budget(text: str, budget: int = MAX_YAML_EVENTS) -> int | None:
+    """The line at which the file's YAML event stream exceeds `budget`, or None within it. Streams
+    the events (constant memory) and stops at the budget; a syntax error is left to the composer."""
+    loader = (_FAST_LOADER or yaml.SafeLoader)(text)
+    n = 0
+    try:
+        while loader.check_event():
+            ev = loader.get_event()
+            n += 1
+            if n > budget:
+                mark = getattr(ev, "start_mark", None)
+                return mark.line + 1 if mark is not None else 1
+    except yaml.YAMLError:
+        return None
+    finally:
+        loader.dispose()
+    return None
+
+
 def compose_yaml(text: str) -> yaml.Node | None:
     if _FAST_LOADER is not None:
         try:
@@ -299,6 +326,10 @@ def parse_config_text(text: str, path: str = "<config>",
             shown.append(f"{path}: ... and {len(problems) - MAX_PROBLEMS_SHOWN} more problems")
         return ConfigError(shown)
 
+    over = events_over_budget(text)
+    if over is not None:
+        raise ConfigError([f"{path}:{over}: more than {MAX_YAML_EVENTS} YAML keys and values; expected a "
+                           "site configuration (a large real site has ~24,000)"])
     try:
         root = compose_yaml(text)
     except yaml.YAMLError as exc:
