@@ -89,7 +89,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tick", type=float, default=60.0, help="control tick (s; the year scenarios' 60 s)")
     ap.add_argument("--jobs", type=int, default=2, help="processes (one per policy)")
     ap.add_argument("--out", default=None, help="write the figures as JSON")
+    ap.add_argument("--show", default=None, help="print the table of a JSON written by --out, run nothing")
     args = ap.parse_args(argv)
+    if args.show:
+        with open(args.show) as fh:
+            saved = json.load(fh)
+        days = saved["hours"] / 24.0
+        print(format_table(saved["policies"], f"fleet of {len(next(iter(saved['policies'].values()))['sites'])} sites, "
+                                              f"{days:g} days, {saved['tick_s']:g} s tick"))
+        return 0
     from simulations.scenarios.definitions import SCENARIOS
     from simulations.fleet.runner import FLEET_SCENARIOS
     import simulations.scenarios.year  # noqa: F401 - registers the year scenarios
