@@ -324,14 +324,25 @@ def test_the_daemon_plans_off_the_tick_and_serves_the_plan(tmp_path):
     d = Daemon(options, load(path), clock=clock, wall=clock.wall, sleep=clock.sleep,
                driver_factory=FakeDrivers(), notifier=SystemdNotifier(env={}), metrics=metrics)
 
+    stepped: list = []
+
     async def run():
         await d.start()
+        step = d.ctrl.step
+
+        def spy(*a, **kw):                     # what the step is given as its plan input
+            stepped.append(kw.get("plan"))
+            return step(*a, **kw)
+        d.ctrl.step = spy
         assert d.api_plan()["plan"] is None and d.api_plan()["fallback"] == "rules"
         assert await d.tick()                  # the envelope's forecast, then a solve starts
         await d.planner.wait_idle()
         clock.advance(1.0)
         assert await d.tick()                  # the plan is in force from this tick on
         first = d.api_plan()
+        slot = d.planner.in_force.slot_at(clock.wall())
+        assert stepped[0] is None and stepped[-1] is not None
+        assert stepped[-1].policy.value == slot.policy and stepped[-1].batch_budget_w == slot.batch_budget_w
         d.planner.solver = lambda inputs, limit, kill: SolveResult(None, "solver killed after 5 s", 5.0, inputs.now_s)
         clock.advance(SLOT_S)
         assert await d.tick()
@@ -402,4 +413,23 @@ def test_a_changed_queue_brings_the_next_solve_forward_at_most_once_a_minute():
         await p.wait_idle()
         assert len(calls) == 2
         assert [len(c) for c in calls] == [3, 3]
+    asyncio.run(scenario())
+
+
+def test_a_reload_keeps_the_plan_in_force_and_takes_the_new_settings():
+    async def scenario():
+        clock = FakeClock(T0)
+        solver, calls = fake_solver(["ok", "ok"])
+        p, rows = planner(solver, clock)
+        p.after_step(clock(), 0.5, 30000.0, FC, None)
+        await p.wait_idle()
+        plan = p.current(clock())
+        site = reference_site()
+        site = site.model_copy(update={"planning": site.planning.model_copy(update={"enabled": "on",
+                                                                                   "replan_every_s": 600.0})})
+        q = planning.rebuilt(p, site, rows.extend, clock)
+        assert q is not p and q.every_s == 600.0 and q.keeper is p.keeper and q.current(clock()) is plan
+        assert q.due(clock())                                  # the new settings solve at once
+        off = site.model_copy(update={"planning": site.planning.model_copy(update={"enabled": "off"})})
+        assert planning.rebuilt(q, off, rows.extend, clock) is None
     asyncio.run(scenario())

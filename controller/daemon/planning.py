@@ -259,6 +259,17 @@ def build_planner(site: Any, audit: Callable[[list[AuditEvent]], None], wall: Ca
                        solver=solver or _default_solver, keeper=PlanKeeper())
 
 
+def rebuilt(old: PlannerTask | None, site: Any, audit: Callable[[list[AuditEvent]], None],
+            wall: Callable[[], float]) -> PlannerTask | None:
+    """The planner for a reloaded config: its new settings and site, the old keeper (the plan in
+    force stays in force, and its counters go on), and a solve at the next tick. (The Slurm task is
+    built at start-up only: a workload: section added by a reload is not planned for until then.)"""
+    new = build_planner(site, audit, wall, solver=old.solver if old is not None else None)
+    if new is not None and old is not None:
+        new.keeper, new.last, new.solves_total, new.in_force = old.keeper, old.last, old.solves_total, old.in_force
+    return new
+
+
 def after_tick(planner: PlannerTask, daemon: Any, result: Any) -> None:
     """The daemon's hook after each completed tick: start a solve when due (from the envelope's
     forecast made now, the present demand, and the workload task's last read of Slurm) and record

@@ -1103,6 +1103,9 @@ class Daemon:
             await asyncio.gather(*(s.start() for s in new_sups.values()))
         self.loaded, self.ctrl, self.state, self._fingerprint = loaded, ctrl, state, new_fp
         self.alarms = Alarms(loaded.site)
+        if self.planner is not None or loaded.site.planning.enabled == "on":
+            from controller.daemon.planning import rebuilt
+            self.planner = rebuilt(self.planner, loaded.site, self._audit, self.wall)
         self.alarm_state = self.alarms.carry_over(self.alarm_state, self.clock())
         self.reloads_ok += 1
         self.last_reload = {"ok": True, "at": wall, "sha256": loaded.sha256, "notes": notes}
