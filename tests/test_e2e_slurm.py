@@ -19,16 +19,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests import slurm_harness
+from tests.engines.slurm import site_cluster
 from tests.plant_harness import Daemon, Sim, wait_for
-
-pytestmark = pytest.mark.skipif(bool(slurm_harness.missing()), reason=slurm_harness.missing() or "ok")
 
 NODES = ("he1", "he2")
 
 
 def node_rows(cluster) -> dict[str, str]:
-    out = cluster.run("sinfo", "-N", "-h", "-o", "%N|%T|%E", check=False)
+    out = cluster.out("sinfo", "-N", "-h", "-o", "%N|%T|%E", check=False)
     return {p[0]: p for p in (line.split("|") for line in out.splitlines()) if p and p[0] in NODES}
 
 
@@ -38,13 +36,13 @@ def drained_by_heatctl(cluster) -> bool:
 
 
 def job_held(cluster, job: int) -> bool:
-    return "JobHeld" in cluster.run("squeue", "-h", "-j", str(job), "-o", "%r", check=False)
+    return "JobHeld" in cluster.out("squeue", "-h", "-j", str(job), "-o", "%r", check=False)
 
 
 @pytest.fixture
 def site():
     workdir = Path(tempfile.mkdtemp(prefix="hc-e2s-", dir="/tmp"))
-    cluster = slurm_harness.SlurmCluster(workdir / "slurm", nodes=NODES)
+    cluster = site_cluster(workdir / "slurm", nodes=NODES)
     cluster.start()
     sim = Sim(workdir)
     daemon = Daemon(workdir, sim.config)
@@ -53,7 +51,7 @@ def site():
     finally:
         daemon.stop()
         sim.stop()
-        cluster.stop()
+        cluster.close()
         if not os.environ.get("HEATCTL_KEEP_E2E"):
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -71,7 +69,7 @@ def test_compute_follows_heat_through_slurm(site):
         "kind": "condition", "signal": "driver_down:slurm", "priority": "medium", "owner": "it_operations"}
     sim.config.write_text(yaml.safe_dump(cfg, sort_keys=False))
     d.start()
-    job = int(cluster.run("sbatch", "-p", "batch", "--begin=now+1hour", "--wrap", "sleep 60").split()[-1])
+    job = int(cluster.out("sbatch", "-p", "batch", "--begin=now+1hour", "--wrap", "sleep 60").split()[-1])
 
     # Consumer offline, tank filling: drained with a heatctl reason, flexible job held.
     assert sim.request("inject", kind="consumer_offline")["ok"]
@@ -87,7 +85,7 @@ def test_compute_follows_heat_through_slurm(site):
              30, "heatctl to resume the nodes and release the job")
 
     # slurmctld stopped: the daemon keeps ticking and raises the alarm.
-    cluster.stop_ctld()
+    cluster.stop_controller()
     try:
         ticks = d.status()["ticks"]["count"]
         wait_for(lambda: d.status()["workload"]["down"], 20, "the workload task to see Slurm down")
@@ -99,7 +97,7 @@ def test_compute_follows_heat_through_slurm(site):
         # Meanwhile the consumer goes offline again: nothing reaches Slurm, the cap keeps the plant safe.
         assert sim.request("inject", kind="consumer_offline")["ok"]
     finally:
-        cluster.start_ctld()
+        cluster.start_controller()
     # Slurm back: the daemon catches up (drains again, the sink is still full).
     wait_for(lambda: not d.status()["workload"]["down"] and drained_by_heatctl(cluster), 40,
              "the daemon to catch up once slurmctld is back")
@@ -111,4 +109,4 @@ def test_compute_follows_heat_through_slurm(site):
     wait_for(lambda: d.status()["trips"].get("leak", {}).get("latched"), 5, "the leak trip")
     cap = d.status()["outputs"]["power_cap"]
     assert cap["source"] == "trip" and cap["value"] <= 5000.0  # the leak trip's action (reference plant)
-    cluster.run("scancel", str(job), check=False)
+    cluster.out("scancel", str(job), check=False)

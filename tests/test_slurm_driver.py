@@ -1,4 +1,4 @@
-"""The Slurm driver against a real Slurm on 127.0.0.1 (tests/slurm_harness.py)."""
+"""The Slurm driver against a real Slurm on 127.0.0.1 (tests/engines/slurm.py)."""
 
 from __future__ import annotations
 
@@ -10,17 +10,15 @@ import pytest
 
 from drivers.slurm.driver import SlurmDriver
 from drivers.slurm.model import Action, SlurmConfig
-from tests import slurm_harness
-
-pytestmark = pytest.mark.skipif(bool(slurm_harness.missing()), reason=slurm_harness.missing() or "ok")
+from tests.engines.slurm import site_cluster
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    c = slurm_harness.SlurmCluster(tmp_path_factory.mktemp("slurm"))
+    c = site_cluster(tmp_path_factory.mktemp("slurm"))
     c.start()
     yield c
-    c.stop()
+    c.close()
 
 
 def driver_for(cluster, **kw) -> SlurmDriver:
@@ -36,9 +34,9 @@ def poll(cond, timeout=20.0):
 
 def test_reads_site_nodes_and_flexible_jobs_with_deadline(cluster):
     d = driver_for(cluster)
-    out = cluster.run("sbatch", "-p", "batch", "--deadline=now+3hours", "-t", "10", "--wrap", "sleep 60")
+    out = cluster.out("sbatch", "-p", "batch", "--deadline=now+3hours", "-t", "10", "--wrap", "sleep 60")
     batch_id = int(out.split()[-1])
-    out = cluster.run("sbatch", "-p", "interactive", "-t", "10", "--wrap", "sleep 60")
+    out = cluster.out("sbatch", "-p", "interactive", "-t", "10", "--wrap", "sleep 60")
     other_id = int(out.split()[-1])
     try:
         snap = asyncio.run(d.snapshot())
@@ -49,7 +47,7 @@ def test_reads_site_nodes_and_flexible_jobs_with_deadline(cluster):
         assert jobs[batch_id].deadline_ts is not None
         assert abs(jobs[batch_id].deadline_ts - (time.time() + 3 * 3600)) < 120
     finally:
-        cluster.run("scancel", str(batch_id), str(other_id), check=False)
+        cluster.out("scancel", str(batch_id), str(other_id), check=False)
 
 
 def test_drain_resume_with_reason_and_weight(cluster):
@@ -69,8 +67,8 @@ def test_drain_resume_with_reason_and_weight(cluster):
 
 def test_hold_release_and_requeue(cluster):
     d = driver_for(cluster)
-    pend = int(cluster.run("sbatch", "-p", "batch", "--begin=now+1hour", "--wrap", "sleep 60").split()[-1])
-    run = int(cluster.run("sbatch", "-p", "batch", "--requeue", "--wrap", "sleep 60").split()[-1])
+    pend = int(cluster.out("sbatch", "-p", "batch", "--begin=now+1hour", "--wrap", "sleep 60").split()[-1])
+    run = int(cluster.out("sbatch", "-p", "batch", "--requeue", "--wrap", "sleep 60").split()[-1])
     try:
         res = asyncio.run(d.apply([Action("hold", str(pend), "heatctl: heat sink full")]))
         assert res[0].ok, res
@@ -85,7 +83,7 @@ def test_hold_release_and_requeue(cluster):
         # Requeued: back to PENDING (Slurm holds a requeued job back by its BeginTime for a while).
         poll(lambda: {j.job_id: j.state for j in asyncio.run(d.snapshot()).jobs}.get(run) == "PENDING")
     finally:
-        cluster.run("scancel", str(pend), str(run), check=False)
+        cluster.out("scancel", str(pend), str(run), check=False)
 
 
 def test_unknown_job_is_a_failed_action_not_an_outage(cluster):
@@ -98,7 +96,7 @@ def test_unknown_job_is_a_failed_action_not_an_outage(cluster):
 def test_slurmctld_stopped_logged_once_recovered_once(cluster, caplog):
     d = driver_for(cluster, timeout_s=3.0)
     assert asyncio.run(d.snapshot()) is not None
-    cluster.stop_ctld()
+    cluster.stop_controller()
     try:
         with caplog.at_level(logging.INFO, logger="heatctl.slurm"):
             assert asyncio.run(d.snapshot()) is None
@@ -106,7 +104,7 @@ def test_slurmctld_stopped_logged_once_recovered_once(cluster, caplog):
             h = d.health()
             assert not h.reachable and h.errors_total == 2 and h.last_error
     finally:
-        cluster.start_ctld()
+        cluster.start_controller()
     with caplog.at_level(logging.INFO, logger="heatctl.slurm"):
         poll(lambda: asyncio.run(d.snapshot()) is not None, timeout=30)
         assert asyncio.run(d.snapshot()) is not None

@@ -35,10 +35,8 @@ import yaml
 from controller.core.plan import Plan, PlanSlot
 from controller.planning import value
 from drivers.slurm.decide import node_weight
-from tests import slurm_harness
+from tests.engines.slurm import site_cluster
 from tests.plant_harness import Daemon, Sim, wait_for
-
-pytestmark = pytest.mark.skipif(bool(slurm_harness.missing()), reason=slurm_harness.missing() or "ok")
 
 NODES = ("hf1", "hf2")
 SPEED = 20.0
@@ -50,7 +48,7 @@ CAP_MARGIN_W = 500.0
 
 def nodes(cluster) -> dict[str, tuple[str, str, int]]:
     """name -> (state, reason, weight)."""
-    out = cluster.run("sinfo", "-N", "-h", "-o", "%N|%T|%E|%w", check=False)
+    out = cluster.out("sinfo", "-N", "-h", "-o", "%N|%T|%E|%w", check=False)
     rows = {}
     for line in out.splitlines():
         p = line.split("|")
@@ -60,7 +58,7 @@ def nodes(cluster) -> dict[str, tuple[str, str, int]]:
 
 
 def held(cluster, job: int) -> bool:
-    return "JobHeld" in cluster.run("squeue", "-h", "-j", str(job), "-o", "%r", check=False)
+    return "JobHeld" in cluster.out("squeue", "-h", "-j", str(job), "-o", "%r", check=False)
 
 
 def live_plan(d: Daemon) -> tuple[dict, Plan | None]:
@@ -83,7 +81,7 @@ def weights_follow_the_plan(d: Daemon, cluster, want) -> bool:
 @pytest.fixture
 def site():
     workdir = Path(tempfile.mkdtemp(prefix="hc-e2p-", dir="/tmp"))
-    cluster = slurm_harness.SlurmCluster(workdir / "slurm", nodes=NODES)
+    cluster = site_cluster(workdir / "slurm", nodes=NODES)
     cluster.start()
     sim = Sim(workdir, speed=SPEED, simulation="  initial_temp_c: 38.0\n",
               edits={"\nmodes:\n": "\nmetering:\n  tank_volume_m3: 0.05\n\nmodes:\n",
@@ -94,7 +92,7 @@ def site():
     finally:
         daemon.stop()
         sim.stop()
-        cluster.stop()
+        cluster.close()
         if not os.environ.get("HEATCTL_KEEP_E2E"):
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -110,7 +108,7 @@ def test_the_plan_and_a_filling_tank_drive_slurm(site):
     sim.config.write_text(yaml.safe_dump(cfg, sort_keys=False))
     assert sim.request("set_load", it_load=0.2, demand_w=30000, ambient_c=37.0)["ok"]
     # Queued before the daemon starts: its first plan (made once it has read Slurm) knows the job.
-    job = int(cluster.run("sbatch", "-p", "batch", "--begin=now+1hour", "--deadline=now+20hours", "-t", "60",
+    job = int(cluster.out("sbatch", "-p", "batch", "--begin=now+1hour", "--deadline=now+20hours", "-t", "60",
                           "--wrap", "sleep 60").split()[-1])
     d.start()
 
@@ -148,7 +146,7 @@ def test_the_plan_and_a_filling_tank_drive_slurm(site):
     assert SHED_SOC - 0.05 <= soc < 0.95, soc           # it filled, and it is not full
     it_w, cap = seen["flows"]["it_w"], seen["outputs"]["power_cap"]
     assert cap["source"] == "auto" and it_w < cap["value"] - CAP_MARGIN_W, (it_w, cap)
-    job2 = int(cluster.run("sbatch", "-p", "batch", "-t", "30", "--wrap", "sleep 60").split()[-1])
+    job2 = int(cluster.out("sbatch", "-p", "batch", "-t", "30", "--wrap", "sleep 60").split()[-1])
     wait_for(lambda: held(cluster, job2) and held(cluster, job), 20, "both flexible jobs held while the sink is full")
     drains = [e for e in d.events("slurm_action") if e["fields"]["action"] == "drain"]
     assert {e["fields"]["target"] for e in drains} == set(NODES)
@@ -163,4 +161,4 @@ def test_the_plan_and_a_filling_tank_drive_slurm(site):
     assert all(e["reason"].startswith("heatctl: plan releases batch work (demand 30.0 kW") for e in releases), releases
     wait_for(lambda: weights_follow_the_plan(d, cluster, lambda v: v == 1.0), 20,
              "node weights from the plan's value of heat (1)")
-    cluster.run("scancel", str(job), str(job2), check=False)
+    cluster.out("scancel", str(job), str(job2), check=False)

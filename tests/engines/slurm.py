@@ -443,6 +443,10 @@ class SlurmCluster:
                               f"{p.stderr.strip() or p.stdout.strip()}")
         return p
 
+    def out(self, *cmd: str, check: bool = True, timeout: float = 30.0) -> str:
+        """run(...)'s standard output (e.g. `cluster.out("squeue", "-h", "-o", "%i")`)."""
+        return self.run(*cmd, check=check, timeout=timeout).stdout
+
     def sbatch(self, *args: str, wrap: str | None = None, script: str | None = None) -> int:
         """Submit a job; its id. Output goes to <root>/jobs/slurm-%j.out unless -o/--output is
         given. `wrap` is a shell command (sbatch --wrap); `script` a batch script's text."""
@@ -534,3 +538,12 @@ class SlurmCluster:
         wait_until(idle, timeout, 0.2, f"nodes {want} idle",
                    on_timeout=lambda: f"states: {self.node_states()}\n"
                                       + tail(self.log_dir / "slurmctld.log"))
+
+
+def site_cluster(root: str | os.PathLike, nodes: Sequence[str] = ("hc1", "hc2", "hc3")) -> SlurmCluster:
+    """The cluster of the workload driver's tests: every node in `batch` (the heat-flexible
+    partition, the default, PreemptMode=REQUEUE) and in `interactive`. Start it with start() (or
+    `with`); it skips the test when Slurm or root is missing (fails under CI)."""
+    nodes = list(nodes)
+    return SlurmCluster(root, nodes=nodes, partitions={"batch": nodes, "interactive": nodes},
+                        partition_options={"batch": "PreemptMode=REQUEUE"})
