@@ -127,7 +127,7 @@ _H_VALUE, _H_TS, _H_CHANGED, _H_BAD, _H_REASON = (
     PointHistory.last_value.__set__, PointHistory.last_ts.__set__,  # type: ignore[attr-defined]
     PointHistory.changed_at.__set__, PointHistory.bad_since.__set__,  # type: ignore[attr-defined]
     PointHistory.last_reason.__set__)  # type: ignore[attr-defined]
-_GOOD = Quality.GOOD
+_GOOD, _LOST = Quality.GOOD, Quality.LOST
 
 
 def validate(points: Mapping[str, PointConfig | PointLimits], snapshot: Snapshot,
@@ -136,7 +136,8 @@ def validate(points: Mapping[str, PointConfig | PointLimits], snapshot: Snapshot
              ) -> tuple[dict[str, Checked], dict[str, PointHistory]]:
     """Check every reading point (or `names`); return verdicts and the new history. `slow`, if
     given, gets the names that took check_point, in order: every other point was good after a good
-    sample, so the step looks only at these for reading_bad / reading_recovered events."""
+    sample, or lost again for the same reason, so the step looks only at these for reading_bad /
+    reading_recovered events."""
     checked: dict[str, Checked] = {}
     new_history: dict[str, PointHistory] = {}
     readings = snapshot.readings
@@ -187,6 +188,18 @@ def validate(points: Mapping[str, PointConfig | PointLimits], snapshot: Snapshot
                     _H_REASON(h, "")
                     new_history[name] = h
                     continue
+        elif (reading is not None and reading.quality is _LOST and reading.value is None
+              and hist.bad_since is not None and (reading.reason or "lost") == hist.last_reason):
+            # Still lost, for the same reason (a driver that is down: hundreds of points a tick):
+            # check_point would return this verdict and an equal history, so the same one serves.
+            c = _new(Checked)
+            _C_VALUE(c, None)
+            _C_GOOD(c, False)
+            _C_REASON(c, hist.last_reason)
+            _C_BAD(c, now - hist.bad_since)
+            checked[name] = c
+            new_history[name] = hist
+            continue
         c, h = check_point(name, cfg, reading, hist, now)
         checked[name] = c
         new_history[name] = h
