@@ -18,6 +18,8 @@ its loops, its plan every 4 s (15 min on a site) and its Slurm rounds every 0.5 
    (the cap has not had to bind); a job submitted now is held too.
 3. Consumer back: the nodes are resumed, the next plan releases the batch, the jobs are released
    and the weights go back to the plan's 1.
+4. A leak trip caps the servers in the tick it is seen, with the plan in force.
+(slurmctld stopped, and a leak trip under today's rules: test_e2e_slurm.py.)
 """
 
 from __future__ import annotations
@@ -161,4 +163,10 @@ def test_the_plan_and_a_filling_tank_drive_slurm(site):
     assert all(e["reason"].startswith("heatctl: plan releases batch work (demand 30.0 kW") for e in releases), releases
     wait_for(lambda: weights_follow_the_plan(d, cluster, lambda v: v == 1.0), 20,
              "node weights from the plan's value of heat (1)")
+    # 4. Whatever the plan and Slurm do, a leak trip caps the servers in the tick it is seen.
+    assert sim.request("inject", kind="leak", target="rack")["ok"]
+    wait_for(lambda: d.status()["trips"].get("leak", {}).get("latched"), 5, "the leak trip")
+    cap = d.status()["outputs"]["power_cap"]
+    assert cap["source"] == "trip" and cap["value"] <= 5000.0, cap  # the leak trip's action (reference plant)
+    assert d.status()["plan"]["in_force"]
     cluster.out("scancel", str(job), str(job2), check=False)
