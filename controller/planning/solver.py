@@ -43,6 +43,9 @@ DUMP_COST = 0.01
 EARLY_TIE_BREAK = 1e-4
 # Against pointless tank cycling (discharge now, recharge later) among equal plans.
 CYCLE_COST = 1e-3
+# Per kWh of batch work left undone at its (guarded) deadline: above any heat; soft, so that a
+# queue the free nodes cannot clear in time still gets a plan (the scheduler runs late work first).
+MISSED_COST = 1000.0
 # A slot counts as short of heat (boiler planned) or dumping above this (kW): display and policy.
 SIGNIFICANT_KW = 0.05
 
@@ -55,31 +58,24 @@ class SolveResult:
     made_for_s: float     # the inputs' time: a result that arrives much later is late
 
 
-def _due_and_floor(inp: PlanInputs, cap_kwh: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    """Per slot: cumulative batch work due (kWh, at most what the free nodes can run), the batch
-    power floor (kW) of running jobs that cannot be preempted, and all queued work (kWh)."""
+def _job_terms(inp: PlanInputs) -> list[tuple[float, float, int, float, int]]:
+    """Per queued job: (work kWh, width kW or 0 when unknown, the last slot that counts toward its
+    deadline, the work due by the end of that slot, kWh, and how many whole slots it must run from
+    now: a running job that cannot be preempted keeps running at its width until it is done)."""
     n, h = inp.slots, inp.slot_s / 3600.0
     t0 = inp.first_slot_s
-    due = np.zeros(n)
-    floor = np.zeros(n)
-    total = 0.0
-    ends_h = (t0 - inp.now_s) / 3600.0 + h * np.arange(1, n + 1)   # end of each slot, hours from now
+    out = []
     for j in inp.queue:
         w = max(j.remaining_wh, 0.0) / 1000.0
-        total += w
-        # A job runs at most at its width (max_w): by the end of slot t it must have done all but
-        # what its width can still do before its deadline (less the guard), or it cannot make it.
-        left_h = np.maximum((j.deadline_s - inp.deadline_guard_s - inp.now_s) / 3600.0 - ends_h, 0.0)
-        due += np.maximum(w - j.max_w / 1000.0 * left_h, 0.0) if j.max_w > 0 else 0.0
-        if j.max_w <= 0:
-            k = int(np.clip((j.deadline_s - inp.deadline_guard_s - t0) // inp.slot_s, 0, n - 1))
-            due[k:] += w
-        if j.running and not j.preemptible and j.max_w > 0:
-            # Whole slots only: a floor past the job's end would ask for more work than is queued.
-            slots = min(int(w / (j.max_w / 1000.0 * h)), n)
-            floor[:slots] += j.max_w / 1000.0
-    # A hair under what the free nodes can run: an exactly tight bound can read as infeasible.
-    return np.minimum(due, 0.999 * cap_kwh), floor, total
+        width = max(j.max_w, 0.0) / 1000.0
+        dg = j.deadline_s - inp.deadline_guard_s          # planned deadline (s)
+        k = int(min(max((dg - t0) // inp.slot_s - 1, 0), n - 1))
+        end_k = t0 + (k + 1) * inp.slot_s
+        # By the end of slot k it must have done all but what its width can still do before dg.
+        due = w if width <= 0 else max(w - width * max(dg - end_k, 0.0) / 3600.0, 0.0)
+        run = min(int(w / (width * h)), n) if (j.running and not j.preemptible and width > 0) else 0
+        out.append((w, width, k, due, run))
+    return out
 
 
 def build(inp: PlanInputs):
@@ -96,18 +92,24 @@ def build(inp: PlanInputs):
     e_max = L.tank_capacity_j / 3.6e6
     rate = L.tank_charge_max_w / 1000.0
     soc0 = 0.5 if inp.tank_soc is None or not np.isfinite(inp.tank_soc) else min(max(inp.tank_soc, 0.0), 1.0)
-    due, floor, total = _due_and_floor(inp, np.cumsum(bmax) * h)
-    # Running jobs that cannot be preempted: their work so far is due as they would run it (a
-    # cumulative floor; a per-slot floor could contradict a deadline met sooner). The scheduler
-    # keeps them running in any case.
-    due = np.maximum(due, np.minimum(np.cumsum(np.minimum(floor, bmax)) * h, total))
-    due = np.minimum(due, 0.999 * np.cumsum(bmax) * h)
+    jobs = _job_terms(inp)
+    total = sum(w for w, *_ in jobs)
+    # Running jobs that cannot be preempted keep their nodes whatever the budget: the free nodes
+    # can never hold less than they take (else the plan would be infeasible, not the plant).
+    floor = np.zeros(n)
+    for _w, width, _k, _d, run in jobs:
+        floor[:run] += width
+    bmax = np.maximum(bmax, floor)
 
     inf = highspy.kHighsInf
     idx = lambda t, v: t * NV + v  # noqa: E731
-    cost = np.zeros(n * NV)
-    lo = np.zeros(n * NV)
-    hi = np.full(n * NV, inf)
+    nj = len(jobs)
+    jb = lambda i, t: n * NV + i * n + t  # noqa: E731   job i's power in slot t (kW)
+    short = lambda i: n * NV + nj * n + i  # noqa: E731  job i's work left undone at its deadline
+    ncol = n * NV + nj * n + nj
+    cost = np.zeros(ncol)
+    lo = np.zeros(ncol)
+    hi = np.full(ncol, inf)
     for t in range(n):
         cost[idx(t, G)] = h
         cost[idx(t, Q)] = DUMP_COST * h
@@ -118,8 +120,14 @@ def build(inp: PlanInputs):
         hi[idx(t, C)] = hi[idx(t, X)] = rate
         hi[idx(t, Q)] = dump_max[t]
         hi[idx(t, E)] = e_max
-        lo[idx(t, S)], hi[idx(t, S)] = due[t], max(total, due[t])
+        hi[idx(t, S)] = total
     cost[idx(n - 1, E)] = -inp.terminal_tank_value
+    for i, (w, width, _k, _d, run) in enumerate(jobs):
+        for t in range(n):
+            hi[jb(i, t)] = width if width > 0 else bmax[t]
+            if t < run:
+                lo[jb(i, t)] = width
+        cost[short(i)] = MISSED_COST
 
     rows = highs_lp.Rows()
     for t in range(n):
@@ -131,6 +139,13 @@ def build(inp: PlanInputs):
         rows.add([(idx(t, E), 1.0), (idx(t, C), -h), (idx(t, X), h)] + prev_e, e0, e0)
         prev_s = [(idx(t - 1, S), -1.0)] if t else []
         rows.add([(idx(t, S), 1.0), (idx(t, B), -h)] + prev_s, 0.0, 0.0)
+        # The batch power is the jobs' power: each job runs at most at its width.
+        rows.add([(idx(t, B), 1.0)] + [(jb(i, t), -1.0) for i in range(nj)], 0.0, 0.0)
+    for i, (w, _width, kd, due, _run) in enumerate(jobs):
+        rows.add([(jb(i, t), h) for t in range(n)], 0.0, w)                 # never more than is queued
+        if due > 0:
+            # What is due by its deadline is run, or counted short at a cost above any heat.
+            rows.add([(jb(i, t), h) for t in range(kd + 1)] + [(short(i), 1.0)], due, inf)
     lp = highs_lp.from_triplets(cost, lo, hi, rows)
     return lp, dict(dem=dem, fixed=fixed, e_max=e_max, capture=k, total=total)
 
@@ -171,7 +186,7 @@ def solve(inputs: PlanInputs, time_limit_s: float) -> SolveResult:
     elapsed = time.perf_counter() - started
     if not optimal:
         return SolveResult(None, f"solver: {hs.modelStatusToString(hs.getModelStatus())}", elapsed, t_for)
-    x = np.array(hs.getSolution().col_value).reshape(inputs.slots, NV)
+    x = np.array(hs.getSolution().col_value)[:inputs.slots * NV].reshape(inputs.slots, NV)
     slots = []
     k, e_max = arr["capture"], arr["e_max"]
     short = x[:, G] > SIGNIFICANT_KW

@@ -25,10 +25,22 @@ from controller.site.models import SiteConfig
 from simulations.plant.loop import plant_config_of
 from simulations.runners.closed_loop import make_controller, run_scenario
 from simulations.scenarios.definitions import Scenario
+from simulations.scenarios.profiles import is_weekend
 from simulations.workload.model import WorkloadSim
 from simulations.workload.profiles import mix_for
 
 DAY_S = 86400.0
+# History days per forecast: the last 5 of the same day type (weekday or weekend day) within 3 weeks.
+SAME_TYPE_DAYS = 5
+HISTORY_DAYS = 21
+
+
+def same_day_type(t: float, n: int = SAME_TYPE_DAYS) -> tuple[int, ...]:
+    """Days back (1..HISTORY_DAYS) of the last `n` days of t's day type: a weekend hour is forecast
+    from past weekend days, a weekday hour from past weekdays (a site's load and hot-water draws
+    follow the working week; the plain 7-day mean smears a weekend's peaks over every day)."""
+    want = is_weekend(t)
+    return tuple(d for d in range(1, HISTORY_DAYS + 1) if is_weekend(t - d * DAY_S) == want)[:n]
 
 
 def workload_for(site: SiteConfig, scenario: Scenario, tick_s: float, start_s: float | None = None) -> WorkloadSim:
@@ -75,19 +87,21 @@ class PlannedController:
             for i in range(25):
                 h = hour + i * 3600.0
                 if h not in self._by_hour:
-                    self._by_hour[h] = forecast_from_profile(sc.demand_w, sc.ambient_c, h, hours=1)[0]
+                    self._by_hour[h] = forecast_from_profile(sc.demand_w, sc.ambient_c, h, hours=1,
+                                                             days=same_day_type(h))[0]
                 out.append(self._by_hour[h])
             self._by_hour = {h: v for h, v in self._by_hour.items() if h >= hour}
             self._hour_cache = (hour, out)
         return self._hour_cache[1]
 
     def _interactive(self, t: float) -> float:
-        """Interactive nodes forecast for slot time t: the mean of the same time on the last 7 days
-        (every weekday once, so it depends on the time of day only: cached per slot of the day)."""
-        key = round(t % DAY_S, 3)
+        """Interactive nodes forecast for slot time t: the mean of the same time on the last days
+        of its day type (same_day_type: it depends on the time of day and the day type only)."""
+        key = (round(t % DAY_S, 3), is_weekend(t))
         v = self._inter_cache.get(key)
         if v is None:
-            v = sum(self.workload.interactive_nodes(t - d * DAY_S) for d in range(1, 8)) / 7.0
+            days = same_day_type(t)
+            v = sum(self.workload.interactive_nodes(t - d * DAY_S) for d in days) / len(days)
             self._inter_cache[key] = v
         return v
 
