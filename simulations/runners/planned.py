@@ -30,6 +30,11 @@ from simulations.workload.model import WorkloadSim
 from simulations.workload.profiles import mix_for
 
 DAY_S = 86400.0
+# The solver's time box on simulated time (s). The site's own limit (planning.solve_time_limit_s,
+# 0.5 s) is wall-clock: on a loaded machine some solves would overrun it and keep the last plan, so a
+# run's results would depend on the machine's load. Simulations measure what the plan does; the time
+# box itself is tested (tests/test_plan.py) and the solve's speed measured (bench/bench_plan.py).
+SIM_TIME_LIMIT_S = 30.0
 # History days per forecast: the last 5 of the same day type (weekday or weekend day) within 3 weeks.
 SAME_TYPE_DAYS = 5
 HISTORY_DAYS = 21
@@ -139,7 +144,8 @@ class PlannedController:
 
 def run_with_workload(site: SiteConfig, scenario: Scenario, controller: str = "heatctl", plan: bool = False,
                       hours: float | None = None, tick_s: float | None = None,
-                      start_s: float | None = None) -> tuple[Any, Any, WorkloadSim, Any]:
+                      start_s: float | None = None,
+                      time_limit_s: float = SIM_TIME_LIMIT_S) -> tuple[Any, Any, WorkloadSim, Any]:
     """One run: (Kpis, Trace, the workload after the run, the PlannedController or None)."""
     dt = tick_s or scenario.tick_s or site.tick_period_s
     if start_s is not None:
@@ -150,6 +156,6 @@ def run_with_workload(site: SiteConfig, scenario: Scenario, controller: str = "h
     sc = with_workload(scenario, wl)
     ctrl: Any = controller
     if plan:
-        ctrl = PlannedController(site, sc, wl)
+        ctrl = PlannedController(site, sc, wl, time_limit_s=time_limit_s)
     kpis, trace = run_scenario(site, sc, hours=hours, tick_s=dt, controller=ctrl)
     return kpis, trace, wl, (ctrl if plan else None)
