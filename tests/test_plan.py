@@ -83,6 +83,37 @@ def test_a_running_job_that_cannot_be_preempted_keeps_its_nodes(site):
     assert plan.slots[0].batch_budget_w >= 8800.0 - 1.0
 
 
+def test_the_budget_never_exceeds_what_the_queued_jobs_can_run(site):
+    # One job of one node (4.4 kW) with 20 kWh: the free nodes could take 19.8 kW, the job cannot.
+    # Planned as free nodes, the daytime budget would be more than any scheduler can run, and the
+    # work planned there would in fact run elsewhere.
+    queue = [QueuedJob("render", 20000.0, 23.5 * H, 4400.0)]
+    plan = solve(pool_inputs(site, queue), 1.0).plan
+    assert plan is not None
+    assert max(s.batch_budget_w for s in plan.slots) <= 4400.0 + 1e-6
+    assert sum(s.batch_budget_w for s in plan.slots[:90]) * 0.25 == pytest.approx(20000.0, rel=1e-3)
+
+
+def test_each_job_is_due_by_its_own_deadline_not_by_another_jobs_work(site):
+    # "soon" is due by 02:00 (03:00 less the guard); "later" by 22:30. Running "later" at night
+    # cannot stand in for "soon": by 02:00 at least "soon"'s 4 kWh are done, at its width.
+    queue = [QueuedJob("soon", 4000.0, 3.0 * H, 2200.0), QueuedJob("later", 30000.0, 23.5 * H, 8800.0)]
+    plan = solve(pool_inputs(site, queue), 1.0).plan
+    assert plan is not None
+    first = [s.batch_budget_w for s in plan.slots[:8]]
+    assert sum(first) * 0.25 >= 4000.0 - 1.0
+    assert max(first) <= 2200.0 + 8800.0 + 1e-6
+
+
+def test_a_queue_the_nodes_cannot_clear_in_time_still_gets_a_plan(site):
+    # 40 kWh due within the hour's guard on 4.4 kW of width: it cannot be met, and the plan says
+    # what it can do (run it flat out) rather than nothing.
+    queue = [QueuedJob("late", 40000.0, 2.0 * H, 4400.0)]
+    plan = solve(pool_inputs(site, queue), 1.0).plan
+    assert plan is not None
+    assert plan.slots[0].batch_budget_w == pytest.approx(4400.0, rel=1e-6)
+
+
 def test_bad_inputs_give_a_reason_not_a_plan(site):
     inp = pool_inputs(site, [])
     import dataclasses

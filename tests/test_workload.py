@@ -100,3 +100,15 @@ def test_plan_on_a_january_pool_window_reuses_more_and_stays_under_the_bound():
     assert without.reused_kwh < with_plan.reused_kwh <= bound["reused_kwh"]
     assert with_plan.boiler_kwh < without.boiler_kwh
     assert len(pc.solve_s) == 48 * 4 and pc.keeper.counters.failed == 0
+
+
+def test_forecast_history_is_taken_from_days_of_the_same_type():
+    from simulations.runners.planned import same_day_type
+    from simulations.scenarios.profiles import DAY, is_weekend
+
+    for day in range(14, 21):                      # a week: Monday 15 January is day 14
+        t = day * DAY + 7 * 3600.0
+        days = same_day_type(t)
+        assert len(days) == 5 and len(set(days)) == 5
+        assert all(is_weekend(t - d * DAY) == is_weekend(t) for d in days)
+        assert max(days) <= 21

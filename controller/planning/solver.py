@@ -7,20 +7,25 @@ Per 15-minute slot t (powers in kW, energies in kWh, h = slot length in hours):
                                                    the power cap would have to bind
   U_t + X_t + G_t     = D_t                        demand met directly, from the tank, or by the boiler
   E_t = E_{t-1} + h (C_t - X_t),  0 <= E_t <= E_max    the tank (state of charge = E / E_max)
-  S_t = S_{t-1} + h B_t,  due_t <= S_t <= W           batch work: what is due by each deadline is run
-                                                       (cumulative; a job runs at most at its width,
-                                                       so part of it is due before its deadline),
-                                                       never more than is queued
+  B_t = sum_j b_jt,  0 <= b_jt <= width_j            the batch power is its jobs' power, each job at
+                                                       most at its width (nodes x power above idle)
+  h sum_t b_jt <= W_j                                  never more than job j still needs
+  h sum_{t <= k_j} b_jt + short_j >= due_j             what is due by job j's own deadline (less the
+                                                       guard: the last slot k_j that ends before it)
+                                                       is run; short_j, at a cost above any heat,
+                                                       keeps a queue that cannot make it plannable
 
 with F the IT power that always runs (idle and interactive: never held), B the batch power
-(0 <= B_t <= the free nodes' power; the work of running jobs that cannot be preempted is due as
-they would run it), Q <= the dry
+(<= the free nodes' power; a running job that cannot be preempted keeps its width until done),
+S_t = S_{t-1} + h B_t the batch work done (for the reasons), Q <= the dry
 cooler's capacity at the forecast ambient, C and X <= the tank's charge rate. The limits are the
 capacity envelope's (controller.core.envelope.limits_from_site).
 
 Objective: least boiler energy (the same as the most recovered heat used, since demand is given),
 then a little less dumping, a tie-break toward running work early, and a value on heat left in the
-tank at the horizon's end (the next plan will spend it).
+tank at the horizon's end (the next plan will spend it). Per job rather than one pool of work: a pool
+let the plan budget more batch power in a slot than the queued jobs could run (two one-node jobs
+cannot fill five free nodes), and let one job's work stand in for another's deadline.
 
 `solve(inputs, time_limit_s)` returns a SolveResult: a Plan, or no plan and the reason.
 """
