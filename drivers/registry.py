@@ -25,7 +25,7 @@ import structlog
 
 from controller.site.access import permission_denied
 from controller.site.loader import LoadedConfig
-from controller.site.paths import REPO_ROOT
+from controller.site.paths import resolve_config_file
 from controller.core.readings import Reading
 from drivers.base import Clock, Driver, DriverPoint, WriteResult, read_budget_s  # noqa: F401 - re-exported
 
@@ -40,18 +40,9 @@ _PATH_FIELDS = ("credentials_file", "client_certificate", "client_key", "server_
 
 
 def resolve_path(path: str, config_path: str | Path | None) -> str:
-    """A driver config's file path, resolved as the module docstring says."""
-    p = Path(path)
-    if p.is_absolute():
-        return path
-    bases = [Path.cwd()]
-    if config_path is not None:
-        bases.append(Path(config_path).resolve().parent)
-    bases.append(REPO_ROOT)
-    for base in bases:
-        if (base / p).exists():
-            return str(base / p)
-    return path
+    """A driver config's file path, resolved as the module docstring says (one rule, shared with
+    `check-config`: controller.site.paths.resolve_config_file)."""
+    return resolve_config_file(path, config_path)
 
 
 def _with_resolved_paths(cfg, config_path: str | None):

@@ -371,6 +371,7 @@ class Daemon:
                                         "sha256": self.loaded.sha256,
                                         "energy_restored": restored is not None,
                                         "delivered_j": energy.delivered_j})])
+        self._audit_waivers("start-up")
         log.info("daemon_start", config=self.loaded.path, sha256=self.loaded.sha256[:12],
                  state_dir=self.options.state_dir, energy_restored=restored is not None,
                  delivered_kwh=round(energy.delivered_j / 3.6e6, 3), tick_period_s=self.period)
@@ -1116,10 +1117,19 @@ class Daemon:
         self._audit([AuditEvent(wall, "config_loaded", msg, mode=state.mode.value, cause="SIGHUP",
                                 fields={"path": path, "sha256": loaded.sha256, "previous_sha256": old_sha,
                                         "drivers_rebuilt": rebuilt, "notes": notes})])
+        self._audit_waivers("SIGHUP")
         log.info("config_loaded", path=path, sha256=loaded.sha256[:12], previous=old_sha[:12],
                  drivers_rebuilt=rebuilt, notes=notes, mode=state.mode.value)
         self._observe_reload(True)
         return True
+
+    def _audit_waivers(self, cause: str) -> None:
+        """Each safety rule the loaded config waives (its `waive:` entries), in the audit log."""
+        rows = [AuditEvent(self.wall(), "config_waiver", r.line_text(), cause=cause, reason=r.reason,
+                           fields=r.as_dict()) for r in self.loaded.waived]
+        if rows:
+            self._audit(rows)
+            log.warning("config_waivers", count=len(rows), rules=sorted({r.rule for r in self.loaded.waived}))
 
     def _refuse_config(self, path: str, problems: list[str]) -> bool:
         wall = self.wall()

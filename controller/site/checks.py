@@ -14,11 +14,44 @@ from controller.site.alarm_signals import DRIVER_DOWN, SIGNALS, signal_spec
 from controller.site.models import SiteConfig
 from controller.site.roles import KNOWN_UNITS, ROLE_SPECS, PointKind, Role
 
+# Roles whose absence leaves a hazard unwatched (issue 13): a missing one is a safety_role problem.
+SAFETY_ROLES = frozenset({Role.IT_SUPPLY_TEMP, Role.IT_FLOW, Role.LEAK, Role.SERVER_POWER})
+
 
 @dataclass(frozen=True)
 class Problem:
     path: tuple[str | int, ...]
     message: str
+    # The rule broken (controller.site.rules.RULES): what `check-config --json` reports and what a
+    # `waive:` entry names.
+    rule: str = "consistency"
+
+
+@dataclass(frozen=True)
+class ProblemRecord:
+    """A problem placed in its file, for operators (`line_text`) and scripts (`as_dict`)."""
+
+    file: str
+    line: int
+    key: str
+    rule: str
+    message: str
+    severity: str = "error"
+    waived: bool = False
+    # The waive: entry's reason, for a waived problem.
+    reason: str = ""
+
+    def line_text(self) -> str:
+        if self.waived:
+            return f"{self.file}:{self.line}: {self.key}: waived {self.rule}: {self.reason}"
+        return f"{self.file}:{self.line}: {self.key}: {self.message}"
+
+    def as_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {"file": self.file, "line": self.line, "key": self.key, "rule": self.rule,
+                                "message": self.message, "severity": self.severity, "waived": self.waived}
+        if self.waived:
+            d["reason"] = self.reason
+        return d
 
 
 # Each loop's measurement and output roles.
@@ -54,6 +87,9 @@ def check_site(site: SiteConfig) -> Iterator[Problem]:
     yield from _check_modes_and_power(site)
     yield from _check_alarms(site)
     yield from _check_planning(site)
+    # Imported here: invariants builds on this module's Problem and helpers.
+    from controller.site.invariants import check_invariants
+    yield from check_invariants(site)
 
 
 def _check_points(site: SiteConfig) -> Iterator[Problem]:
@@ -77,7 +113,8 @@ def _check_points(site: SiteConfig) -> Iterator[Problem]:
     for role, spec in ROLE_SPECS.items():
         holders = site.points_with_role(role)
         if spec.required and not holders:
-            yield Problem(("points",), f"missing point with role {role.value} ({spec.description}, in {spec.unit})")
+            yield Problem(("points",), f"missing point with role {role.value} ({spec.description}, in {spec.unit})",
+                          "safety_role" if role in SAFETY_ROLES else "consistency")
         if not spec.many and len(holders) > 1:
             yield Problem(("points", holders[1], "role"),
                           f"role {role.value} is already taken by point {holders[0]!r}; expected one")
@@ -137,8 +174,11 @@ def _check_trips(site: SiteConfig) -> Iterator[Problem]:
                 yield Problem(base + ("alarm",), f"a low trip's alarm must be above its limit ({trip.limit}), got {trip.alarm}")
         if trip.kind in ("low", "low_flow") and trip.point in site.points and trip.limit is not None:
             lo, hi = site.points[trip.point].range
-            if not lo <= trip.limit < hi:
-                yield Problem(base + ("limit",), f"expected a limit within the valid range {[lo, hi]} of point {trip.point!r}, got {trip.limit}")
+            if not lo < trip.limit < hi:
+                # low_flow fires below its limit: at the range minimum it never can.
+                yield Problem(base + ("limit",), f"expected a limit strictly inside the valid range {[lo, hi]} "
+                                                 f"of point {trip.point!r}, where it can fire; got {trip.limit:g}",
+                              "trip_can_fire")
             for loop_name in SETPOINT_LOOPS:
                 loop = getattr(site.loops, loop_name)
                 bound = trip.alarm if trip.alarm is not None else trip.limit
@@ -148,8 +188,10 @@ def _check_trips(site: SiteConfig) -> Iterator[Problem]:
                                   f"{'alarm' if trip.alarm is not None else 'limit'} {bound}; expected above it")
         if trip.kind == "high" and trip.point in site.points and trip.limit is not None:
             lo, hi = site.points[trip.point].range
-            if not lo < trip.limit <= hi:
-                yield Problem(base + ("limit",), f"expected a limit within the valid range {[lo, hi]} of point {trip.point!r}, got {trip.limit}")
+            if not lo < trip.limit < hi:
+                yield Problem(base + ("limit",), f"expected a limit strictly inside the valid range {[lo, hi]} "
+                                                 f"of point {trip.point!r}, where it can fire; got {trip.limit:g}",
+                              "trip_can_fire")
             if trip.point == cap_point:
                 has_it_overtemp = True
                 for pol_name in ("compute_first", "heat_first"):
@@ -183,7 +225,7 @@ def _check_trips(site: SiteConfig) -> Iterator[Problem]:
                 yield Problem(base + ("actions", pname), f"value {value} lies outside the point's range {list(point.range)}")
     if not has_it_overtemp:
         yield Problem(("trips",), f"missing a high trip on the IT supply temperature point {cap_point!r} "
-                                  "(the power cap loop works under it)")
+                                  "(the power cap loop works under it)", "safety_trip")
 
 
 def _check_modes_and_power(site: SiteConfig) -> Iterator[Problem]:
@@ -283,7 +325,7 @@ def _check_planning(site: SiteConfig) -> Iterator[Problem]:
     p = site.planning
     if not p.solve_time_limit_s < p.kill_after_s:
         yield Problem(("planning", "kill_after_s"), f"expected more than solve_time_limit_s ({p.solve_time_limit_s} s: "
-                      f"the solver's own limit comes first), got {p.kill_after_s}")
+                      f"the solver's own limit comes first), got {p.kill_after_s}", "min_max")
     if not p.kill_after_s <= p.replan_every_s / 2:
         yield Problem(("planning", "kill_after_s"), f"expected at most half of replan_every_s ({p.replan_every_s} s: "
                       f"a solve ends well before the next is due), got {p.kill_after_s}")

@@ -21,7 +21,10 @@ from pydantic import BaseModel, ValidationError
 
 from controller.site.access import permission_denied
 from controller.site.models import SiteConfig
-from controller.site.checks import Problem, check_site, point_kind
+from controller.site.checks import Problem, ProblemRecord, check_site, point_kind
+from controller.site.rules import WAIVABLE
+from controller.site.source_checks import check_sources
+from controller.site.waivers import apply_waivers
 from controller.site.roles import PointKind, Role
 from controller.site.ipmi_schema import IpmiPointSource
 from controller.site.modbus_schema import ModbusPointSource
@@ -37,11 +40,14 @@ SOURCE_MODELS: dict[str, type[BaseModel]] = {
 
 
 class ConfigError(Exception):
-    """A config that must not run. `problems` holds one operator-readable line each."""
+    """A config that must not run. `problems` holds one operator-readable line each; `records` the
+    same problems structured (file, line, key, rule, ...) when the site checks found them, plus the
+    waived ones."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], records: list[ProblemRecord] | None = None):
         super().__init__("\n".join(problems))
         self.problems = problems
+        self.records = records
 
 
 # Top-level sections that belong to a tool rather than to the site (the simulated plant's
@@ -59,6 +65,13 @@ class LoadedConfig:
     sha256: str
     # point name -> its source, parsed by its driver's own schema
     sources: Mapping[str, BaseModel] = field(default_factory=dict)
+    # Problems the config's `waive:` entries accept, each with its entry's reason.
+    waived: tuple[ProblemRecord, ...] = ()
+    # YAML path -> line, to place problems found after loading (controller.site.files).
+    lines: Mapping[YamlPath, int] = field(default_factory=dict)
+
+    def line_of(self, path: YamlPath) -> int:
+        return line_for(path, dict(self.lines))
 
 
 def format_path(path: YamlPath) -> str:
@@ -76,19 +89,20 @@ def walk_yaml(node: yaml.Node, path: YamlPath, lines: dict[YamlPath, int], probl
     lines.setdefault(path, node.start_mark.line + 1)
     # safe_load would refuse these with a traceback-shaped message and no path: say where they are.
     if node.tag not in yaml.SafeLoader.yaml_constructors:
-        problems.append(Problem(path, f"YAML tag {node.tag!r} is not allowed; expected a plain value"))
+        problems.append(Problem(path, f"YAML tag {node.tag!r} is not allowed; expected a plain value", "schema"))
         return
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
                 lines.setdefault(path + ("?",), key_node.start_mark.line + 1)
-                problems.append(Problem(path + ("?",), "expected a plain key (a name), got a list or mapping as key"))
+                problems.append(Problem(path + ("?",), "expected a plain key (a name), got a list or mapping as key",
+                                        "schema"))
                 continue
             key = key_node.value
             child = path + (key,)
             if key in seen:
-                problems.append(Problem(child, "duplicate key (YAML would silently keep the last one)"))
+                problems.append(Problem(child, "duplicate key (YAML would silently keep the last one)", "schema"))
                 lines[child] = key_node.start_mark.line + 1
                 continue
             seen.add(key)
@@ -200,9 +214,10 @@ def pydantic_problems(exc: ValidationError) -> list[Problem]:
             # [min, max] is a pair: a missing or extra item is one problem with the pair.
             if err["type"] in ("missing", "too_long", "tuple_type"):
                 loc = loc[:-1] if isinstance(loc[-1], int) else loc
-                problems.append(Problem(loc, f"expected [min, max] (two numbers), got {_show(err.get('input'))}"))
+                problems.append(Problem(loc, f"expected [min, max] (two numbers), got {_show(err.get('input'))}",
+                                        "schema"))
                 continue
-        problems.append(Problem(loc, _describe(err)))
+        problems.append(Problem(loc, _describe(err), "schema"))
     return problems
 
 
@@ -319,12 +334,18 @@ def parse_config_text(text: str, path: str = "<config>",
 
     `extensions`: section name -> the schema that validates it (see EXTENSION_SECTIONS)."""
 
-    def fail(problems: list[Problem], lines: dict[YamlPath, int]) -> ConfigError:
-        shown = [f"{path}:{line_for(p.path, lines)}: {format_path(p.path)}: {p.message}"
-                 for p in problems[:MAX_PROBLEMS_SHOWN]]
+    def record(p: Problem, lines: dict[YamlPath, int], reason: str | None = None) -> ProblemRecord:
+        message = p.message + (f" (waivable as rule {p.rule})" if p.rule in WAIVABLE and reason is None else "")
+        return ProblemRecord(path, line_for(p.path, lines), format_path(p.path), p.rule, message,
+                             waived=reason is not None, reason=reason or "")
+
+    def fail(problems: list[Problem], lines: dict[YamlPath, int],
+             waived: list[ProblemRecord] | None = None) -> ConfigError:
+        records = [record(p, lines) for p in problems[:MAX_PROBLEMS_SHOWN]]
+        shown = [r.line_text() for r in records]
         if len(problems) > MAX_PROBLEMS_SHOWN:
             shown.append(f"{path}: ... and {len(problems) - MAX_PROBLEMS_SHOWN} more problems")
-        return ConfigError(shown)
+        return ConfigError(shown, records + list(waived or ()))
 
     over = events_over_budget(text)
     if over is not None:
@@ -375,7 +396,7 @@ def parse_config_text(text: str, path: str = "<config>",
             model.model_validate_json(json.dumps(json_safe(raw if raw is not None else {}), default=str),
                                       strict=True)
         except ValidationError as exc:
-            ext_problems.extend(Problem((name,) + p.path, p.message) for p in pydantic_problems(exc))
+            ext_problems.extend(Problem((name,) + p.path, p.message, "schema") for p in pydantic_problems(exc))
     try:
         site = SiteConfig.model_validate_json(json.dumps(json_safe(data), default=str), strict=True)
     except ValidationError as exc:
@@ -406,12 +427,16 @@ def parse_config_text(text: str, path: str = "<config>",
             )
         except ValidationError as exc:
             for p in pydantic_problems(exc):
-                problems.append(Problem(("points", name, "source") + p.path, p.message))
+                problems.append(Problem(("points", name, "source") + p.path, p.message, "schema"))
     problems.extend(_check_sources(site, sources))
+    problems.extend(check_sources(site, sources))
+    problems, waived_pairs = apply_waivers(site.waive, problems, format_path)
+    waived = [record(p, lines, e.reason) for p, e in waived_pairs]
     if problems:
-        raise fail(problems, lines)
+        raise fail(problems, lines, waived)
     digest = hashlib.sha256(text.encode()).hexdigest()
-    return LoadedConfig(site=site, path=path, text=text, sha256=digest, sources=sources)
+    return LoadedConfig(site=site, path=path, text=text, sha256=digest, sources=sources,
+                        waived=tuple(waived), lines=lines)
 
 
 def _yaml_kind(value: Any) -> str:

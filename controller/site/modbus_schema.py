@@ -31,7 +31,11 @@ class ModbusPointSource(StrictModel):
     driver: str
     device_id: int = Field(1, ge=0, le=255)
     table: Literal["holding", "input", "coil", "discrete_input"]
-    address: int = Field(ge=0, le=65535)
+    # The PDU address: a 0-based register offset within `table`. Modicon notation (30001, 40001) is
+    # not: 40001 there is holding register 0 here.
+    address: int = Field(ge=0, le=65535, description=(
+        "0-based register offset within the table (the address on the wire). Modicon notation is not "
+        "accepted: 40001 is Modicon notation for holding register 0, 30001 for input register 0"))
     data_type: Literal[
         "int16", "uint16", "int32", "uint32", "float32", "float64", "bool"
     ] = "uint16"

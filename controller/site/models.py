@@ -18,6 +18,7 @@ Shape (see config/reference-plant.yaml for a commented example):
     alarms:    optional, operator alarms (ISA-18.2) on points and derived signals, with owners
     raci:      optional, area (thermal, compute, controller, safety) -> owning team
     api:       optional, the control socket's group (default heatctl-operators)
+    waive:     optional, safety rules this site does not meet, each with a reason (controller.site.rules)
 
 Structural checks (types, unknown keys, ranges of single values) are pydantic's; checks across
 sections (a loop naming a point that does not exist, a trip on the wrong side of its alarm) are in
@@ -33,6 +34,7 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import Field, PrivateAttr
 
 from controller.site.roles import Role
+from controller.site.rules import RULES, WAIVABLE
 from controller.site.strict_model import StrictModel
 from controller.site.ipmi_schema import IpmiDriverConfig
 from controller.site.modbus_schema import ModbusDriverConfig
@@ -74,7 +76,12 @@ class PointConfig(StrictModel):
     max_rate_per_s: float | None = Field(None, gt=0)
     # Where the value comes from: `driver:` names an entry under `drivers`; the other keys are that
     # driver's (register, node id, BMC). Checked against the driver's own schema after loading.
-    source: dict[str, Any] | None = None
+    source: dict[str, Any] | None = Field(None, description=(
+        "where the value comes from: `driver:` names an entry under drivers; the other keys are that "
+        "driver's. modbus: table (holding, input, coil, discrete_input), address, data_type, word_order, "
+        "byte_order, scale, offset, device_id; the address is a 0-based register offset within the table "
+        "(the address on the wire): 40001 is Modicon notation for holding register 0 and 30001 for input "
+        "register 0, so write 0. opcua: node_id. ipmi: bmc (a server_power reading's BMC name)"))
 
 
 class LoopConfig(StrictModel):
@@ -297,6 +304,17 @@ class ApiConfig(StrictModel):
     socket_group: str = "heatctl-operators"
 
 
+class WaiveEntry(StrictModel):
+    """A safety rule this site does not meet, accepted on purpose: shown by `check-config` as a
+    waived line and written to the audit log whenever the daemon loads the config."""
+
+    rule: str = Field(description="the rule's id; waivable: " + ", ".join(sorted(WAIVABLE)) + ". Never "
+                                  "waivable: " + ", ".join(sorted(set(RULES) - WAIVABLE)))
+    key: str = Field(min_length=1, description="the key with the problem, as check-config names it "
+                                               "(e.g. points.it_flow.frozen_after_s)")
+    reason: str = Field(min_length=10, description="why this site differs, for whoever reads the audit log")
+
+
 class SiteConfig(StrictModel):
     site: SiteInfo
     tick_period_s: float = Field(1.0, ge=0.1, le=60)
@@ -316,6 +334,9 @@ class SiteConfig(StrictModel):
     alarms: dict[str, AlarmConfig] = Field(default_factory=dict)
     raci: RaciConfig = RaciConfig()
     api: ApiConfig = ApiConfig()
+    # Safety rules this site does not meet, each accepted explicitly with a reason.
+    waive: tuple[WaiveEntry, ...] = Field(default=(), description=(
+        "rules this site waives: [{rule, key, reason}]. " + "; ".join(f"{r}: {RULES[r]}" for r in sorted(WAIVABLE))))
 
     # Filled by the loader after the cross-section checks pass: role -> point names, and each
     # point's source parsed by its driver's schema. Not part of the YAML.

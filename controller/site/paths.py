@@ -24,3 +24,21 @@ def default_config_path() -> Path:
     if etc.exists():
         return etc
     return REPO_ROOT / "config" / "reference-plant.yaml"
+
+
+def resolve_config_file(path: str, config_path: str | Path | None) -> str:
+    """A file path from a site config (credentials, certificates): absolute as written; a relative
+    one is looked up in the current directory, the config file's directory, then the repository
+    root (where the shipped reference config's `config/credentials/...` lives). A path found in
+    none of them is returned as written, for the caller to report."""
+    p = Path(path)
+    if p.is_absolute():
+        return path
+    bases = [Path.cwd()]
+    if config_path is not None:
+        bases.append(Path(config_path).resolve().parent)
+    bases.append(REPO_ROOT)
+    for base in bases:
+        if (base / p).exists():
+            return str(base / p)
+    return path
