@@ -315,7 +315,7 @@ def _(t):
         f"{F}:{line_is(t, 'points:')}: points: missing point with role it_flow (IT loop flow F1, in m3/h)",
         f"{F}:{ln(t, '    point: it_flow')}: trips.low_flow.point: names point 'it_flow', which is not under points",
         # The config's waiver of frozen detection on it_flow now waives nothing: fail closed.
-        f"{F}:{ln(t, '    key: points.it_flow.frozen_after_s')}: waive[1].key: no frozen_required problem at "
+        f"{F}:{ln(t, '    key: points.it_flow.frozen_after_s')}: waive[3].key: no frozen_required problem at "
         "'points.it_flow.frozen_after_s' to waive; expected a key check-config reports (remove the entry once fixed)",
     ]
 
@@ -779,10 +779,10 @@ def test_check_config_accepts_the_example():
     sha = ok().sha256[:12]
     # Its waivers first, one line each (the simulated plant's noiseless sensors, see its comments).
     assert [w.split(": waived ")[0] for w in waived] == [
-        f"config/reference-plant.yaml:{ln(BASE, 'it_supply_temp:')}: points.it_supply_temp.frozen_after_s",
-        f"config/reference-plant.yaml:{ln(BASE, '  it_flow:')}: points.it_flow.frozen_after_s"]
+        f"config/reference-plant.yaml:{ln(BASE, f'  {n}:')}: points.{n}.frozen_after_s"
+        for n in ("it_supply_temp", "it_return_temp", "it_flow", "b_return_temp")]
     assert line == (f"config/reference-plant.yaml: OK: site 'reference-pool', policy compute_first, {N_POINTS} points, "
-                    f"3 drivers, 4 trips, tick 1 s, sha256 {sha}, 2 waived")
+                    f"3 drivers, 4 trips, tick 1 s, sha256 {sha}, 4 waived")
 
 
 def test_check_config_rejects_a_broken_file_with_the_lines(tmp_path):

@@ -157,9 +157,10 @@ MUTANTS: list[tuple[str, Callable[[dict], None], str, str]] = [
     # staleness and frozen detection bounded on critical points
     ("max-age-1e30-on-critical", setp("points.it_supply_temp.max_age_s", 1e30),
      "points.it_supply_temp.max_age_s", "staleness_bound"),
-    ("frozen-after-1e30-on-critical", setp("points.it_return_temp.frozen_after_s", 1e30),
+    ("frozen-after-1e30-on-critical", both(setp("points.it_return_temp.frozen_after_s", 1e30),
+                                           unwaive("points.it_return_temp.frozen_after_s")),
      "points.it_return_temp.frozen_after_s", "frozen_bound"),
-    ("frozen-detection-removed", setp("points.it_return_temp.frozen_after_s", None),
+    ("frozen-detection-waiver-removed", unwaive("points.it_return_temp.frozen_after_s"),
      "points.it_return_temp.frozen_after_s", "frozen_required"),
     ("critical-grace-1e30", setp("modes.critical_grace_s", 1e30), "modes.critical_grace_s", "grace_bound"),
     ("sensor-lost-grace-1e30", setp("trips.sensor_lost.grace_s", 1e30), "trips.sensor_lost.grace_s", "grace_bound"),
@@ -193,10 +194,11 @@ def check_json(path: Path, capsys) -> tuple[int, dict]:
 
 def test_the_reference_config_is_clean(tmp_path, capsys):
     rc, out = check_json(write(tmp_path, copy.deepcopy(BASE)), capsys)
-    # Clean but for its waivers (frozen detection on the IT supply and flow, see the config's comments).
+    # Clean but for its waivers (frozen detection on the simulated plant's noiseless sensors, and on
+    # the IT flow: see the config's comments).
     assert rc == 0 and out["ok"], out
     assert [(p["key"], p["waived"]) for p in out["problems"]] == [
-        ("points.it_supply_temp.frozen_after_s", True), ("points.it_flow.frozen_after_s", True)]
+        (f"points.{n}.frozen_after_s", True) for n in ("it_supply_temp", "it_return_temp", "it_flow", "b_return_temp")]
 
 
 def test_enough_mutant_classes():
@@ -256,21 +258,21 @@ def test_a_waiver_accepts_its_problem_and_check_config_shows_it(tmp_path, capsys
     capsys.readouterr()
     assert main(["check-config", str(path)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 4 and out[2].endswith(f": trips: waived sensor_lost_trip: {REASON}")
-    assert out[1].startswith(f"{path}:") and ": points.it_flow.frozen_after_s: waived frozen_required: " in out[1]
-    assert out[3].endswith(", 3 waived")
+    assert len(out) == 6 and out[4].endswith(f": trips: waived sensor_lost_trip: {REASON}")
+    assert out[2].startswith(f"{path}:") and ": points.it_flow.frozen_after_s: waived frozen_required: " in out[2]
+    assert out[5].endswith(", 5 waived")
     rc, js = check_json(path, capsys)
-    assert rc == 0 and js["ok"] and js["summary"]["waived"] == 3
+    assert rc == 0 and js["ok"] and js["summary"]["waived"] == 5
     [p] = [p for p in js["problems"] if p["key"] == "trips"]
     assert p["waived"] is True and p["rule"] == "sensor_lost_trip" and p["reason"] == REASON and p["key"] == "trips"
     assert {w.rule for w in load_config(path).waived} == {"sensor_lost_trip", "frozen_required"}
 
 
 @pytest.mark.parametrize("entry,key,text", [
-    ({"rule": "safety_trip", "key": "trips", "reason": REASON}, "waive[2].rule", "cannot be waived"),
-    ({"rule": "no_such_rule", "key": "trips", "reason": REASON}, "waive[2].rule", "unknown rule"),
-    ({"rule": "frozen_required", "key": "points.it_return_temp.frozen_after_s", "reason": REASON},
-     "waive[2].key", "no frozen_required problem"),
+    ({"rule": "safety_trip", "key": "trips", "reason": REASON}, "waive[4].rule", "cannot be waived"),
+    ({"rule": "no_such_rule", "key": "trips", "reason": REASON}, "waive[4].rule", "unknown rule"),
+    ({"rule": "frozen_required", "key": "points.tank_top_temp.frozen_after_s", "reason": REASON},
+     "waive[4].key", "no frozen_required problem"),
 ])
 def test_a_bad_waiver_is_a_problem_and_waives_nothing(tmp_path, capsys, entry, key, text):
     path = write(tmp_path, waived_config(entry))
@@ -283,7 +285,7 @@ def test_a_bad_waiver_is_a_problem_and_waives_nothing(tmp_path, capsys, entry, k
 def test_a_waiver_needs_a_reason(tmp_path, capsys):
     path = write(tmp_path, waived_config({"rule": "sensor_lost_trip", "key": "trips", "reason": ""}))
     rc, js = check_json(path, capsys)
-    assert rc == 1 and [p["key"] for p in js["problems"]] == ["waive[2].reason"]
+    assert rc == 1 and [p["key"] for p in js["problems"]] == ["waive[4].reason"]
 
 
 def test_every_rule_id_is_documented_in_the_schema():
@@ -361,3 +363,31 @@ def test_register_limits_match_the_modbus_codec():
 def test_parse_config_text_keeps_lines_for_later_checks():
     loaded = parse_config_text(REFERENCE.read_text(encoding="utf-8"), "site.yaml")
     assert loaded.line_of(("drivers", "bmcs", "credentials_file")) > 1
+
+
+# --- the daemon writes each waiver to the audit log when it loads the config -----------------------
+
+
+async def test_the_daemon_audits_each_waiver_at_start_up_and_on_reload(tmp_path):
+    from controller.daemon.runtime import Daemon, RuntimeOptions, SystemdNotifier
+    from tests.runtime_fakes import FakeClock, FakeDrivers, flushed, load, write_config
+
+    clock = FakeClock()
+    config = write_config(tmp_path)
+    options = RuntimeOptions(config_path=str(config), state_dir=str(tmp_path / "state"), socket_path=None)
+    d = Daemon(options, load(config), clock=clock, wall=clock.wall, sleep=clock.sleep,
+               driver_factory=FakeDrivers(), notifier=SystemdNotifier(env={}), metrics=None)
+    await d.start()
+    try:
+        assert await d.tick()
+        rows, _ = flushed(d).events(kinds=["config_waiver"])
+        assert [(r.cause, r.fields["rule"], r.fields["key"]) for r in rows] == [
+            ("start-up", "frozen_required", f"points.{n}.frozen_after_s")
+            for n in ("it_supply_temp", "it_return_temp", "it_flow", "b_return_temp")]
+        assert all(r.reason and r.fields["waived"] is True and "waived frozen_required" in r.message
+                   for r in rows)
+        assert await d.reload() is True
+        rows, _ = flushed(d).events(kinds=["config_waiver"])
+        assert [r.cause for r in rows] == ["start-up"] * 4 + ["SIGHUP"] * 4
+    finally:
+        await d.shutdown()
