@@ -33,7 +33,8 @@ from prometheus_client import generate_latest  # noqa: E402
 
 from controller.daemon.metrics import DaemonMetrics  # noqa: E402
 from controller.site.loader import load_config  # noqa: E402
-from tests.fleet_harness import FLEET, Prom, central  # noqa: E402
+from tests.engines.prometheus import Prometheus  # noqa: E402
+from tests.fleet_harness import FLEET, central  # noqa: E402
 
 
 def exposition(config: Path) -> bytes:
@@ -101,19 +102,17 @@ def main() -> None:
             for i, s in enumerate(servers)]
         cfg["remote_write"][0]["url"] = store.url + "/api/v1/write"
         cfg["remote_write"][0]["queue_config"]["max_shards"] = 16
-        (work / "agent.yml").write_text(yaml.safe_dump(cfg))
-        agent = Prom(work, "agent", ["--enable-feature=agent", f"--config.file={work / 'agent.yml'}",
-                                     f"--storage.agent.path={work / 'agent-data'}"])
+        agent = Prometheus(work / "agent", mode="agent", config=cfg).start()
         try:
             warm = 2 * a.scrape + 5
             print(f"{a.sites} sites, scrape every {a.scrape:g} s; warm-up {warm:g} s, then {a.seconds:g} s measured")
             time.sleep(warm)  # benchmark window, not a wait for a condition
             s0 = own_metric(store.url, "prometheus_tsdb_head_samples_appended_total")
-            c0, _ = proc_stats(store.proc.pid)
+            c0, _ = proc_stats(store.process.pid)
             t0 = time.monotonic()
             time.sleep(a.seconds)
             s1 = own_metric(store.url, "prometheus_tsdb_head_samples_appended_total")
-            c1, rss = proc_stats(store.proc.pid)
+            c1, rss = proc_stats(store.process.pid)
             dt = time.monotonic() - t0
             series = own_metric(store.url, "prometheus_tsdb_head_series")
             print(f"central store: {(s1 - s0) / dt:,.0f} samples/s ingested "

@@ -1,31 +1,25 @@
-"""Real Prometheus processes on 127.0.0.1 for the fleet tests: a central one with its remote-write
-receiver, one agent per site built from the shipped docs/fleet/site-agent.yml, and a stand-in for
-a site daemon's /metrics (FAKE: fixed values under the daemon's metric names and labels; the real
-daemon's exposition is what tests/test_fleet_series.py counts)."""
+"""Real Prometheus processes on 127.0.0.1 for the fleet tests (tests/engines/prometheus.py), configured
+from the shipped files: a central one with its remote-write receiver (docs/fleet/central-prometheus.yml
+and the fleet rules), one agent per site (docs/fleet/site-agent.yml), and a stand-in for a site
+daemon's /metrics (FAKE: fixed values under the daemon's metric names and labels; the real daemon's
+exposition is what tests/test_fleet_series.py counts)."""
 
 from __future__ import annotations
 
 import http.server
 import shutil
-import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import yaml
 
-from tests.plant_harness import wait_for
+from tests.engines import free_port
+from tests.engines.prometheus import Prometheus
 
 ROOT = Path(__file__).resolve().parent.parent
 FLEET = ROOT / "docs" / "fleet"
 PROMETHEUS = shutil.which("prometheus")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class FakeSiteExposition:
@@ -75,46 +69,17 @@ class FakeSiteExposition:
         self.server.server_close()
 
 
-class Prom:
-    """One Prometheus process; stopped (SIGTERM, then kill) by stop()."""
-
-    def __init__(self, workdir: Path, name: str, args: list[str]):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = open(workdir / f"{name}.log", "w")
-        self.args = [PROMETHEUS, *args, f"--web.listen-address=127.0.0.1:{self.port}"]
-        self.proc = None
-        self.start()
-
-    def start(self):
-        self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT)
-        import urllib.request
-        wait_for(lambda: urllib.request.urlopen(self.url + "/-/ready", timeout=1).status == 200, 30,
-                 f"prometheus ready at {self.url}", every_s=0.1)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def central(workdir: Path, lookback: str = "5s", evaluation: str = "1s") -> Prom:
+def central(workdir: Path, lookback: str = "5s", evaluation: str = "1s") -> Prometheus:
     """The central store: Prometheus with the remote-write receiver and the fleet rules (evaluated
     every second here; 1 m in docs/fleet/central-prometheus.yml)."""
     cfg = yaml.safe_load((FLEET / "central-prometheus.yml").read_text())
     cfg["global"]["evaluation_interval"] = evaluation
     cfg["rule_files"] = [str(FLEET / "fleet-rules.yaml")]
-    path = workdir / "central.yml"
-    path.write_text(yaml.safe_dump(cfg))
-    return Prom(workdir, "central", [f"--config.file={path}", f"--storage.tsdb.path={workdir / 'central-data'}",
-                                     "--web.enable-remote-write-receiver", f"--query.lookback-delta={lookback}"])
+    return Prometheus(workdir / "central", config=cfg,
+                      extra_args=[f"--query.lookback-delta={lookback}"]).start()
 
 
-def agent(workdir: Path, site: str, target_port: int, central_url: str, interval: str = "1s") -> Prom:
+def agent(workdir: Path, site: str, target_port: int, central_url: str, interval: str = "1s") -> Prometheus:
     """A site's agent from the shipped docs/fleet/site-agent.yml, with the test's site, target,
     central URL, and a short scrape interval and backoff."""
     cfg = yaml.safe_load((FLEET / "site-agent.yml").read_text())
@@ -124,7 +89,4 @@ def agent(workdir: Path, site: str, target_port: int, central_url: str, interval
     rw = cfg["remote_write"][0]
     rw["url"] = central_url + "/api/v1/write"
     rw["queue_config"].update(batch_send_deadline="1s", max_backoff="2s", min_backoff="100ms")
-    path = workdir / f"agent-{site}.yml"
-    path.write_text(yaml.safe_dump(cfg))
-    return Prom(workdir, f"agent-{site}", ["--enable-feature=agent", f"--config.file={path}",
-                                           f"--storage.agent.path={workdir / ('agent-data-' + site)}"])
+    return Prometheus(workdir / f"agent-{site}", mode="agent", config=cfg).start()

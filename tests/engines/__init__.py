@@ -10,6 +10,10 @@ reaps everything on exit. Nothing here listens on any other address.
     tests/engines/victoriametrics.py  VictoriaMetrics
     tests/engines/exposition.py       Exposition: a /metrics page served from a thread
 
+Shared here: Process (one foreground daemon, logged, stopped and reaped), HttpEngine (an engine
+on HOST:port: start with a free port kept across restarts, readiness, stop, context manager; the
+base of Prometheus and VictoriaMetrics), PromQueryAPI, free_port, wait_until, which_or_skip.
+
 Missing binaries: `which_or_skip(binary, package)` skips with the Debian package to install, or
 fails when the environment variable CI is set (CI must install it: see .ci/run).
 """
@@ -245,3 +249,98 @@ class PromQueryAPI:
 
     def diagnostics(self) -> str:
         return ""
+
+
+class HttpEngine(PromQueryAPI):
+    """One engine process serving HTTP on HOST:port, with its state and log under `root`: the
+    plumbing Prometheus and VictoriaMetrics share. The port is chosen free on the first start and
+    kept across stop()/start() (URLs handed out stay valid after a restart, the data dir is kept).
+
+    A subclass names its binary (`binary`, `package`, `title`), builds its argv (`argv(path)`), says
+    when it is ready (`ready()`), and may prepare its files (`prepare()`) before each start.
+    """
+
+    binary = ""
+    package = ""
+    title = ""
+
+    def __init__(self, root: str | os.PathLike, log_name: str, start_timeout: float = 30.0):
+        self.root = Path(root).absolute()
+        self.log = self.root / log_name
+        self.start_timeout = start_timeout
+        self.port = 0
+        self.process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def write_url(self) -> str:
+        """The Prometheus remote-write endpoint (where the engine receives it)."""
+        return f"{self.url}/api/v1/write"
+
+    def argv(self, binary: str) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        raise NotImplementedError
+
+    def prepare(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def start(self, attempts: int = 3):
+        """Start (or restart: same port, same storage) and wait until ready(); a port taken between
+        choosing and binding it on the first start is retried with a new one."""
+        path = which_or_skip(self.binary, self.package)
+        self.prepare()
+        first = self.port == 0
+        for attempt in range(1, attempts + 1):
+            if first:
+                self.port = free_port()
+            self.process = Process(self.title, self.argv(path), self.log, cwd=self.root)
+            self.process.start()
+            try:
+                self.wait_ready(self.start_timeout)
+                return self
+            except (EngineError, TimeoutError):
+                self.process.stop()
+                clash = "address already in use" in self.log.read_text(errors="replace")
+                if not (first and clash) or attempt == attempts:
+                    raise
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        def ready() -> bool:
+            assert self.process is not None
+            self.process.check_alive()
+            return self.ready()
+        wait_until(ready, timeout, 0.1, f"{self.title} ready on {self.url}", on_timeout=self.diagnostics)
+
+    def stop(self, grace: float = 15.0) -> int | None:
+        """SIGTERM (a clean shutdown: the engine keeps what it has on disk) and reap."""
+        return self.process.stop(grace) if self.process else None
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+    @property
+    def running(self) -> bool:
+        return bool(self.process and self.process.running)
+
+    def close(self) -> None:
+        self.stop()
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.close()  # __exit__ does not run when __enter__ raises
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def diagnostics(self) -> str:
+        return tail(self.log)

@@ -27,15 +27,16 @@ import urllib.error
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from tests.engines import (HOST, EngineError, Process, PromQueryAPI, free_port, http_get, tail,
-                           wait_until, which_or_skip)
+from tests.engines import HOST, EngineError, HttpEngine, http_get
 
 DEFAULT_QUEUE = {"batch_send_deadline": "1s", "min_backoff": "100ms", "max_backoff": "1s"}
 
 
-class Prometheus(PromQueryAPI):
+class Prometheus(HttpEngine):
     """mode="server": TSDB + query API, --web.enable-remote-write-receiver unless told otherwise.
     mode="agent": --enable-feature=agent, a WAL in the directory, remote_write required."""
+
+    binary = package = "prometheus"
 
     def __init__(self, root: str | os.PathLike, *, mode: str = "server",
                  targets: Sequence[str] = (), job: str = "test",
@@ -46,16 +47,17 @@ class Prometheus(PromQueryAPI):
                  rule_files: Sequence[str | os.PathLike] = (),
                  queue_config: Mapping[str, Any] | None = None,
                  remote_write_receiver: bool = True, extra_args: Sequence[str] = (),
-                 start_timeout: float = 30.0):
+                 start_timeout: float = 30.0, config: Mapping[str, Any] | None = None):
+        """`config`: the whole configuration as given (e.g. a shipped file, edited), instead of the
+        one built from the other arguments."""
         if mode not in ("server", "agent"):
             raise ValueError(f"mode must be 'server' or 'agent', not {mode!r}")
-        if mode == "agent" and not remote_write:
+        if mode == "agent" and not remote_write and not (config or {}).get("remote_write"):
             raise ValueError("an agent needs remote_write URLs")
-        self.root = Path(root).absolute()
+        super().__init__(root, "prometheus.log", start_timeout)
         self.mode = mode
         self.data_dir = self.root / ("wal" if mode == "agent" else "data")
         self.config_path = self.root / "prometheus.yml"
-        self.log = self.root / "prometheus.log"
         self.scrape_configs = [dict(c) for c in scrape_configs]
         if targets:
             self.scrape_configs.append({"job_name": job,
@@ -68,24 +70,17 @@ class Prometheus(PromQueryAPI):
         self.rule_files = [str(Path(r).absolute()) for r in rule_files]
         self.remote_write_receiver = remote_write_receiver and mode == "server"
         self.extra_args = list(extra_args)
-        self.start_timeout = start_timeout
-        self.port = 0
-        self.process: Process | None = None
-
-    # ----- addresses ---------------------------------------------------------------------------
+        self.given_config = dict(config) if config is not None else None
 
     @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def write_url(self) -> str:
-        """The remote-write endpoint (server mode with the receiver)."""
-        return f"{self.url}/api/v1/write"
+    def title(self) -> str:  # type: ignore[override]
+        return f"prometheus ({self.mode})"
 
     # ----- lifecycle ---------------------------------------------------------------------------
 
     def config(self) -> dict[str, Any]:
+        if self.given_config is not None:
+            return self.given_config
         glob: dict[str, Any] = {"scrape_interval": self.scrape_interval,
                                 "scrape_timeout": self.scrape_interval}
         if self.mode == "server":
@@ -114,26 +109,8 @@ class Prometheus(PromQueryAPI):
                 argv.append("--web.enable-remote-write-receiver")
         return argv + self.extra_args
 
-    def start(self, attempts: int = 3) -> "Prometheus":
-        """Start (or restart: same port, same storage) and wait for /-/ready."""
-        binary = which_or_skip("prometheus", "prometheus")
+    def prepare(self) -> None:
         self.write_config()
-        first = self.port == 0
-        for attempt in range(1, attempts + 1):
-            if first:
-                self.port = free_port()
-            self.process = Process(f"prometheus ({self.mode})", self.argv(binary), self.log,
-                                   cwd=self.root)
-            self.process.start()
-            try:
-                self.wait_ready(self.start_timeout)
-                return self
-            except (EngineError, TimeoutError):
-                self.process.stop()
-                clash = "address already in use" in self.log.read_text(errors="replace")
-                if not (first and clash) or attempt == attempts:
-                    raise
-        return self
 
     def ready(self) -> bool:
         """/-/ready answers 200 (503 while the TSDB or WAL is being replayed)."""
@@ -143,50 +120,17 @@ class Prometheus(PromQueryAPI):
         except (OSError, urllib.error.URLError):
             return False
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        def ready() -> bool:
-            assert self.process is not None
-            self.process.check_alive()
-            return self.ready()
-        wait_until(ready, timeout, 0.1, f"prometheus ({self.mode}) /-/ready on {self.url}",
-                   on_timeout=self.diagnostics)
-
-    def stop(self, grace: float = 15.0) -> int | None:
-        """SIGTERM (a clean shutdown: the TSDB head / agent WAL stays on disk) and reap."""
-        return self.process.stop(grace) if self.process else None
-
     def kill(self) -> None:
         """SIGKILL: a crash (what survives is what the WAL had)."""
         if self.process and self.process.popen and self.process.running:
             self.process.popen.kill()
             self.process.stop()
 
-    def restart(self) -> "Prometheus":
-        self.stop()
-        return self.start()
-
     def reload(self) -> None:
         """Rewrite the config from the attributes and SIGHUP."""
         self.write_config()
         assert self.process is not None
         self.process.signal(signal.SIGHUP)
-
-    @property
-    def running(self) -> bool:
-        return bool(self.process and self.process.running)
-
-    def close(self) -> None:
-        self.stop()
-
-    def __enter__(self) -> "Prometheus":
-        try:
-            return self.start()
-        except BaseException:
-            self.close()  # __exit__ does not run when __enter__ raises
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # ----- reading -----------------------------------------------------------------------------
 
@@ -218,5 +162,3 @@ class Prometheus(PromQueryAPI):
         """/api/v1/targets' active targets (available in both modes)."""
         return super().api("targets")["activeTargets"]
 
-    def diagnostics(self) -> str:
-        return tail(self.log)

@@ -22,36 +22,23 @@ from __future__ import annotations
 
 import os
 import urllib.error
-from pathlib import Path
 from typing import Any, Sequence
 
-from tests.engines import (HOST, EngineError, Process, PromQueryAPI, free_port, http_get, tail,
-                           wait_until, which_or_skip)
+from tests.engines import HOST, EngineError, HttpEngine, http_get
 
 
-class VictoriaMetrics(PromQueryAPI):
+class VictoriaMetrics(HttpEngine):
+    binary, package, title = "victoria-metrics", "victoria-metrics", "victoria-metrics"
+
     def __init__(self, root: str | os.PathLike, *, retention: str = "1",
                  latency_offset: str = "0s", flush_before_query: bool = True,
                  extra_args: Sequence[str] = (), start_timeout: float = 30.0):
-        self.root = Path(root).absolute()
+        super().__init__(root, "victoria-metrics.log", start_timeout)
         self.data_dir = self.root / "data"
-        self.log = self.root / "victoria-metrics.log"
         self.retention = retention
         self.latency_offset = latency_offset
         self.flush_before_query = flush_before_query
         self.extra_args = list(extra_args)
-        self.start_timeout = start_timeout
-        self.port = 0
-        self.process: Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def write_url(self) -> str:
-        """Prometheus remote write endpoint."""
-        return f"{self.url}/api/v1/write"
 
     def argv(self, binary: str) -> list[str]:
         return [binary, f"-httpListenAddr={HOST}:{self.port}",
@@ -59,64 +46,12 @@ class VictoriaMetrics(PromQueryAPI):
                 f"-search.latencyOffset={self.latency_offset}", "-search.disableCache",
                 "-loggerLevel=INFO", *self.extra_args]
 
-    def start(self, attempts: int = 3) -> "VictoriaMetrics":
-        """Start (or restart: same port, same data dir) and wait for /health."""
-        binary = which_or_skip("victoria-metrics", "victoria-metrics")
-        self.root.mkdir(parents=True, exist_ok=True)
-        first = self.port == 0
-        for attempt in range(1, attempts + 1):
-            if first:
-                self.port = free_port()
-            self.process = Process("victoria-metrics", self.argv(binary), self.log, cwd=self.root)
-            self.process.start()
-            try:
-                self.wait_ready(self.start_timeout)
-                return self
-            except (EngineError, TimeoutError):
-                self.process.stop()
-                clash = "address already in use" in self.log.read_text(errors="replace")
-                if not (first and clash) or attempt == attempts:
-                    raise
-        return self
-
     def ready(self) -> bool:
+        """/health answers OK."""
         try:
             return http_get(f"{self.url}/health", timeout=2).strip() == b"OK"
         except (OSError, urllib.error.URLError):
             return False
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        def ready() -> bool:
-            assert self.process is not None
-            self.process.check_alive()
-            return self.ready()
-        wait_until(ready, timeout, 0.1, f"victoria-metrics /health on {self.url}",
-                   on_timeout=self.diagnostics)
-
-    def stop(self, grace: float = 15.0) -> int | None:
-        """SIGTERM (flushes buffered rows to the data dir) and reap."""
-        return self.process.stop(grace) if self.process else None
-
-    def restart(self) -> "VictoriaMetrics":
-        self.stop()
-        return self.start()
-
-    @property
-    def running(self) -> bool:
-        return bool(self.process and self.process.running)
-
-    def close(self) -> None:
-        self.stop()
-
-    def __enter__(self) -> "VictoriaMetrics":
-        try:
-            return self.start()
-        except BaseException:
-            self.close()  # __exit__ does not run when __enter__ raises
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def import_text(self, exposition: str) -> None:
         """Write samples in Prometheus text format (/api/v1/import/prometheus), for seeding."""
@@ -130,9 +65,6 @@ class VictoriaMetrics(PromQueryAPI):
     def series_count(self) -> int:
         """Number of series stored (/api/v1/series/count)."""
         return int(self.api("series/count")[0])
-
-    def diagnostics(self) -> str:
-        return tail(self.log)
 
     def flush(self) -> None:
         """/internal/force_flush: make everything received so far searchable now."""
