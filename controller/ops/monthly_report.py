@@ -158,8 +158,10 @@ def _unmetered(store: AuditStore, start: float, end: float, now: float) -> dict[
     saved = store.load_energy()
     stop = min(end, now)
     if saved is not None and stop - saved[1] > OPEN_GAP_AFTER_S and saved[1] < end and             not any(g["from_ts"] >= saved[1] - 1.0 for g in gaps):
-        gaps.append(_gap(saved[1], max(now, saved[1]), start, end, "no record since the last persisted tick: the daemon "
-                         "is not running, or was not when this report ends", None, open_=True))
+        from controller.daemon.dead_time import previous_end
+        gaps.append(_gap(saved[1], max(now, saved[1]), start, end,
+                         f"{previous_end(store)}; nothing recorded since its last persisted tick (not running "
+                         "at the end of the period)", None, open_=True))
     # A daemon killed after auditing its gap but before persisting its first counters leaves the same
     # start to the next gap, which then contains the first: nested gaps are merged, never summed.
     merged: list[dict[str, Any]] = []
