@@ -109,3 +109,19 @@ def test_fleet_window_runs_both_policies_on_the_same_jobs():
     assert any(len(r.weights_seen) > 1 for r in aware)
     for r in home + aware:
         assert r.kpis.trips == {} and r.kpis.it_kwh > 0
+
+
+def test_a_failing_site_stops_the_fleet_run_with_its_error(monkeypatch):
+    import simulations.fleet.runner as runner
+
+    calls = {"n": 0}
+
+    def broken(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] > 40:
+            raise RuntimeError("a site's step failed")
+        return 0.5
+    monkeypatch.setattr(runner, "from_state", broken)
+    # The other sites wait at the barrier: the run must end with the site's error, not hang.
+    with pytest.raises(RuntimeError, match="a site's step failed"):
+        runner.run_fleet("weight", hours=1.0, start_s=day_start_s(4, 2))
