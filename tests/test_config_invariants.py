@@ -109,6 +109,9 @@ MUTANTS: list[tuple[str, Callable[[dict], None], str, str]] = [
      "drivers.bms_modbus.reconnect_min_s", "min_max"),
     ("opcua-reconnect-min-above-max", setp("drivers.bms_opcua.reconnect_min_s", 10),
      "drivers.bms_opcua.reconnect_min_s", "min_max"),
+    ("workload-resumes-above-its-shed-threshold",
+     setp("workload", {"nodes": ["n1"], "shed_above_soc": 0.8, "resume_below_soc": 0.9}),
+     "workload.resume_below_soc", "min_max"),
     ("planner-killed-before-its-limit", setp("planning", {"solve_time_limit_s": 5, "kill_after_s": 1}),
      "planning.kill_after_s", "min_max"),
     # setpoints inside their measurement's range

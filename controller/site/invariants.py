@@ -147,9 +147,10 @@ def _min_max(site: SiteConfig) -> Iterator[Problem]:
         yield Problem(("power", "floor_w"), f"expected floor_w < max_w ({pw.max_w:g}), got {pw.floor_w:g}", "min_max")
     w = site.workload
     if w is not None:
-        if not w.resume_below_soc < w.shed_above_soc:
+        # Equal is allowed (no hysteresis: shed whenever at or above); above would shed and undo at once.
+        if not w.resume_below_soc <= w.shed_above_soc:
             yield Problem(("workload", "resume_below_soc"),
-                          f"expected resume_below_soc < shed_above_soc ({w.shed_above_soc:g}), "
+                          f"expected resume_below_soc <= shed_above_soc ({w.shed_above_soc:g}), "
                           f"got {w.resume_below_soc:g}", "min_max")
         if not w.shed_above_soc <= w.requeue_above_soc:
             yield Problem(("workload", "requeue_above_soc"),
