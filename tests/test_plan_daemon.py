@@ -303,7 +303,7 @@ def test_cli_shows_the_live_plan_with_its_solve_and_fallback():
     first = wide[0]
     assert first.startswith("plan made at 20") and " UTC (age 120 s)" in first, first
     assert "in force" in first and "last solve optimal" in first, first
-    assert len(wide) == 3 + 24 and wide[1].startswith("  in force, made") and wide[3].split()[-2:] == ["slot", "0"]
+    assert len(wide) == 2 + 24 and wide[2].split()[-2:] == ["slot", "0"]
     narrow = format_plan(resp)
     assert all(len(line) <= 100 for line in narrow) and "in force" in " ".join(narrow[:3])
     rules = format_plan({"ok": True, "plan": None, "in_force": False, "fallback": "rules",

@@ -79,8 +79,8 @@ def format_plan(resp: dict, every: int = 4, wide: bool = False) -> list[str]:
             if made > 1e9 else f"t={made:.0f} s")
     lines = fit(f"plan made at {when}{age} in {plan['solve_s'] * 1000:.0f} ms ({plan['status']}); "
                 f"{state}{solve}{tail}", wide=wide)
-    if resp.get("note"):
-        lines += fit(resp["note"], wide=wide, indent=2)
+    if resp.get("note") and not (resp.get("in_force") and resp.get("age_s") is not None):
+        lines += fit(resp["note"], wide=wide, indent=2)  # (a live plan in force: its age says it all)
     rows = []
     for s in plan["slots"][::max(every, 1)]:
         hh = (s["start_s"] % 86400.0) / 3600.0
