@@ -152,14 +152,18 @@ def build(inp: PlanInputs):
             # What is due by its deadline is run, or counted short at a cost above any heat.
             rows.add([(jb(i, t), h) for t in range(kd + 1)] + [(short(i), 1.0)], due, inf)
     lp = highs_lp.from_triplets(cost, lo, hi, rows)
-    return lp, dict(dem=dem, fixed=fixed, e_max=e_max, capture=k, total=total)
+    runnable = np.array([sum(hi[jb(i, t)] for i in range(nj)) for t in range(n)]) if nj else np.zeros(n)
+    return lp, dict(dem=dem, fixed=fixed, e_max=e_max, capture=k, total=total, runnable=runnable)
 
 
 def _reason(d: float, heat: float, b: float, bmax: float, g: float, q: float, x: float, c: float,
-            policy: str, queue_left: bool) -> str:
+            policy: str, queue_left: bool, runnable: float | None = None) -> str:
+    """The slot's decisions in one line; `bmax`: the free nodes' batch power, `runnable`: what the
+    queued jobs can run in the slot at their widths (at most bmax; None: bmax)."""
+    runnable = bmax if runnable is None else min(runnable, bmax)
     parts = [f"demand {d:.1f} kW, heat {heat:.1f} kW"]
     if bmax > SIGNIFICANT_KW:
-        if b >= bmax - SIGNIFICANT_KW:
+        if b >= runnable - SIGNIFICANT_KW and b > SIGNIFICANT_KW:
             parts.append("release all batch (heat wanted or work due)")
         elif b <= SIGNIFICANT_KW:
             parts.append("hold batch (heat would be dumped; deadlines allow)" if queue_left else "no batch queued")
@@ -208,7 +212,7 @@ def solve(inputs: PlanInputs, time_limit_s: float) -> SolveResult:
             start_s=inputs.slot_start(t), tank_target_soc=float(min(max(soc, 0.0), 1.0)) + 0.0,
             batch_budget_w=float(max(b, 0.0) * 1000.0) + 0.0, policy=policy,
             reason=_reason(d, heat, b, inputs.batch_max_w[t] / 1000.0, g, q, xo, ci, policy,
-                           x[t, S] < arr["total"] - 1e-6),
+                           x[t, S] < arr["total"] - 1e-6, runnable=arr["runnable"][t]),
             demand_w=float(d * 1000.0), it_w=float((arr["fixed"][t] + b) * 1000.0),
             boiler_w=float(g * 1000.0), dump_w=float(q * 1000.0)))
     plan = Plan(made_at_s=t_for, slots=tuple(slots), solve_s=elapsed, status="optimal", slot_s=inputs.slot_s)
