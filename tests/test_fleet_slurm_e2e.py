@@ -41,7 +41,7 @@ def site(workdir: Path, name: str, cluster: SlurmCluster, initial_temp_c: float,
     sim = Sim(d, simulation=f"  initial_temp_c: {initial_temp_c}\n")
     cfg = yaml.safe_load(sim.config.read_text())
     cfg["workload"] = {"nodes": list(SITES[name]), "slurm_conf": str(cluster.conf), "timeout_s": 5.0,
-                       "every_s": 0.5}
+                       "every_s": 0.5, "shared_partition": True}
     # The value of heat from the present state (the plan's value is tested with the plan).
     cfg["planning"] = {"enabled": "off"}
     # Mode changes within seconds (a 5-minute dwell in the shipped config).

@@ -56,6 +56,8 @@ def test_value_from_the_plan_is_the_next_hours_mean_and_none_outside_it():
     ("buffer_charging", False, True, 0.5, 0.25),   # surplus into the tank
     ("bypass", False, True, 0.97, 0.0),            # tank full, dumping
     ("safe_degrade", False, True, 0.5, 0.0),       # the heat goes to the dry cooler
+    ("safe_degrade", True, True, 0.5, 0.0),        # start-up safe state: boiler on, heat still dumped
+    ("bypass", True, True, 0.97, 0.0),             # dumping while the boiler's minimum run ends
     ("normal", False, False, 0.96, 0.0),           # consumer offline, tank full
     ("normal", False, False, 0.40, 0.25),          # consumer offline, the tank still has room
     ("normal", False, False, None, None),          # nothing known: no weight change

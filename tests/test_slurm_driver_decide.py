@@ -93,3 +93,17 @@ def test_plan_with_no_batch_budget_holds_and_then_releases():
 def test_forgets_jobs_gone_from_queue():
     _, mem = decide(Situation(NOW, True, 0.5), snap([], []), Memory(held=frozenset({7})))
     assert mem.held == frozenset()
+
+
+def test_shared_partition_drains_own_nodes_but_never_holds_or_requeues_the_fleets_jobs():
+    fleet = Thresholds(manage_jobs=False)
+    jobs = [job(1), job(2, "RUNNING")]
+    acts, mem = decide(Situation(NOW, False, 0.97), snap([node("a")], jobs), Memory(), fleet)
+    assert kinds(acts) == [("drain", "a")] and mem.shed and mem.held == frozenset()
+    plan = Situation(NOW, True, 0.5, plan_batch_budget_w=0.0, plan_reason="tank full by 18:00")
+    acts, _ = decide(plan, snap([node("a")], [job(1)]), Memory(), fleet)
+    assert kinds(acts) == []
+    # A job held before the site joined the shared partition is still released.
+    acts, _ = decide(Situation(NOW, True, 0.5), snap([node("a")], [job(1, reason="JobHeldAdmin")]),
+                     Memory(held=frozenset({1})), fleet)
+    assert kinds(acts) == [("release", "1")]

@@ -135,7 +135,8 @@ def build_workload(site: Any, audit: Callable[[list[AuditEvent]], None],
     return WorkloadTask(driver, audit, wall, every_s=w.every_s,
                         thresholds=Thresholds(shed_above_soc=w.shed_above_soc,
                                               resume_below_soc=w.resume_below_soc,
-                                              requeue_above_soc=w.requeue_above_soc))
+                                              requeue_above_soc=w.requeue_above_soc,
+                                              manage_jobs=not w.shared_partition))
 
 
 def situation_from(site: Any, result: Any, wall_s: float, plan: Any = None) -> Situation:

@@ -5,9 +5,9 @@ replaces boiler fuel rather than where it is dumped.
 Pure: from the plan when there is one (its slots over the next hours), else from the present state.
 Per plan slot: boiler planned (demand the recovered heat does not meet) -> 1; dump planned (heat
 nobody takes) -> 0; otherwise 0.5 (the heat is used, by the consumer or the tank, but more of it
-would not replace any fuel). Without a plan: the boiler firing -> 1; the plant dumping (bypass mode,
-or safe_degrade, where the heat goes to the dry cooler) or the tank full with the consumer offline
--> 0; demand beyond the recovered heat (normal mode, consumer online) -> 0.75 (wanted, the boiler not
+would not replace any fuel). Without a plan: the plant dumping (bypass mode, or safe_degrade, where
+the heat goes to the dry cooler, whatever the boiler does) -> 0; the boiler firing -> 1; the tank
+full with the consumer offline -> 0; demand beyond the recovered heat (normal mode, consumer online) -> 0.75 (wanted, the boiler not
 yet firing); the tank charging with room left -> 0.25 (stored, used later, maybe).
 
 A few levels only, and the plan's mean rounded to 0.05: every change rewrites the node weights in
@@ -49,10 +49,13 @@ def from_plan(plan: Plan | None, now: float, hours: float = VALUE_HOURS) -> floa
 def from_state(mode: str, boiler_on: bool, consumer_online: bool, tank_soc: float | None,
                tank_full_soc: float = TANK_FULL_SOC) -> float | None:
     """The value from the present state (module docstring); None before the plant is known."""
-    if boiler_on:
-        return 1.0
+    # Dumping first: a plant in bypass or safe_degrade sends more heat to the dry cooler even when
+    # its boiler runs (the start-up safe state turns the boiler on and holds it for its minimum run
+    # time), so more work there replaces no fuel.
     if mode in ("bypass", "safe_degrade"):
         return 0.0
+    if boiler_on:
+        return 1.0
     if not consumer_online:
         if tank_soc is None:
             return None

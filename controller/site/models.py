@@ -247,6 +247,11 @@ class WorkloadConfig(StrictModel):
     shed_above_soc: float = Field(0.90, ge=0, le=1)
     resume_below_soc: float = Field(0.75, ge=0, le=1)
     requeue_above_soc: float = Field(0.95, ge=0, le=1)
+    # True when the flexible partition spans other sites' nodes (one Slurm cluster for a fleet):
+    # heatctl then never holds, releases or requeues jobs (they are the fleet's: a hold here would
+    # keep them from the sites that want the heat); it drains only this site's nodes and sets their
+    # weights, and Slurm's scheduler places the work.
+    shared_partition: bool = False
 
 
 AlarmKind = Literal["high", "low", "bad_reading", "condition"]

@@ -9,7 +9,8 @@ reason naming heatctl and the cause) and hold the flexible pending jobs; at `req
 requeue the running preemptible flexible jobs whose deadline is not close. Back to normal when the
 consumer is online again or the SoC falls to `resume_below_soc` (hysteresis: between the two
 thresholds the previous decision stands): resume only nodes heatctl drained (an operator's drain is
-never touched), release only jobs heatctl held.
+never touched), release only jobs heatctl held. In a fleet's shared partition (`manage_jobs` false)
+the jobs are left to Slurm: the drain and the weights alone send them to other sites.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class Thresholds:
     protect_deadline_s: float = 4 * 3600.0
     # A plan slot whose batch budget is below this (W) holds the flexible pending jobs.
     plan_hold_below_w: float = 1.0
+    # False when the flexible partition spans other sites' nodes (one cluster for a fleet): the jobs
+    # are the fleet's, and holding or requeuing them would keep them from the sites that want the
+    # heat. This site then only drains its own nodes and sets their weights (jobs heatctl held
+    # before are still released).
+    manage_jobs: bool = True
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,8 @@ def decide(s: Situation, snap: Snapshot, mem: Memory, t: Thresholds = Thresholds
                 actions.append(Action("weight", name, f"{TAG} heat value {s.heat_value:.2f}", w))
 
     hold_reason = cause if shed else (f"{TAG} plan holds batch work ({s.plan_reason})" if plan_hold else "")
+    if not t.manage_jobs:
+        hold_reason = ""
     for job in snap.jobs:
         jid = str(job.job_id)
         if job.state == "PENDING":
@@ -104,7 +112,7 @@ def decide(s: Situation, snap: Snapshot, mem: Memory, t: Thresholds = Thresholds
                        else f"heat sink has room again (tank {soc})")
                 actions.append(Action("release", jid, f"{TAG} {why}"))
                 held.discard(job.job_id)
-        elif job.state == "RUNNING" and shed and job.requeue and s.tank_soc is not None \
+        elif job.state == "RUNNING" and shed and t.manage_jobs and job.requeue and s.tank_soc is not None \
                 and s.tank_soc >= t.requeue_above_soc:
             if job.deadline_ts is None or job.deadline_ts - s.now_s > t.protect_deadline_s:
                 actions.append(Action("requeue", jid, f"{cause}; requeued before the cap binds"))
