@@ -26,8 +26,14 @@ test: $(STAMP)
 schema: $(STAMP)
 	$(BIN)/heatctl schema > config/site-config.schema.json
 
+# The quick benchmarks (a few minutes together); the long ones (bench_scale, bench_year, bench_soak,
+# bench_fleet, bench_daemon) run by hand: each file's docstring gives its command and duration.
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python bench/bench_step.py
+	$(BIN)/python bench/bench_modbus.py
+	$(BIN)/python bench/bench_ipmi.py
+	$(BIN)/python bench/bench_plan.py
+	$(BIN)/python bench/bench_plan_daemon.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
