@@ -93,8 +93,29 @@ def test_a_heartbeat_the_register_flattens_is_an_alarm_and_the_safe_state_before
     assert d.events("heartbeat_ok")
 
 
-def test_a_restart_does_not_throttle_compute(plant):
-    sim, d = plant
+# The reference plant's own 1 s tick and driver timeouts: at the harness's 0.25 s tick a loaded
+# machine misses the read window now and then, and a tick without the IT supply caps IT at the
+# safe_degrade level (PowerCap.output), which would hide what this test is about.
+RESTART_EDITS = {"tick_period_s: 1.0": "tick_period_s: 1.0", "    timeout_s: 0.3 ": "    timeout_s: 0.3 "}
+
+
+# Serial: the first start must read the BMCs within its read budget (0.5 s) to start bumplessly
+# itself, which a machine loaded by the parallel run does not always allow.
+@pytest.mark.serial
+def test_a_restart_does_not_throttle_compute():
+    workdir = Path(tempfile.mkdtemp(prefix="hc-fb-", dir="/tmp"))
+    sim = Sim(workdir, edits=RESTART_EDITS)
+    d = Daemon(workdir, sim.config)
+    try:
+        _restart(sim, d)
+    finally:
+        d.stop()
+        sim.stop()
+        if not os.environ.get("HEATCTL_KEEP_E2E"):
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _restart(sim, d):
     sim.request("set_load", it_load=0.9)
     d.start()
     safe_w = 16000.0  # power.safe_degrade_w of the reference plant
@@ -125,15 +146,15 @@ def test_a_restart_does_not_throttle_compute(plant):
         done.set()
         sampler.join()
     start = [e for e in d.events("power_cap_start")][-1]
-    assert "bumpless start" in start["message"], start
-    after = [(p, cap) for t, p, cap in samples if t > normal + 1.0]
-    # The cap loop runs at the BMCs' limits again: without the bumpless start it would be at
-    # 16 kW + 50 W/s x 10 s, and IT power with it.
-    assert after and all(cap is not None and cap >= 39000 for _, cap in after), samples
-    assert after[-1][0] >= 0.97 * before, (before, samples)
+    assert "bumpless start: the power cap loop starts at 40000 W" in start["message"], start
+    # The BMCs get the 40 kW back with the first write after normal (the old start: 16 kW, then
+    # 50 W/s), and IT power has not dropped meanwhile.
+    after = [(p, cap) for t, p, cap in samples if t >= normal]
+    assert after and max(cap or 0 for _, cap in after[:15]) >= 39000, samples
     low = min(p for _, p, _ in samples)
-    low_after = min(p for p, _ in after)
-    print(f"\nrestart after SIGKILL: IT {before:.0f} W before; lowest {low:.0f} W from the kill on "
-          f"(normal {normal - killed:.1f} s after the kill), lowest {low_after:.0f} W from 1 s after normal, "
-          f"{after[-1][0]:.0f} W 10 s after normal; the safe_degrade cap is {safe_w:.0f} W")
-    assert low_after > safe_w + 0.5 * (before - safe_w)
+    assert low > safe_w + 0.5 * (before - safe_w), (before, samples)
+    assert after[-1][0] >= 0.97 * before, (before, samples)
+    after = [p for p, _ in after]
+    print(f"\nrestart after SIGKILL: IT {before:.0f} W before; lowest {low:.0f} W from the kill to 10 s after "
+          f"normal (normal {normal - killed:.1f} s after the kill); {after[-1]:.0f} W 10 s after normal; "
+          f"the safe_degrade cap is {safe_w:.0f} W")

@@ -183,6 +183,35 @@ def test_a_bad_fallback_reading_is_not_taken_for_the_bms_word(ctrl):
     assert res.state.mode is Mode.NORMAL and not res.state.bms_fallback
 
 
+def test_while_the_fallback_reading_is_bad_the_bms_last_word_stands(ctrl):
+    from controller.core.readings import Quality
+    last = started_normal(ctrl)
+    res = _steps(ctrl, last.state, 3, 1, readings={"bms_fallback": 1}, applied=_applied(last))[0]
+    assert res.state.mode is Mode.SAFE_DEGRADE
+    lost = {"bms_fallback": Quality.LOST}
+    res = ctrl.step(res.state, snap(ctrl.site, 4, bms_fallback=0, bad=lost), [], 4.0, applied_outputs=_applied(res))
+    assert res.state.bms_fallback and any("fallback" in c for c in res.state.degrade_causes)
+    assert not [e for e in res.events if e.kind == "bms_fallback_ended"]
+
+
+def test_the_start_up_hold_ends_only_on_a_complete_snapshot_without_the_fallback(ctrl):
+    # Seen on the wire: the tick after the BMS's word, every reading of a busy driver was lost.
+    # A lost fallback reading is not the BMS leaving its fallback, and an incomplete snapshot
+    # does not end the start-up hold.
+    from controller.core.readings import Quality
+    res = _steps(ctrl, ctrl.initial_state(0.0), 0, 2, readings={"bms_fallback": 1})
+    lost = {n: Quality.LOST for n in ("bms_fallback", "it_supply_temp", "it_return_temp", "it_flow")}
+    nxt = ctrl.step(res[-1].state, snap(ctrl.site, 2, bad=lost), [], 2.0, applied_outputs=_applied(res[-1]))
+    assert nxt.state.mode is Mode.SAFE_DEGRADE and nxt.state.mode_cause == STARTUP_CAUSE
+    assert nxt.commands["p1_speed"].value == 100.0
+    lost = {n: Quality.LOST for n in ("it_supply_temp", "it_return_temp", "it_flow")}
+    nxt = ctrl.step(nxt.state, snap(ctrl.site, 3, bad=lost), [], 3.0, applied_outputs=_applied(nxt))
+    assert nxt.state.mode is Mode.SAFE_DEGRADE and nxt.state.mode_cause == STARTUP_CAUSE
+    nxt = _steps(ctrl, nxt.state, 4, 1, applied=_applied(nxt))[0]
+    assert nxt.state.mode is Mode.NORMAL
+    assert nxt.events[-2].fields["cause"] == "first complete, valid snapshot"
+
+
 def test_a_site_without_the_fallback_point_runs_as_before(tmp_path):
     text = REFERENCE.read_text()
     block = text[text.index("  bms_fallback:\n"):text.index("  # --- building side")]

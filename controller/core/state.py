@@ -57,3 +57,6 @@ class ControllerState:
     # The site cap the BMCs held before the start-up safe state capped them (W; None: not read):
     # where the cap loop may start bumplessly (Controller._start_cap). Set by the daemon at start.
     cap_before_start: float | None = None
+    # The start-up hold goes on because the BMS said it ran on its fallback when the first
+    # complete, valid snapshot came: the first complete one without it ends the hold.
+    startup_fallback: bool = False

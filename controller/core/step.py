@@ -178,7 +178,8 @@ class Controller:
             elif not was_bad and was_started:
                 ev("reading_bad", f"{name}: {c.reason}", point=name, reason=c.reason,
                    critical=site.points[name].critical)
-        started = state.started or all(checked[n].good for n in self.critical)
+        complete = all(checked[n].good for n in self.critical)
+        started = state.started or complete
 
         # Requests that do not depend on the mode.
         overrides = dict(state.overrides)
@@ -219,11 +220,13 @@ class Controller:
                 ev("override_expired", f"override {point} = {ov.value:g} expired", point=point,
                    reason=ov.reason, user=ov.user)
 
-        # The plant's own word on fallback, and whether the heartbeat reads back counting.
+        # The plant's own word on fallback (while its reading is bad, the last word stands: a BMS
+        # that said it runs on its fallback has not said otherwise), and whether the heartbeat
+        # reads back counting.
         fallback = False
         if self._p_fallback is not None:
             c = checked[self._p_fallback]
-            fallback = c.good and c.value >= 0.5  # type: ignore[operator]
+            fallback = c.value >= 0.5 if c.good else state.bms_fallback  # type: ignore[operator]
         if fallback != state.bms_fallback:
             if fallback:
                 ev("bms_fallback", f"{self._p_fallback}: the BMS runs on its own fallback (it does not see "
@@ -276,10 +279,10 @@ class Controller:
             latched_trips=latched,
             in_mode_for_s=now - state.mode_since,
             **self._mode_thresholds,
-            # The first complete, valid snapshot; or, while the start-up hold went on only because
-            # the BMS still ran on its fallback (the daemon was not there), the first without it.
-            starting=started and (not state.started or (
-                state.bms_fallback and state.mode is _SAFE_DEGRADE and state.mode_cause == STARTUP_CAUSE)),
+            # The first complete, valid snapshot; or, while the start-up hold went on because the
+            # BMS still ran on its fallback (the daemon was not there), the first complete, valid
+            # one without it.
+            starting=started and (not state.started or (complete and state.startup_fallback)),
         )
         ctx = _frozen(ModeContext, ctx_args)
         for req in requests:
@@ -353,6 +356,7 @@ class Controller:
             heartbeat_check=hb, bms_fallback=fallback,
             # Kept only through the start-up hold: it says nothing once the cap loop has run.
             cap_before_start=state.cap_before_start if mode_cause == STARTUP_CAUSE else None,
+            startup_fallback=mode_cause == STARTUP_CAUSE and started and (state.startup_fallback or fallback),
         ))
         return _frozen(StepResult, dict(state=new_state, commands=commands, events=events, checked=checked,
                                         flows=flows, loops=loop_results))

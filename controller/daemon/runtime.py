@@ -434,9 +434,13 @@ class Daemon:
         task = sup.begin("read", sup.driver.read())
         if task is None:
             return None
+        t0 = self.clock()
         await asyncio.wait({task}, timeout=sup.budget_s)
         r = sup.finish_read(task, "no answer before the start-up safe state").get(point)
-        return r.value if r is not None and r.good else None
+        value = r.value if r is not None and r.good else None
+        log.info("cap_before_start", point=point, watts=value, read_s=round(self.clock() - t0, 3),
+                 reason=None if value is not None else (r.reason if r is not None else "not read"))
+        return value
 
     def _safe_values(self) -> dict[str, float]:
         """The safe state: the step's safe outputs, with every latched trip's actions on top."""
