@@ -244,3 +244,16 @@ def test_both_are_alarms_on_the_reference_plant(ctrl):
     view = {a["name"]: a for a in alarms.view(ast, 16.0)["alarms"]}
     assert view["bms_fallback_active"]["priority"] == "high" and view["bms_fallback_active"]["active"]
     assert view["heartbeat_not_verified"]["state"] == "unacknowledged"
+
+
+def test_a_reload_keeps_the_bms_last_word_and_the_heartbeat_check(ctrl):
+    from controller.daemon.runtime import carry_over
+    last = started_normal(ctrl)
+    res = _steps(ctrl, last.state, 3, 10, readback=lambda cmd, t: 0.0, readings={"bms_fallback": 1},
+                 applied=_applied(last))[-1]
+    assert res.state.bms_fallback and res.state.heartbeat_check.fault
+    new, _ = carry_over(res.state, ctrl, 13.0)
+    assert new.bms_fallback and new.heartbeat_check == res.state.heartbeat_check
+    nxt = ctrl.step(new, snap(ctrl.site, 13, bms_fallback=1), [], 13.0, applied_outputs={**_applied(res), "heartbeat": 0.0})
+    assert not [e for e in nxt.events if e.kind in ("bms_fallback", "heartbeat_fault")]
+    assert nxt.state.mode is Mode.SAFE_DEGRADE

@@ -170,7 +170,9 @@ def carry_over(old: ControllerState, ctrl: Controller, now: float) -> tuple[Cont
         mode_since=old.mode_since, mode_cause=old.mode_cause, held=old.held, trips=trips,
         overrides=overrides, history=history, loops=loops, outputs=outputs, heartbeat=old.heartbeat,
         degrade_causes=old.degrade_causes, causes_clear_since=old.causes_clear_since,
-        tank_soc=old.tank_soc, boiler_on=old.boiler_on)
+        tank_soc=old.tank_soc, boiler_on=old.boiler_on,
+        # The BMS's last word on its fallback and the heartbeat's check go on across a reload.
+        bms_fallback=old.bms_fallback, heartbeat_check=old.heartbeat_check)
     return state, notes
 
 
