@@ -75,20 +75,17 @@ def _headline(parts: list) -> dict:
     return out
 
 
-def chunked(args, ticks: list[float], controllers: list[str]) -> None:
+def chunked(args, ticks: list[float], controllers: list[str], unbroken: dict[float, dict[str, dict]]) -> None:
     """Each controller's year in `args.chunks` chunks on 2 processes (simulations.runners.closed_loop.
-    run_chunks), against one unbroken run of each in this benchmark's other processes."""
+    run_chunks), against the unbroken runs measured before (`unbroken`: tick -> controller -> figures)."""
     from simulations.runners.closed_loop import run_chunks
     from simulations.scenarios.definitions import SCENARIOS
     from simulations.scenarios.year import site_for
 
     scenario = SCENARIOS[args.scenario]
     site = site_for(scenario)
-    ctx = multiprocessing.get_context("spawn")
     for tick in ticks:
-        with ProcessPoolExecutor(max_workers=len(controllers), mp_context=ctx, max_tasks_per_child=1) as ex:
-            whole = {c: f.result() for c, f in
-                     [(c, ex.submit(one_run, args.scenario, c, tick, args.hours)) for c in controllers]}
+        whole = unbroken.get(tick, {})
         c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         w0 = time.perf_counter()
         runs = run_chunks(site, scenario, args.chunks, warmup_h=args.warmup_h, hours=args.hours, tick_s=tick,
@@ -101,7 +98,11 @@ def chunked(args, ticks: list[float], controllers: list[str]) -> None:
               f"(load average {os.getloadavg()[0]:.1f})")
         for c, parts in runs.items():
             h = _headline([k for k, _ in parts])
-            w = whole[c]
+            w = whole.get(c)
+            if w is None:
+                print(f"{'':20s}{c}: chunked: delivered {h['delivered_kwh']:,.0f} kWh, boiler {h['boiler_kwh']:,.0f}, "
+                      f"dumped {h['dumped_kwh']:,.0f}, ERF {h['erf']:.4f}, {h['mode_changes']} mode changes")
+                continue
             diffs = ", ".join(f"{name} {h[f]:,.0f} vs {w[f]:,.0f} ({(h[f] - w[f]) / w[f] * 100:+.3f} %)"
                               for name, f in (("delivered", "delivered_kwh"), ("boiler", "boiler_kwh"),
                                               ("dumped", "dumped_kwh")) if w[f])
@@ -120,6 +121,8 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, default=2,
                     help="also run each controller's year split into this many chunks in parallel, each "
                          "warmed up first, and print the difference against the unsplit run (1: skip)")
+    ap.add_argument("--chunks-only", action="store_true",
+                    help="run only the chunked runs (compare with an unbroken run's figures by hand)")
     ap.add_argument("--warmup-h", type=float, default=48.0, help="warm-up before each chunk (simulated h)")
     args = ap.parse_args()
     ticks = [float(t) for t in args.ticks.split(",") if t.strip()]
@@ -130,11 +133,13 @@ def main() -> None:
     print("# one fresh process per run; heatctl and baseline side by side (2 processes); months in order")
     # spawn + one task per process: each run's peak RSS is its own, not a previous run's.
     ctx = multiprocessing.get_context("spawn")
-    for tick in ticks:
+    unbroken: dict[float, dict[str, dict]] = {}
+    for tick in [] if args.chunks_only else ticks:
         t0 = time.perf_counter()
         with ProcessPoolExecutor(max_workers=len(controllers), mp_context=ctx, max_tasks_per_child=1) as ex:
             futures = [ex.submit(one_run, args.scenario, c, tick, args.hours) for c in controllers]
             results = [f.result() for f in futures]
+        unbroken[tick] = {r["controller"]: r for r in results}
         both = time.perf_counter() - t0
         for r in results:
             print(f"tick {tick:4g} s  {r['controller']:8s} {r['hours']:6g} h = {r['steps']:8d} steps: "
@@ -150,7 +155,7 @@ def main() -> None:
                                     if abs(year_scale - 1) > 1e-9 else ""))
 
     if args.chunks > 1:
-        chunked(args, ticks, controllers)
+        chunked(args, ticks, controllers, unbroken)
 
     if args.estimate_hours > 0:
         from controller.site.loader import load_config
