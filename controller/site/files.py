@@ -50,9 +50,17 @@ def check_files(loaded) -> Iterator[ProblemRecord]:
 def _check_one(key: str, resolved: str, written: str) -> tuple[str, str] | None:
     p = Path(resolved)
     shown = written if written == resolved else f"{written} ({resolved})"
-    if not p.exists():
+    try:
+        os.stat(p)
+    except (FileNotFoundError, NotADirectoryError):
         return "error", (f"{shown}: no such file (looked in the current directory, the config's directory "
                          f"and the install); expected the {_what(key)}")
+    except PermissionError:
+        # A folder on the way this user may not enter (/etc/heatctl/credentials is the daemon's).
+        return "warning", (f"{shown}: this user may not reach it (uid {os.getuid()}); the daemon's user must: "
+                           f"run check-config as that user to verify it")
+    except OSError as exc:
+        return "error", f"{shown}: cannot read: {exc.strerror or exc}; expected the {_what(key)}"
     if key in _DIRECTORIES:
         if not p.is_dir():
             return "error", f"{shown}: not a directory; expected a directory of trusted server certificates"
