@@ -127,10 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             old = json.load(fh)
         for name, rep in old.items():
             if name in results:
-                merged = {label: rep["runs"][label] for label, _c, _p in RUNS
+                # A run made now wins over the file's; RUNS order kept.
+                merged = {label: results[name].get(label, rep["runs"].get(label)) for label, _c, _p in RUNS
                           if label in rep["runs"] or label in results[name]}
-                for label in list(merged):
-                    merged[label] = results[name].get(label, rep["runs"].get(label))
                 results[name] = merged
     from simulations.workload.bound import workload_bound
     report = {}
