@@ -90,6 +90,17 @@ def test_configs_keep_full_text_and_refusals(store):
     assert store.config(3) is None
 
 
+def test_config_text_stored_once_per_sha256(store):
+    big = "site: x\n" + "# padding\n" * 50_000  # a restart or a hostile reload repeats the same bytes
+    for i in range(5):
+        store.record_config(float(i), "/etc/heatctl/site.yaml", "same", big, i % 2 == 0, cause="SIGHUP")
+    store.record_config(9.0, "/etc/heatctl/site.yaml", "other", "site: y\n", True)
+    stored = [r[0] for r in store.db.execute("SELECT length(text) FROM configs ORDER BY id")]
+    assert stored == [len(big), 0, 0, 0, 0, len("site: y\n")]
+    assert [r.text == big for r in store.configs()[:5]] == [True] * 5
+    assert store.config(4).text == big and store.config(6).text == "site: y\n"
+
+
 def test_history_rows(store):
     row = dict(minute=29_000_000, ts=29_000_000 * 60.0, mode="normal", samples=60, degraded_s=0.0,
                it_w=32000.0, captured_w=30000.0, transferred_w=29000.0, delivered_w=28000.0, to_tank_w=0.0,

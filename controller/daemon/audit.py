@@ -7,7 +7,10 @@ Tables:
            truncated; an operator who must prune does so deliberately with sqlite3).
   configs  every configuration the daemon was asked to load: path, sha256, full text, accepted or
            refused with its problem lines. Any earlier configuration can be shown, compared and
-           restored (`heatctl config-history`).
+           restored (`heatctl config-history`). A text is stored once per sha256: a later load of
+           the same bytes (every restart, a hostile 4 MB file sent on every SIGHUP) stores an empty
+           text and is read back from the first row that holds it, so the table grows by a row,
+           not by a copy.
   energy   one row: the energy counters (totals since commissioning, never deltas), written every
            `ENERGY_EVERY_TICKS` ticks and at shutdown, read at start-up. Because totals are stored,
            a restart can neither double-count nor lose more than the ticks since the last write
@@ -84,6 +87,7 @@ CREATE TABLE IF NOT EXISTS configs(
     problems TEXT NOT NULL DEFAULT '',
     cause TEXT NOT NULL DEFAULT ''
 );
+CREATE INDEX IF NOT EXISTS configs_sha256 ON configs(sha256);
 CREATE TABLE IF NOT EXISTS energy(
     id INTEGER PRIMARY KEY CHECK (id = 1),
     ts REAL NOT NULL,
@@ -267,10 +271,17 @@ class AuditStore:
     def record_config(self, ts: float, path: str, sha256: str, text: str, accepted: bool,
                       problems: Iterable[str] = (), cause: str = "") -> int:
         with self._tx():
+            if text and self._config_text(sha256) == text:
+                text = ""  # already held by an earlier row (module docstring)
             cur = self.db.execute(
                 "INSERT INTO configs(ts, path, sha256, text, accepted, problems, cause) VALUES (?,?,?,?,?,?,?)",
                 (ts, path, sha256, text, 1 if accepted else 0, "\n".join(problems), cause))
         return int(cur.lastrowid)
+
+    def _config_text(self, sha256: str) -> str | None:
+        r = self.db.execute("SELECT text FROM configs WHERE sha256 = ? AND text != '' ORDER BY id LIMIT 1",
+                            (sha256,)).fetchone()
+        return None if r is None else r["text"]
 
     def configs(self) -> list[ConfigRecord]:
         rows = self.db.execute("SELECT * FROM configs ORDER BY id").fetchall()
@@ -280,9 +291,9 @@ class AuditStore:
         r = self.db.execute("SELECT * FROM configs WHERE id = ?", (config_id,)).fetchone()
         return self._config(r) if r is not None else None
 
-    @staticmethod
-    def _config(r: sqlite3.Row) -> ConfigRecord:
-        return ConfigRecord(r["id"], r["ts"], r["path"], r["sha256"], r["text"], bool(r["accepted"]),
+    def _config(self, r: sqlite3.Row) -> ConfigRecord:
+        text = r["text"] or self._config_text(r["sha256"]) or ""
+        return ConfigRecord(r["id"], r["ts"], r["path"], r["sha256"], text, bool(r["accepted"]),
                             r["problems"], r["cause"])
 
     # --- energy counters --------------------------------------------------------------------
