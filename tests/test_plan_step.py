@@ -57,3 +57,68 @@ def test_a_trip_wins_over_the_plan_in_the_tick_it_is_seen():
     # Blind to the IT supply: the cap loop's own rule (do not hand power back) holds under a plan.
     blind = ctrl.step(state, snap(ctrl.site, 5.0, drop=("it_supply_temp",)), [], 5.0, plan=adj)
     assert blind.commands[cap].value <= ctrl.site.power.safe_degrade_w
+
+
+def _at_full_cap(ctrl, policy: str, it_supply: float, ticks: int = 240):
+    """The controller after `ticks` 1 s ticks under a `policy` slot with the IT supply at `it_supply`
+    (below the cap target): the cap loop hands power back to the site maximum at 50 W/s."""
+    site = ctrl.site
+    adj = adjustments(Plan(0.0, (PlanSlot(0.0, 0.6, 12000.0, policy, "test"),), slot_s=1e6), 0.0)
+    state = ctrl.initial_state(0.0)
+    for t in range(ticks):
+        state = ctrl.step(state, snap(site, float(t), it_supply_temp=it_supply), [], float(t), plan=adj).state
+    return state
+
+
+def _slot(policy: str, now: float):
+    return adjustments(Plan(0.0, (PlanSlot(0.0, 0.6, 12000.0, policy, "test"),), slot_s=1e6), now)
+
+
+def test_a_switch_to_compute_first_with_a_warm_it_loop_does_not_cap_below_the_request():
+    # The pool year's 0.3 h of capping with the plan, at each heat_first -> compute_first switch:
+    # the IT supply at 51.97 degC, under heat_first's 54 degC cap target and under compute_first's
+    # 52; the cap loop at its maximum held its integral at the maximum less P (3000 W/K x 2 K),
+    # so when the target fell P fell by 6 kW and the cap with it, the supply still below target.
+    ctrl = make_controller()
+    site, cap = ctrl.site, ctrl.site.point_for(Role.POWER_CAP)
+    hf, cf = site.policy.heat_first, site.policy.compute_first
+    limit = site.trips["it_overtemp"].limit
+    state = _at_full_cap(ctrl, HEAT_FIRST, 51.9)
+    assert state.outputs[cap] == site.power.max_w
+    t = 240.0
+    for k in range(60):
+        res = ctrl.step(state, snap(site, t + k, it_supply_temp=51.9), [], t + k, plan=_slot(COMPUTE_FIRST, t + k))
+        assert res.loops["power_cap"].setpoint == limit - cf.cap_margin_k < limit - hf.cap_margin_k
+        assert res.commands[cap].value == site.power.max_w, k   # every server's request can run
+        state = res.state
+
+
+def test_the_it_supply_rising_below_the_cap_target_does_not_cap():
+    # The pool year's other 0.4 h: a slot that releases batch work raises the IT supply by 3 K in a
+    # minute, still below the target: P falls by 3000 W/K x 3 K and, held at the maximum less P,
+    # the cap fell with it. Here 47.8 to 53.9 degC at 0.1 K/s, under heat_first's 54 degC.
+    ctrl = make_controller()
+    site, cap = ctrl.site, ctrl.site.point_for(Role.POWER_CAP)
+    state = _at_full_cap(ctrl, HEAT_FIRST, 47.8)
+    for k in range(70):
+        t, sup = 240.0 + k, min(47.8 + 0.1 * (k + 1), 53.9)
+        res = ctrl.step(state, snap(site, t, it_supply_temp=sup), [], t, plan=_slot(HEAT_FIRST, t))
+        assert res.commands[cap].value == site.power.max_w
+        state = res.state
+
+
+def test_above_the_new_target_the_cap_still_falls_in_the_switching_tick_and_a_trip_caps_at_once():
+    ctrl = make_controller()
+    site, cap = ctrl.site, ctrl.site.point_for(Role.POWER_CAP)
+    kp = site.loops.power_cap.kp
+    state = _at_full_cap(ctrl, HEAT_FIRST, 51.9)
+    t = 240.0
+    # 1 K above compute_first's 52 degC target: the cap falls by P on that 1 K in the same tick.
+    res = ctrl.step(state, snap(site, t, it_supply_temp=53.0), [], t, plan=_slot(COMPUTE_FIRST, t))
+    assert res.commands[cap].value <= site.power.max_w - 0.9 * kp * 1.0
+    # Above its target the loop keeps taking power every tick (the integral, then P as it rises).
+    nxt = ctrl.step(res.state, snap(site, t + 1, it_supply_temp=53.5), [], t + 1, plan=_slot(COMPUTE_FIRST, t + 1))
+    assert nxt.commands[cap].value < res.commands[cap].value
+    # A leak in the switching tick, with the cap loop held at the maximum: the trip caps at once.
+    leak = ctrl.step(state, snap(site, t, it_supply_temp=51.9, leak_rack=1), [], t, plan=_slot(COMPUTE_FIRST, t))
+    assert leak.commands[cap].source is OutputSource.TRIP and leak.commands[cap].value == 5000.0

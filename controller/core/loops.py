@@ -127,11 +127,22 @@ class LoopRunner:
         return _pid(p, i, d, x, now, lo, hi, raw, True), min(max(out, lo), hi), False
 
     @staticmethod
-    def settle(pid: Pid, applied: float, held: bool) -> LoopState:
-        """Fold the applied output back into the PID (tracking) and return the new loop state."""
+    def settle(pid: Pid, applied: float, held: bool, hold_at_hi: bool = False) -> LoopState:
+        """Fold the applied output back into the PID (tracking) and return the new loop state.
+
+        `hold_at_hi`: at the upper limit while the loop's own error asks for at least that much
+        (P >= 0), the integral stays at the limit instead of being tracked down to it less P, as
+        simple-pid's clamp alone would have it. Tracking there makes every fall of P (the
+        measurement rising toward the setpoint, or the setpoint falling) pull the output below
+        the limit while the measurement is still on the safe side of the setpoint. The power cap
+        uses it: it caps the servers only once the IT supply is above its target."""
         if not held and pid.auto:
-            pid = _pid(pid.p, _tracked(pid.lo, pid.hi, pid.p, pid.d, applied), pid.d, pid.last_input,
-                       pid.last_time, pid.lo, pid.hi, applied, True)
+            hi = pid.hi
+            if hold_at_hi and hi is not None and applied >= hi and pid.p >= 0.0:
+                i = hi
+            else:
+                i = _tracked(pid.lo, hi, pid.p, pid.d, applied)
+            pid = _pid(pid.p, i, pid.d, pid.last_input, pid.last_time, pid.lo, hi, applied, True)
         return _loop_state(pid, applied, not held)
 
 

@@ -546,7 +546,10 @@ class Controller:
         }
         out = {}
         for name, (pid, held) in pids.items():
-            out[name] = LoopRunner.settle(pid, applied_internal[name], held)
+            # The cap loop at its maximum with the IT supply at or below its target keeps its
+            # integral there: the servers are not capped on the way to the target, nor when a
+            # plan's slot lowers the target to one the supply is still below (LoopRunner.settle).
+            out[name] = LoopRunner.settle(pid, applied_internal[name], held, name == "power_cap")
         return out
 
 

@@ -13,6 +13,7 @@ controller's estimates, so heatctl and the baseline are measured with one ruler.
 | erf | Energy Reuse Factor (ISO/IEC 30134-6): delivered / (IT + pumps + fans) |
 | demand_met_share | share of the heat the consumer received that was recovered: delivered / (delivered + boiler) |
 | throttled_hours, it_lost_kwh | compute availability: time the cap was below what the workload wanted, and the IT energy not run |
+| throttled_safe_hours | of throttled_hours, the part in safe_degrade (a trip, the start-up hold) or with the controller down |
 | comfort_deficit_kh | K.h of consumer supply below its required temperature while it demands heat (BOPTEST's tdis) |
 | supply_iae_kh, max_overshoot_k | integral of |supply - setpoint| while demanding; the worst excursion above it |
 | trips, hours_above_alarm, hours_above_limit | trips fired; time at or above each high trip's alarm and limit (true values) |
@@ -78,6 +79,9 @@ class Kpis:
     # IAE split: below setpoint is comfort lost, above it is heat pushed where nobody asked for it.
     iae_below_kh: float = 0.0
     iae_above_kh: float = 0.0
+    # Of throttled_hours, the part in safe_degrade (a trip, the start-up hold) or with the controller
+    # down: where capping is the safe state's job, not a cost of control.
+    throttled_safe_hours: float = 0.0
 
     @property
     def events(self) -> list[str]:

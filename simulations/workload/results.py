@@ -5,7 +5,9 @@
 Every run gets the same workload (same seed, same jobs). Printed per scenario: heat reused (the heat
 the consumer wanted, minus its boiler: Kpis.reused_kwh), boiler energy, dumped heat, IT energy, the
 batch share of IT energy, missed deadlines, hours the power cap held the servers below what the
-workload asked (interactive included), and the bound with the same freedom to move batch work
+workload asked (interactive included; and of those, the hours not in a trip or safe state:
+Kpis.throttled_safe_hours), the hottest IT supply and the hours above the trips' alarms, every plan
+solve's status, and the bound with the same freedom to move batch work
 (simulations.workload.bound). "Gap closed" is (plan - no plan) / (bound - no plan), for reused heat
 and for boiler energy (the bound's boiler is demand minus its reused heat).
 """
@@ -42,11 +44,14 @@ def _one(args) -> tuple[str, str, dict]:
                it_lost_kwh=k.it_lost_kwh, trips=k.trips, iae_below_kh=k.iae_below_kh,
                batch_kwh=wl.stats.batch_node_h * span / 1000.0, missed=wl.stats.missed,
                jobs=wl.stats.jobs_arrived, queued_at_end_kwh=sum(j.remaining_node_h for j in wl.queue) * span / 1000.0,
-               safe_degrade_h=k.mode_hours.get("safe_degrade", 0.0), wall_s=time.perf_counter() - t0)
+               safe_degrade_h=k.mode_hours.get("safe_degrade", 0.0), throttled_safe_h=k.throttled_safe_hours,
+               max_it_supply_c=k.max_it_supply_c, above_alarm_h=sum(k.hours_above_alarm.values()),
+               wall_s=time.perf_counter() - t0)
     if pc is not None:
         s = sorted(pc.solve_s)
         out.update(solves=len(s), solve_median_s=s[len(s) // 2], solve_max_s=s[-1],
-                   plan_failed=pc.keeper.counters.failed, plan_fallbacks=pc.keeper.counters.fallbacks)
+                   plan_failed=pc.keeper.counters.failed, plan_fallbacks=pc.keeper.counters.fallbacks,
+                   plan_statuses=dict(pc.statuses), plan_failures=pc.failures)
     return name, label, out
 
 
@@ -59,7 +64,8 @@ def format_table(name: str, runs: dict, bound: dict | None) -> str:
     lines = [f"{name}", f"  {'':26s}" + "".join(f"{n:>15s}" for n in labels) + (f"{'bound':>15s}" if bound else "")]
 
     def row(label, key, fmt="{:,.0f}", bkey=None):
-        cells = "".join(f"{fmt.format(runs[n][key]):>15s}" for n in labels)
+        # A run from a file written before a key existed (--merge) shows "-" for it.
+        cells = "".join(f"{fmt.format(runs[n][key]) if key in runs[n] else '-':>15s}" for n in labels)
         b = f"{fmt.format(bound[bkey]):>15s}" if bound and bkey else (f"{'':>15s}" if bound else "")
         lines.append(f"  {label:26s}{cells}{b}")
 
@@ -73,7 +79,13 @@ def format_table(name: str, runs: dict, bound: dict | None) -> str:
     row("batch left queued (kWh)", "queued_at_end_kwh")
     row("missed deadlines", "missed", "{:d}")
     row("capped hours", "throttled_h", "{:.2f}")
+    for n in labels:
+        if "throttled_safe_h" in runs[n]:
+            runs[n]["throttled_control_h"] = runs[n]["throttled_h"] - runs[n]["throttled_safe_h"]
+    row("  not by trip/safe state", "throttled_control_h", "{:.2f}")
     row("IT not run (kWh)", "it_lost_kwh")
+    row("max IT supply (degC)", "max_it_supply_c", "{:.1f}")
+    row("hours above alarms", "above_alarm_h", "{:.2f}")
     if bound and "heatctl+plan" in runs and "heatctl" in runs:
         p, h = runs["heatctl+plan"], runs["heatctl"]
         gr = gap_closed(p["reused_kwh"], h["reused_kwh"], bound["reused_kwh"])
@@ -83,6 +95,10 @@ def format_table(name: str, runs: dict, bound: dict | None) -> str:
         p = runs["heatctl+plan"]
         lines.append(f"  plan solves {p['solves']:,d}: median {p['solve_median_s'] * 1000:.1f} ms, max "
                      f"{p['solve_max_s'] * 1000:.1f} ms; failed {p['plan_failed']}, fallbacks to the rules {p['plan_fallbacks']}")
+        if p.get("plan_statuses"):
+            lines.append("  solve statuses: " + ", ".join(f"{why} {n:,d}" for why, n in sorted(p["plan_statuses"].items())))
+        for when, why, took in p.get("plan_failures", [])[:5]:
+            lines.append(f"  failed solve at day {when / 86400:.3f}: {why} after {took:.2f} s")
     base = [n for n in labels if n not in ("heatctl+plan", "heatctl")]
     if base:
         best = max(base, key=lambda n: runs[n]["reused_kwh"])
