@@ -24,3 +24,22 @@ def test_power_cap(ref_site, mode, t_sup, pid_out, call, sent):
     seq = PowerCap(ref_site)
     assert seq(mode, t_sup) == call
     assert seq.output(pid_out, t_sup) == sent
+
+
+#   mode               last tick's target  dt (s)  -> this tick's target (compute_first: 52 degC)
+TARGETS = [
+    (Mode.NORMAL, None, 1.0, 52.0),              # the first tick: this policy's
+    (Mode.NORMAL, 52.0, 1.0, 52.0),
+    (Mode.NORMAL, 50.0, 1.0, 52.0),              # a higher target applies at once
+    (Mode.NORMAL, 54.0, 60.0, 53.8),             # a lower one at 2 K per 10 minutes
+    (Mode.BYPASS, 54.0, 300.0, 53.0),
+    (Mode.NORMAL, 52.1, 60.0, 52.0),             # never below this policy's
+    (Mode.SAFE_DEGRADE, 54.0, 1.0, 52.0),        # in safe_degrade at once
+]
+
+
+@pytest.mark.parametrize("mode,last,dt,target", TARGETS)
+def test_a_lower_target_is_reached_at_a_bounded_rate(ref_site, mode, last, dt, target):
+    seq = PowerCap(ref_site)
+    assert seq.target(mode, last, dt) == pytest.approx(target)
+    assert seq(mode, 40.0, seq.target(mode, last, dt)).setpoint == pytest.approx(target)

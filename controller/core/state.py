@@ -60,3 +60,6 @@ class ControllerState:
     # The start-up hold goes on because the BMS said it ran on its fallback when the first
     # complete, valid snapshot came: the first complete one without it ends the hold.
     startup_fallback: bool = False
+    # The power cap loop's target last tick (degC; None: none yet): a plan's slot that lowers the
+    # target moves it there at a bounded rate (controller.core.sequences.power_cap.PowerCap.target).
+    cap_target_c: float | None = None

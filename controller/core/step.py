@@ -357,6 +357,7 @@ class Controller:
             # Kept only through the start-up hold: it says nothing once the cap loop has run.
             cap_before_start=state.cap_before_start if mode_cause == STARTUP_CAUSE else None,
             startup_fallback=mode_cause == STARTUP_CAUSE and started and (state.startup_fallback or fallback),
+            cap_target_c=loop_results["power_cap"].setpoint,
         ))
         return _frozen(StepResult, dict(state=new_state, commands=commands, events=events, checked=checked,
                                         flows=flows, loops=loop_results))
@@ -515,7 +516,8 @@ class Controller:
         u = run("consumer_supply", self.consumer_tank(mode, t_c, val(self._p_top), online, state.tank_soc))
         v1, p3 = self.consumer_tank.split(u, online)
         d1 = run("dump", dump(mode, val(self._p_b_ret)))
-        cap = power_cap.output(run("power_cap", power_cap(mode, t_sup)), t_sup)
+        cap_target = power_cap.target(mode, state.cap_target_c, dt)
+        cap = power_cap.output(run("power_cap", power_cap(mode, t_sup, cap_target)), t_sup)
         boiler = boiler_seq(checked[self._p_avail].good, online, t_c, state.boiler_on, state.boiler_since, now)
         out = {
             self._p_p1: p1, self._p_p2: self.site.outputs.p2_auto_pct, self._p_v1: v1, self._p_p3: p3,
