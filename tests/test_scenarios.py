@@ -120,6 +120,9 @@ def test_leak_isolates_the_it_loop():
     f = next(f for t, f in trips(k) if f["trip"] == "leak")
     assert f["commands"]["p1_speed"] == (0.0, "trip") and f["commands"]["p2_speed"] == (0.0, "trip")
     assert [m for _, m, _ in modes_entered(k)][-1] == "normal"
+    # The servers capped by the trip, and after it until the cap loop has handed power back: all
+    # of it counted as the safe state's (Kpis.throttled_safe_hours), none as control's.
+    assert k.throttled_hours > 0.5 and k.throttled_safe_hours == k.throttled_hours
 
 
 def test_supply_temperature_settles_after_a_50_percent_load_step():

@@ -97,6 +97,9 @@ def test_plan_on_a_january_pool_window_reuses_more_and_stays_under_the_bound():
     bound = workload_bound(site, sc, hours=48, start_s=start)
     assert wl_p.stats.missed == wl_n.stats.missed == 0
     assert with_plan.throttled_hours <= without.throttled_hours + 0.05
+    # Interactive work is capped only by the start-up hold (safe_degrade), with or without the plan.
+    assert with_plan.throttled_hours == with_plan.throttled_safe_hours
+    assert without.throttled_hours == without.throttled_safe_hours
     assert without.reused_kwh < with_plan.reused_kwh <= bound["reused_kwh"]
     assert with_plan.boiler_kwh < without.boiler_kwh
     assert len(pc.solve_s) == 48 * 4 and pc.keeper.counters.failed == 0
