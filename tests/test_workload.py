@@ -103,6 +103,7 @@ def test_plan_on_a_january_pool_window_reuses_more_and_stays_under_the_bound():
     assert without.reused_kwh < with_plan.reused_kwh <= bound["reused_kwh"]
     assert with_plan.boiler_kwh < without.boiler_kwh
     assert len(pc.solve_s) == 48 * 4 and pc.keeper.counters.failed == 0
+    assert pc.statuses == {"optimal": 48 * 4} and pc.failures == []
 
 
 def test_forecast_history_is_taken_from_days_of_the_same_type():
@@ -115,3 +116,28 @@ def test_forecast_history_is_taken_from_days_of_the_same_type():
         assert len(days) == 5 and len(set(days)) == 5
         assert all(is_weekend(t - d * DAY) == is_weekend(t) for d in days)
         assert max(days) <= 21
+
+
+def test_a_failed_solve_is_logged_with_its_status_and_the_last_plan_kept():
+    from controller.planning.solver import SolveResult, solve
+    from simulations.runners import planned
+
+    sc = SCENARIOS["pool-year"]
+    site = site_for(sc)
+    start = day_start_s(1, 10)
+    calls = []
+
+    def every_third_times_out(inputs, time_limit_s):
+        calls.append(time_limit_s)
+        if len(calls) % 3 == 0:
+            return SolveResult(None, "solver: Time limit reached", 31.0, inputs.now_s)
+        return solve(inputs, time_limit_s)
+
+    wl = planned.workload_for(site, sc, 60.0, start)
+    sc2 = dataclasses.replace(planned.with_workload(sc, wl), start_s=start)
+    ctrl = planned.PlannedController(site, sc2, wl, time_limit_s=planned.SIM_TIME_LIMIT_S, solver=every_third_times_out)
+    planned.run_scenario(site, sc2, hours=3, tick_s=60.0, controller=ctrl)
+    assert calls and all(c == float("inf") for c in calls)      # simulations solve without a wall-clock box
+    assert ctrl.statuses == {"optimal": 8, "solver: Time limit reached": 4}
+    assert [why for _t, why, _s in ctrl.failures] == ["solver: Time limit reached"] * 4
+    assert ctrl.keeper.counters.failed == 4 and ctrl.keeper.counters.fallbacks == 0   # the last plan kept
