@@ -235,6 +235,7 @@ class RequestDecoder:
             else:
                 lanes[layout].append([p])
         words_fmt = {e: struct.Struct(f"{e}{req.count}H") for e in "<>"}
+        self._big_words = words_fmt[">"]  # the wire's own layout: raw bytes serve as they are
         # One pass: (struct over the words' bytes, its buffer packing, positions, scales, offsets).
         self._passes: list[tuple[struct.Struct, struct.Struct, tuple[int, ...],
                                  tuple[float, ...] | None, tuple[float, ...] | None]] = []
@@ -260,17 +261,24 @@ class RequestDecoder:
         self._whole = (len(self._passes) == 1 and not self._bools and self._passes[0][3] is None
                        and self._passes[0][2] == tuple(range(len(self.names))))
 
-    def values(self, words: Sequence[int]) -> list[float]:
-        """Engineering values of every point, in `names` order (NaN/inf passed through)."""
+    def values(self, words: Sequence[int], raw: bytes | None = None) -> list[float]:
+        """Engineering values of every point, in `names` order (NaN/inf passed through). `raw`:
+        the same registers as bytes, big-endian as on the wire (drivers.modbus.responses), which
+        spares packing the words again for the big-endian layouts; ignored unless its length fits."""
         out = [0.0] * len(self.names)
         if self._bits:
             for i, off in self._bools:
                 out[i] = 1.0 if words[off] else 0.0
             return out
+        big = self._big_words
+        if raw is not None and len(raw) != big.size:
+            raw = None
         if self._whole:
             words_struct, unpacker = self._passes[0][:2]
+            if raw is not None and words_struct is big:
+                return list(unpacker.unpack_from(raw))
             return list(unpacker.unpack_from(words_struct.pack(*words)))
-        packed: dict[struct.Struct, bytes] = {}
+        packed: dict[struct.Struct, bytes] = {} if raw is None else {big: raw}
         for words_struct, unpacker, positions, scales, offsets in self._passes:
             buf = packed.get(words_struct)
             if buf is None:

@@ -51,6 +51,7 @@ from controller.site.modbus_schema import ModbusDriverConfig, ModbusPointSource
 from drivers.backoff import Backoff
 from drivers.base import (Clock, Driver, DriverPoint, LinkState, WriteResult, put_readings,
                           retry_text)
+from drivers.modbus.responses import RESPONSE_CLASSES
 from drivers.modbus.codec import (  # noqa: F401 - re-exported: the codec's public names
     BIT_TABLES, MAX_BITS_PER_READ, MAX_REGISTERS_PER_READ, WRITABLE_TABLES, PlannedPoint,
     ReadRequest, RequestDecoder, decode_raw, decode_value, encode_raw, encode_value,
@@ -132,6 +133,12 @@ class ModbusDriver(Driver):
         self.read_deadline_s = read_deadline_s
         self._client: AsyncModbusTcpClient | None = None
         self._client_lost: asyncio.Future[None] | None = None
+        self._scope_deadline = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+        # The timeout scope of the request in flight. Requests on a connection are sequential (the
+        # supervisor runs one call per driver at a time); were two to overlap, the one not held here
+        # would still end at its own timeout.
+        self._scope: asyncio.Timeout | None = None
         self._ever_connected = False
         self._closed = False
         # Reset only when a device answers, not on TCP connect: a peer that accepts connections but
@@ -158,6 +165,9 @@ class ModbusDriver(Driver):
     async def close(self) -> None:
         """Close the connection; idempotent."""
         self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         self._drop_client()
 
     # ---- health helpers --------------------------------------------------------------------
@@ -242,9 +252,20 @@ class ModbusDriver(Driver):
             if not up and not lost.done():
                 lost.set_result(None)
 
+        def expire_request(_f: asyncio.Future) -> None:
+            # The request in flight (if any) fails now rather than at its timeout: one callback
+            # per connection, not one added and removed per request (the hot path).
+            scope = self._scope
+            if scope is not None and scope.expired() is False:
+                scope.reschedule(asyncio.get_running_loop().time())
+
+        lost.add_done_callback(expire_request)
+
         client = AsyncModbusTcpClient(cfg.host, port=cfg.port, timeout=cfg.timeout_s * 2 + 0.1,
                                       retries=0, reconnect_delay=0, reconnect_delay_max=0,
                                       name=f"heatctl-{self.name}", trace_connect=on_connect)
+        for cls in RESPONSE_CLASSES:  # register responses in one unpack (drivers.modbus.responses)
+            client.register(cls)
         try:
             ok = await asyncio.wait_for(client.connect(), timeout=cfg.timeout_s)
             detail = "connect refused or failed"
@@ -292,25 +313,25 @@ class ModbusDriver(Driver):
                 if budget <= 0:
                     return _Fail("deadline", "read deadline reached before the request")
             self._health.requests_total += 1
-            self._last_request_at[device_id] = loop.time()
+            sent_at = self._last_request_at[device_id] = loop.time()
             lost = self._client_lost
             # The request runs in this task under a timeout scope (no task per request: this is
-            # the hot path); a peer that closes the connection expires the scope at once, since
-            # pymodbus would leave the response future pending until its own timeout.
+            # the hot path). The scope has no timer of its own: the driver's one watchdog
+            # (_watch) expires it at its deadline, and a peer that closes the connection expires
+            # it at once (_ensure_connected), since pymodbus would leave the response future
+            # pending until its own timeout. Same bound as asyncio.timeout(budget), without a
+            # timer made and cancelled per request.
             response = None
             try:
-                async with asyncio.timeout(budget) as scope:
-                    expire = None
-                    if lost is not None:
-                        def expire(_f: asyncio.Future, scope=scope) -> None:
-                            if scope.expired() is False:
-                                scope.reschedule(loop.time())
-                        lost.add_done_callback(expire)
+                async with asyncio.timeout(None) as scope:
+                    if lost is not None and lost.done():
+                        return _Fail("connection_lost", "connection lost", link=True)
+                    self._scope, self._scope_deadline = scope, sent_at + budget
+                    self._watch(loop)
                     try:
                         response = await call(client)
                     finally:
-                        if expire is not None:
-                            lost.remove_done_callback(expire)
+                        self._scope = None
                 timed_out = False
             except TimeoutError:
                 timed_out = True
@@ -337,6 +358,25 @@ class ModbusDriver(Driver):
                 return _Fail(name, f"device {device_id}: exception response {code:#04x} ({name})",
                              silent=code in _GATEWAY_CODES)
             return response
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make sure the watchdog fires no later than the request in flight's deadline."""
+        w = self._watchdog
+        if w is not None and w.when() <= self._scope_deadline:
+            return
+        if w is not None:
+            w.cancel()
+        self._watchdog = loop.call_at(self._scope_deadline, self._watchdog_fired, loop)
+
+    def _watchdog_fired(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._watchdog = None
+        scope = self._scope
+        if scope is None or scope.expired() is not False:
+            return  # no request in flight: the next one arms it again
+        if loop.time() >= self._scope_deadline:
+            scope.reschedule(loop.time())  # expires: TimeoutError in the request's task
+        else:
+            self._watch(loop)  # a later request is in flight: wait for its deadline
 
     @staticmethod
     def _read_call(table: str, address: int, count: int, device_id: int):
@@ -460,7 +500,7 @@ class ModbusDriver(Driver):
         if len(words) != req.count:
             words = words[:req.count]
         # A NaN or inf from the device is BAD "not_finite": it answered, the value is unusable.
-        put_readings(out, decoder.names, units, decoder.values(words), now)
+        put_readings(out, decoder.names, units, decoder.values(words, getattr(response, "raw", None)), now)
 
     # ---- write -----------------------------------------------------------------------------
 
