@@ -147,6 +147,8 @@ async def test_silent_bmc_is_lost_within_the_timeout_others_read(bmcs, credentia
         health = driver.health()
         assert not health.connected and health.errors_total >= 3
         assert health.extra["bmcs_answering"] == 2.0
+        # The operator's line says where, what and when the next try is (like Modbus and OPC-UA).
+        assert "srv2 (127.0.0.1:" in health.last_error and "next try at the next read" in health.last_error
     finally:
         await driver.close()
 

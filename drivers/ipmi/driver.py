@@ -541,7 +541,8 @@ class IpmiDriver(Driver):
         want_limit = bool(self._cap_points)
         start = self.clock()
         due = [n for n in self._read_bmcs if start >= self._next_read.get(n, -math.inf)]
-        fresh = await self._run_all({n: (_BmcLink.read, want_limit) for n in due}) if due else {}
+        fresh = await self._run_all({n: (_BmcLink.read, want_limit) for n in due},
+                                    "next try at the next read") if due else {}
         now = self.clock()
         first_round = not self._answers
         for i, (bmc, outcome) in enumerate(fresh.items()):
@@ -637,14 +638,15 @@ class IpmiDriver(Driver):
         return WriteResult(pname, cap_w, ok=True, reason=reason, readback=readback)
 
     # --- all BMCs at once ---------------------------------------------------------------------
-    async def _run_all(self, jobs: Mapping[str, tuple]) -> dict[str, object]:
+    async def _run_all(self, jobs: Mapping[str, tuple], next_try: str = "sent again at the next write"
+                       ) -> dict[str, object]:
         """Run one job per BMC concurrently, all bounded by timeout_s; failures as BmcError."""
         outcomes: dict[str, object] = {}
         futures: dict[asyncio.Future, str] = {}
         for bmc, (fn, arg) in jobs.items():
             link = self._links[bmc]
             if link.busy:
-                outcomes[bmc] = BmcError("busy: the previous request is still unanswered")
+                outcomes[bmc] = BmcError(f"busy: the previous request is still unanswered; {next_try}")
             else:
                 futures[link.submit(fn, link, arg)] = bmc
         self._health.requests_total += len(jobs)
@@ -652,7 +654,9 @@ class IpmiDriver(Driver):
             done, _ = await asyncio.wait(futures, timeout=self.config.timeout_s)
             for future, bmc in futures.items():
                 if future not in done:
-                    outcomes[bmc] = BmcError(f"timeout ({self.config.timeout_s:g} s)")
+                    # A BMC that failed is asked again at the driver's next call of the kind (a
+                    # read: every tick; a cap: its verified value is forgotten, so it is re-sent).
+                    outcomes[bmc] = BmcError(f"timeout ({self.config.timeout_s:g} s); {next_try}")
                 elif isinstance(future.exception(), BmcError):
                     outcomes[bmc] = future.exception()
                 elif future.exception() is not None:
