@@ -10,8 +10,11 @@ TransactionManager.execute), so "concurrent" requests on one connection would on
 lock, and a queued request's own timeout would run while it waits. Many Modbus TCP gateways and PLCs
 also accept only a few connections, so the driver does not open one per device id. Instead:
 
-* every request is bounded by `timeout_s` (our own `asyncio.wait_for`; pymodbus's retries and
-  reconnect are disabled so that they cannot stall a tick);
+* every request is bounded by `timeout_s` (our own timeout scope, expired by one watchdog timer
+  per driver rather than a timer made and cancelled per request; pymodbus's retries and reconnect
+  are disabled so that they cannot stall a tick);
+* register responses are decoded in one unpack and handed to the codec as raw bytes
+  (`drivers.modbus.responses`, registered on this driver's client only);
 * device ids that answered last time are read first; a device id that timed out (or that its
   gateway reports as not answering, exception 0x0A/0x0B) is marked silent: it is read last, gets one
   attempt per read (no retries), and after its first failure in a read its other requests are marked
