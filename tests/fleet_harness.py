@@ -79,9 +79,12 @@ def central(workdir: Path, lookback: str = "5s", evaluation: str = "1s") -> Prom
                       extra_args=[f"--query.lookback-delta={lookback}"]).start()
 
 
-def agent(workdir: Path, site: str, target_port: int, central_url: str, interval: str = "1s") -> Prometheus:
+def agent(workdir: Path, site: str, target_port: int, central_url: str, interval: str = "1s",
+          capacity: int | None = None) -> Prometheus:
     """A site's agent from the shipped docs/fleet/site-agent.yml, with the test's site, target,
-    central URL, and a short scrape interval and backoff."""
+    central URL, and a short scrape interval and backoff. `capacity`: the remote-write queue's
+    in-memory samples per shard (10,000 shipped); a small one makes a short outage outgrow the
+    queue, so that what the centre gets afterwards comes from the WAL, as a long outage would."""
     cfg = yaml.safe_load((FLEET / "site-agent.yml").read_text())
     cfg["global"]["scrape_interval"] = interval
     cfg["global"]["external_labels"]["site"] = site
@@ -89,4 +92,6 @@ def agent(workdir: Path, site: str, target_port: int, central_url: str, interval
     rw = cfg["remote_write"][0]
     rw["url"] = central_url + "/api/v1/write"
     rw["queue_config"].update(batch_send_deadline="1s", max_backoff="2s", min_backoff="100ms")
+    if capacity is not None:
+        rw["queue_config"].update(capacity=capacity, max_samples_per_send=max(1, capacity // 2))
     return Prometheus(workdir / f"agent-{site}", mode="agent", config=cfg).start()

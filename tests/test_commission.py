@@ -1,8 +1,14 @@
 """Commissioning: the reference plan against the simulated plant and the daemon, both as processes.
 
 The plan is config/commissioning/reference-plant.yaml as shipped; the daemon's config is the e2e
-one of tests/test_e2e_daemon.py (0.25 s tick, short grace and exit dwell) with a 2 s mode dwell, so
-that the whole plan (points, modes, four trip proofs, four drills) runs in well under two minutes.
+one of tests/test_e2e_daemon.py (0.25 s tick, short grace and exit dwell) with a 2 s mode dwell, a
+2 s sensor_lost grace (10 s shipped: the sensor drill waited it out) and a 500 W surplus to enter
+buffer_charging (3 kW shipped): the consumer-offline drill comes right after the sensor drill's
+safe_degrade (P1 and the dry cooler at 100 %) has cooled the IT loop, and the captured heat took
+from 2 s to 90 s to climb past 3 kW again. With the consumer offline every captured watt is surplus
+(controller/core/step.py _surplus), so the threshold only sets how long the drill waits; with it
+online the surplus is far below zero (the pool's demand), so the lower threshold changes no other
+step. The whole plan (points, modes, four trip proofs, four drills) runs in about half a minute.
 """
 
 from __future__ import annotations
@@ -27,7 +33,11 @@ def test_reference_plan_passes_against_the_simulated_plant(capsys):
     sim = Sim(workdir)
     text = sim.config.read_text()
     assert "  min_dwell_s: 300" in text
-    sim.config.write_text(text.replace("  min_dwell_s: 300", "  min_dwell_s: 2"))
+    assert text.count("\n    grace_s: 10\n") == 1  # sensor_lost's, the only trip with a grace
+    assert "  surplus_enter_w: 3000\n" in text
+    sim.config.write_text(text.replace("  min_dwell_s: 300", "  min_dwell_s: 2")
+                          .replace("\n    grace_s: 10\n", "\n    grace_s: 2\n")
+                          .replace("  surplus_enter_w: 3000\n", "  surplus_enter_w: 500\n"))
     d = Daemon(workdir, sim.config)
     try:
         d.start()
@@ -46,6 +56,9 @@ def test_reference_plan_passes_against_the_simulated_plant(capsys):
         assert pump["before"]["mode"] == "normal" and pump["time_to_respond_s"] <= 20
         assert pump["restore"]["after"]["mode"] == "normal"
         assert "srv3_power" in by["drill: remove a server (srv3)"]["during"]["bad_readings"]
+        sensor = by["drill: fail a sensor (IT supply temperature)"]
+        # The grace held (counted from the last good read, so up to a tick before the injection).
+        assert "sensor_lost" in sensor["during"]["trips"] and sensor["time_to_respond_s"] >= 1.5
         assert by["prove it_overtemp"]["actions"]["p1_speed"] == 100
         md = next(out.glob("commissioning-*.md")).read_text()
         assert "## Sign-off" in md and "safety reviewer" in md and "**Result: PASS**" in md
