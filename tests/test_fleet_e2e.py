@@ -7,9 +7,9 @@ replays).
 
 The outage is 30 s, not issue 12's two minutes: what makes an outage long for an agent is the
 samples it must hold beyond its in-memory queue, not the wall time. The agents here have a
-remote-write queue of 50 samples per shard (10,000 shipped), so each site's ~30 s of scrapes
+remote-write queue of 200 samples per shard (10,000 shipped), so each site's ~30 s of scrapes
 (thousands of samples) outgrow it many times over, as two minutes (or hours) would outgrow the
-shipped queue: the samples after the first 50 reach the centre only by the WAL's replay. Each agent
+shipped queue: the samples after the first 200 reach the centre only by the WAL's replay. Each agent
 must also have counted failed sends during the outage (it saw it), and the backoff is capped at
 2 s (harness), so it retries ~15 times, not once.
 """
@@ -32,7 +32,7 @@ pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="needs Debian's prome
 SITES = ("north", "south", "east")
 SCRAPE_S = 2
 OUTAGE_S = 30
-QUEUE_CAPACITY = 50
+QUEUE_CAPACITY = 200
 
 
 class MetricsDaemon(Daemon):
