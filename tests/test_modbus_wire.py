@@ -349,3 +349,84 @@ async def test_a_stream_that_is_not_modbus_drops_the_link_and_reconnects():
     finally:
         await drv.close()
         await peer.stop()
+
+
+# ------------------------------------------------------------------------------------------
+# Pipelined reads (max_in_flight > 1, opt-in)
+# ------------------------------------------------------------------------------------------
+
+
+FOUR = (("a", 1, 0), ("b", 1, 100), ("c", 1, 200), ("d", 2, 0))
+
+
+async def test_pipelined_read_sends_the_window_at_once_and_takes_replies_out_of_order():
+    held: list[Frame] = []
+
+    def script(f: Frame, writer: asyncio.StreamWriter) -> None:
+        held.append(f)
+        if len(held) % 4 == 0:  # answer only once the whole window is here, last first
+            for g in reversed(held[-4:]):
+                answer(g, writer)
+
+    peer = ScriptedPeer(script)
+    port = await peer.start()
+    drv = make_driver(port, word_points(*FOUR), max_in_flight=4)
+    await drv.start()
+    try:
+        r = await drv.read()
+        assert {n: r[n].value for n in "abcd"} == {"a": 100.0, "b": 200.0, "c": 300.0, "d": 100.0}
+        assert all(r[n].quality is Quality.GOOD for n in "abcd")
+        assert len(peer.frames) == 4 and drv._client.unmatched == 0
+    finally:
+        await drv.close()
+        await peer.stop()
+
+
+async def test_pipelined_timeout_loses_only_the_unanswered_request():
+    def script(f: Frame, writer: asyncio.StreamWriter) -> None:
+        if not (f[1] == 1 and f[2][1:3] == b"\x00\x64"):  # device 1, register 100: never answered
+            answer(f, writer)
+
+    peer = ScriptedPeer(script)
+    port = await peer.start()
+    drv = make_driver(port, word_points(*FOUR), max_in_flight=4)
+    await drv.start()
+    try:
+        started = time.monotonic()
+        r = await drv.read()
+        assert time.monotonic() - started < 4 * TIMEOUT_S  # one timeout for the window, not one each
+        assert r["b"].quality is Quality.LOST and r["b"].reason == "timeout"
+        # the other requests of the window answered: device 1's included
+        assert [r[n].value for n in "acd"] == [100.0, 300.0, 100.0]
+        # device 1 is now silent: read last, one request at a time, and its failure skips the rest
+        assert drv.health().extra["silent_devices"] == 1.0 and drv.health().connected
+        r = await drv.read()
+        assert r["d"].value == 100.0 and r["a"].value == 100.0
+        assert r["b"].reason == "timeout" and r["c"].reason == "device_not_answering"
+    finally:
+        await drv.close()
+        await peer.stop()
+
+
+async def test_pipelined_window_is_bounded_by_max_in_flight():
+    outstanding: list[Frame] = []
+    most = [0]
+
+    def script(f: Frame, writer: asyncio.StreamWriter) -> None:
+        outstanding.append(f)
+        most[0] = max(most[0], len(outstanding))
+        if len(outstanding) == 2:
+            for g in outstanding:
+                answer(g, writer)
+            outstanding.clear()
+
+    peer = ScriptedPeer(script)
+    port = await peer.start()
+    drv = make_driver(port, word_points(*FOUR), max_in_flight=2)
+    await drv.start()
+    try:
+        r = await drv.read()
+        assert all(r[n].quality is Quality.GOOD for n in "abcd") and most[0] == 2
+    finally:
+        await drv.close()
+        await peer.stop()
