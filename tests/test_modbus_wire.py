@@ -430,3 +430,50 @@ async def test_pipelined_window_is_bounded_by_max_in_flight():
     finally:
         await drv.close()
         await peer.stop()
+
+
+async def test_pipelined_window_is_lost_at_once_when_the_peer_closes():
+    def script(f: Frame, writer: asyncio.StreamWriter) -> None:
+        if peer.connections == 1:
+            writer.close()  # the peer drops the connection with the whole window in flight
+        else:
+            answer(f, writer)
+
+    peer = ScriptedPeer(script)
+    port = await peer.start()
+    drv = make_driver(port, word_points(*FOUR), max_in_flight=4, timeout_s=5.0)
+    await drv.start()
+    try:
+        started = time.monotonic()
+        r = await drv.read()
+        assert time.monotonic() - started < 2.5  # the close, not the 5 s timeout, ended it
+        assert {r[n].reason for n in "abcd"} == {"connection_lost"}
+        assert drv.health().extra["silent_devices"] == 0.0  # a lost link is no device's fault
+
+        async def good_again() -> bool:
+            return all(x.quality is Quality.GOOD for x in (await drv.read()).values())
+        await poll_until(good_again, timeout_s=5.0)
+        assert peer.connections == 2
+    finally:
+        await drv.close()
+        await peer.stop()
+
+
+async def test_pipelined_read_deadline_cuts_the_window_without_a_verdict_on_devices():
+    peer = ScriptedPeer(lambda f, w: None)  # never answers
+    port = await peer.start()
+    pts = word_points(*FOUR)
+    drv = ModbusDriver("plc", ModbusDriverConfig(kind="modbus", host="127.0.0.1", port=port,
+                                                 timeout_s=1.0, retries=0, max_in_flight=2), pts,
+                       read_deadline_s=0.1)
+    await drv.start()
+    try:
+        started = time.monotonic()
+        r = await drv.read()
+        assert time.monotonic() - started < 0.8
+        assert {r[n].reason for n in "abcd"} == {"deadline"}
+        assert len(peer.frames) == 2  # the second window was never sent
+        assert drv.health().extra["silent_devices"] == 0.0 and drv.health().connected
+    finally:
+        await drv.close()
+        await peer.stop()
