@@ -9,8 +9,6 @@ Prints:
      (drivers.modbus.client), so the ratio is its whole read path (framing, timeouts, codec,
      Reading objects) against pymodbus's client path alone, by wall
      time and by this process's CPU time per read (the steadier one on a loaded machine);
-  1b. the same with the server in a child process: this process's CPU per read is then the client
-     side alone (driver vs bare pymodbus client);
   2. the wall time of one read() of 500 float32 points spread over 4 device ids of one server.
 
 Server and client share one event loop and one CPU (pymodbus's server is pure Python): absolute
@@ -21,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import pathlib
 import statistics
 import sys
@@ -121,61 +118,6 @@ async def bench_throughput(seconds: float) -> None:
           f"vs {1e3 * b_cpu / b_calls:.2f} ms per read)")
 
 
-def _serve_in_child(conn, n_points: int) -> None:
-    """Child process: the same server as [1], so that this process's CPU time is the client's."""
-    async def serve() -> None:
-        pts = float_points(n_points, 1)
-        server = ModbusPlantServer(pts)
-        await server.start()
-        for i, name in enumerate(pts):
-            server.set_value(name, 20.0 + i / 10)
-        conn.send(server.port)
-        await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # until told to stop
-        await server.stop()
-    asyncio.run(serve())
-
-
-async def bench_client_cpu(seconds: float) -> None:
-    """[1] again with the server in a child process: CPU per read of the client side alone."""
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_serve_in_child, args=(child, 200), daemon=True)
-    proc.start()
-    try:
-        port = await asyncio.get_running_loop().run_in_executor(None, parent.recv)
-        pts = float_points(200, 1)
-        driver = ModbusDriver("bench", config(port), pts)
-        await driver.start()
-        plan = driver.requests
-        client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1.0, retries=0,
-                                      reconnect_delay=0)
-        await client.connect()
-
-        async def driver_read():
-            readings = await driver.read()
-            assert all(r.good for r in readings.values())
-
-        async def bare_read():
-            for req in plan:
-                rr = await client.read_input_registers(req.address, count=req.count,
-                                                       device_id=req.device_id)
-                assert not rr.isError()
-
-        try:
-            (d_calls, _, d_cpu), (b_calls, _, b_cpu) = await interleaved([driver_read, bare_read],
-                                                                         2 * seconds)
-        finally:
-            client.close()
-            await driver.close()
-    finally:
-        parent.send("stop")
-        proc.join(5)
-    d, b = 1e6 * d_cpu / d_calls, 1e6 * b_cpu / b_calls
-    print("[1b] the same with the server in a child process: client-side CPU per read")
-    print(f"    driver {d:6.0f} us (framing, timeouts, decoding, {len(pts)} readings); "
-          f"bare pymodbus {b:6.0f} us (no decoding, no readings); ratio bare / driver = {b / d:.2f}")
-
-
 async def bench_500_over_4(seconds: float) -> None:
     pts = float_points(500, 4)
     server = ModbusPlantServer(pts)
@@ -211,7 +153,6 @@ async def bench_500_over_4(seconds: float) -> None:
 async def main(seconds: float) -> None:
     start = time.perf_counter()
     await bench_throughput(seconds)
-    await bench_client_cpu(seconds)
     await bench_500_over_4(seconds)
     print(f"(bench took {time.perf_counter() - start:.1f} s)")
 
