@@ -23,12 +23,6 @@ class ModbusDriverConfig(StrictModel):
     max_gap_registers: int = Field(8, ge=0, le=124)
     # Minimum time between two requests to one device (slow serial gateways need it).
     min_request_gap_s: float = Field(0.0, ge=0)
-    # Requests outstanding at once on the connection (replies matched by transaction id). 1: the
-    # next request waits for the previous reply, which every server handles. More cuts a read to
-    # about one round trip per `max_in_flight` requests, but only for servers that queue pipelined
-    # requests (pymodbus 3.16's server does not: it takes one frame per TCP segment). Ignored when
-    # min_request_gap_s > 0.
-    max_in_flight: int = Field(1, ge=1, le=16)
     # Re-send unchanged setpoints this often, for devices that forget them (0 = never).
     write_refresh_s: float = Field(0.0, ge=0)
 

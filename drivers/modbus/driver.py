@@ -10,10 +10,8 @@ the simulated plant's server and the tests' oracle.
 Concurrency: **one TCP connection per driver, requests sequential**. Many Modbus TCP gateways and
 PLCs accept only a few connections, so the driver does not open one per device id, and not every
 server answers pipelined requests (pymodbus 3.16's own server handles one frame per TCP segment and
-keeps one request at a time, `ServerRequestHandler.callback_data`), so by default the driver never
-sends a request before the previous one is answered. `max_in_flight` > 1 (opt-in, for servers that
-queue pipelined requests) sends the answering devices' requests that many at a time under one
-timer; a timeout then loses only the requests that got no reply. Otherwise:
+keeps one request at a time, `ServerRequestHandler.callback_data`), so the driver never sends a
+request before the previous one is answered. Instead:
 
 * every request is bounded by `timeout_s` (one timer per request, cancelled by the reply);
 * device ids that answered last time are read first; a device id that timed out (or that its
@@ -76,43 +74,6 @@ def _expire(fut: asyncio.Future) -> None:
     """A request's timer: no reply within its budget."""
     if not fut.done():
         fut.set_exception(TimeoutError())
-
-
-def _expire_all(futs: list[asyncio.Future]) -> None:
-    """A pipelined window's timer: every request still unanswered timed out."""
-    for fut in futs:
-        if not fut.done():
-            fut.set_exception(TimeoutError())
-
-
-def _check_reply(device_id: int, pdu: bytes, reply: bytes) -> bytes | _Fail:
-    """The reply, or a _Fail for an exception response or a reply to another function."""
-    code = mbap.exception_code(reply)
-    if code is not None:
-        name = _EXCEPTION_NAMES.get(code, f"exception_{code}")
-        return _Fail(name, f"device {device_id}: exception response {code:#04x} ({name})",
-                     silent=code in _GATEWAY_CODES)
-    if reply[0] != pdu[0]:
-        return _Fail("protocol_error", f"device {device_id}: reply function code "
-                                       f"{reply[0]} to a request with {pdu[0]}")
-    return reply
-
-
-class _ReadState:
-    """What one read() has learnt so far."""
-
-    __slots__ = ("answered", "timed_out", "link_lost", "cut_short", "skip")
-
-    def __init__(self) -> None:
-        self.answered = self.timed_out = self.link_lost = self.cut_short = False
-        self.skip: dict[int, str] = {}  # device id -> why its remaining requests are not sent
-
-    def skip_reason(self, device_id: int) -> str:
-        if self.link_lost:
-            return "connection_lost"
-        if self.cut_short:
-            return "deadline"
-        return self.skip.get(device_id, "")
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,7 +316,15 @@ class ModbusDriver(Driver):
                     return _Fail("timeout", f"device {device_id}: no answer within {budget:.3g} s",
                                  silent=True)
                 continue
-            return _check_reply(device_id, pdu, reply)
+            code = mbap.exception_code(reply)
+            if code is not None:
+                name = _EXCEPTION_NAMES.get(code, f"exception_{code}")
+                return _Fail(name, f"device {device_id}: exception response {code:#04x} ({name})",
+                             silent=code in _GATEWAY_CODES)
+            if reply[0] != pdu[0]:
+                return _Fail("protocol_error", f"device {device_id}: reply function code "
+                                               f"{reply[0]} to a request with {pdu[0]}")
+            return reply
 
     @staticmethod
     def _words(reply: bytes, table: str, count: int) -> list[int]:
@@ -385,37 +354,45 @@ class ModbusDriver(Driver):
         started = loop.time()
         deadline = None if self.read_deadline_s is None else started + self.read_deadline_s
         out: dict[str, Reading] = {}
-        st = _ReadState()
-        order = self._device_order()
-        window = self.config.max_in_flight if self.config.min_request_gap_s <= 0 else 1
-        if window > 1:
-            # Pipelined (opt-in): the answering devices' requests go out `window` at a time on the
-            # connection, each window under one timer; silent devices follow one request at a time.
-            fast = [req for d in order if d not in self._silent for req in self._by_device[d]]
-            order = [d for d in order if d in self._silent]
-            for i in range(0, len(fast), window):
-                todo = []
-                for req in fast[i:i + window]:
-                    reason = st.skip_reason(req.device_id)
-                    if reason:
-                        self._lose(out, req, reason)
-                    else:
-                        todo.append(req)
-                if todo:
-                    for req, result in zip(todo, await self._exchange(todo, deadline)):
-                        self._take(out, req, result, st)
-        for device_id in order:
+        answered = timed_out = link_lost = cut_short = False
+        for device_id in self._device_order():
+            skip_reason = ""
             for req in self._by_device[device_id]:
-                reason = st.skip_reason(device_id)
-                if reason:
-                    self._lose(out, req, reason)
+                if link_lost or skip_reason:
+                    self._lose(out, req, "connection_lost" if link_lost else skip_reason)
                     continue
                 retries = 0 if device_id in self._silent else self.config.retries
-                result = await self._call(device_id, self._read_calls[id(req)][0], retries,
-                                          deadline)
-                self._take(out, req, result, st)
-        answered, timed_out, link_lost, cut_short = (st.answered, st.timed_out, st.link_lost,
-                                                     st.cut_short)
+                pdu, key = self._read_calls[id(req)]
+                result = await self._call(device_id, pdu, retries, deadline)
+                if isinstance(result, _Fail):
+                    self._lose(out, req, result.reason)
+                    if result.link:
+                        link_lost = True
+                        self._link_down(result.detail, backoff=False)
+                        continue
+                    if result.reason == "deadline":
+                        skip_reason, cut_short = "deadline", True
+                        continue
+                    if result.silent:
+                        if result.reason == "timeout":
+                            timed_out = True
+                        else:
+                            answered = True  # a gateway answered for its silent device
+                        self._silent.add(device_id)
+                        skip_reason = "device_not_answering"
+                        self._note_fail(("device", device_id), result.reason, result.detail,
+                                        device_id=device_id)
+                    else:
+                        answered = True  # the device answered, with an error
+                        self._note_fail(key, result.reason, result.detail, device_id=device_id,
+                                        table=req.table, address=req.address, count=req.count)
+                    continue
+                answered = True
+                if self._failing or self._silent:  # the common case: nothing to recover from
+                    self._silent.discard(device_id)
+                    self._note_ok(("device", device_id), device_id=device_id)
+                    self._note_ok(key)
+                self._decode_into(out, req, result)
         if answered:
             self._backoff.success()
             self._health.last_ok_ts = self.clock()
@@ -431,105 +408,6 @@ class ModbusDriver(Driver):
                 if name not in out:
                     out[name] = Reading.lost(point.config.unit, self.clock(), "not_read")
         return out
-
-    def _take(self, out: dict[str, Reading], req: ReadRequest, result: bytes | _Fail,
-              st: "_ReadState") -> None:
-        """One request's outcome into `out` and the read's state (silent devices, the link)."""
-        device_id = req.device_id
-        if isinstance(result, _Fail):
-            self._lose(out, req, result.reason)
-            if result.link:
-                if not st.link_lost:
-                    st.link_lost = True
-                    self._link_down(result.detail, backoff=False)
-            elif result.reason == "deadline":
-                st.cut_short = True
-            elif result.silent:
-                if result.reason == "timeout":
-                    st.timed_out = True
-                else:
-                    st.answered = True  # a gateway answered for its silent device
-                if device_id not in st.skip:  # its first failure in this read
-                    st.skip[device_id] = "device_not_answering"
-                    self._silent.add(device_id)
-                    self._note_fail(("device", device_id), result.reason, result.detail,
-                                    device_id=device_id)
-            else:
-                st.answered = True  # the device answered, with an error
-                self._note_fail(self._read_calls[id(req)][1], result.reason, result.detail,
-                                device_id=device_id, table=req.table, address=req.address,
-                                count=req.count)
-            return
-        st.answered = True
-        # The common case has nothing to recover from; a device that failed earlier in this
-        # (pipelined) read stays silent even if a later request of it answered.
-        if (self._failing or self._silent) and device_id not in st.skip:
-            self._silent.discard(device_id)
-            self._note_ok(("device", device_id), device_id=device_id)
-            self._note_ok(self._read_calls[id(req)][1])
-        self._decode_into(out, req, result)
-
-    async def _exchange(self, reqs: list[ReadRequest],
-                        deadline: float | None) -> list[bytes | _Fail]:
-        """Send every request at once on the connection (replies matched by transaction id) and
-        wait for all under one timer; timed-out ones are re-sent up to `retries` times."""
-        loop = asyncio.get_running_loop()
-        results: list[bytes | _Fail] = [_Fail("not_read", "not sent")] * len(reqs)
-        todo = list(range(len(reqs)))
-        attempt = 0
-        while todo:
-            client = self._client
-            if client is None or not client.connected:
-                for i in todo:
-                    results[i] = _Fail("connection_lost", "connection lost", link=True)
-                break
-            budget, truncated = self.config.timeout_s, False
-            if deadline is not None and deadline - loop.time() < budget:
-                budget, truncated = deadline - loop.time(), True
-                if budget <= 0:
-                    for i in todo:
-                        results[i] = _Fail("deadline", "read deadline reached before the request")
-                    break
-            sent = []
-            for i in todo:
-                pdu = self._read_calls[id(reqs[i])][0]
-                sent.append((i, pdu) + client.request(reqs[i].device_id, pdu))
-            self._health.requests_total += len(sent)
-            timer = loop.call_later(budget, _expire_all, [f for *_, f in sent])
-            retry = []
-            try:
-                for i, pdu, tid, fut in sent:
-                    device_id = reqs[i].device_id
-                    try:
-                        reply = await fut
-                    except TimeoutError:
-                        reply = None
-                    except ConnectionError as exc:
-                        results[i] = _Fail("connection_lost", str(exc) or "connection lost",
-                                           link=True)
-                        continue
-                    except ReplyUnitMismatch as exc:
-                        results[i] = _Fail("protocol_error", f"device {device_id}: {exc}")
-                        continue
-                    if reply is not None:
-                        results[i] = _check_reply(device_id, pdu, reply)
-                    elif not client.connected:
-                        results[i] = _Fail("connection_lost", "connection closed while waiting",
-                                           link=True)
-                    elif truncated:
-                        results[i] = _Fail("deadline", f"device {device_id}: read deadline "
-                                                       "reached while waiting")
-                    elif attempt < self.config.retries:
-                        retry.append(i)
-                    else:
-                        results[i] = _Fail("timeout", f"device {device_id}: no answer within "
-                                                      f"{budget:.3g} s", silent=True)
-            finally:
-                timer.cancel()
-                for _, _, tid, _ in sent:
-                    client.forget(tid)
-            todo, attempt = retry, attempt + 1
-        return results
 
     def _lose(self, out: dict[str, Reading], req: ReadRequest, reason: str) -> None:
         now = self.clock()
