@@ -4,9 +4,10 @@ must not become another request's points).
 
 The peer here is a FAKE, a scripted Modbus TCP server on 127.0.0.1: the real servers we run
 (pymodbus's, the simulated plant's) cannot hold back one chosen reply and send it later. What
-protects the driver is its own client (drivers.modbus.client): a reply is matched to its request by
-transaction id, and a request that timed out is forgotten, so its late reply is counted as unmatched
-and dropped (tests/test_modbus_wire.py has the same case across two device ids).
+protects the driver is pymodbus 3.16 itself: its client keeps one request outstanding per
+connection and its framer skips a frame whose transaction id is not the one in flight
+(pymodbus/framer/base.py handleFrame, "Skipping"). This test pins that behaviour for the pymodbus
+version we ship, since the driver's correctness after a timeout rests on it.
 """
 
 from __future__ import annotations

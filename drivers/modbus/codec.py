@@ -261,16 +261,9 @@ class RequestDecoder:
         self._whole = (len(self._passes) == 1 and not self._bools and self._passes[0][3] is None
                        and self._passes[0][2] == tuple(range(len(self.names))))
 
-    def values_from_bytes(self, data: bytes) -> list[float]:
-        """Engineering values from the registers as on the wire (big-endian words, 2 bytes each,
-        a read reply's data): the common request unpacks straight from the reply's bytes."""
-        if self._whole and self._passes[0][0] is self._big_words:
-            return list(self._passes[0][1].unpack_from(data))
-        return self.values(self._big_words.unpack_from(data), data)
-
     def values(self, words: Sequence[int], raw: bytes | None = None) -> list[float]:
         """Engineering values of every point, in `names` order (NaN/inf passed through). `raw`:
-        the same registers as bytes, big-endian as on the wire (`values_from_bytes`), which
+        the same registers as bytes, big-endian as on the wire (drivers.modbus.responses), which
         spares packing the words again for the big-endian layouts; ignored unless its length fits."""
         out = [0.0] * len(self.names)
         if self._bits:

@@ -2,18 +2,19 @@
 
 Layers (STYLE.md, "sans-I/O"): the register codec and the read planner live in
 `drivers.modbus.codec` (pure, no I/O); `ModbusDriver` here is the thin I/O shell around them, on
-our own thin MBAP client (`drivers.modbus.client`, framing in `drivers.modbus.mbap`): connection,
-timeouts, retries, verification, health. pymodbus's client was replaced because its per-request
-path cost more CPU than everything the driver does (README "Benchmarks", Modbus); pymodbus remains
-the simulated plant's server and the tests' oracle.
+pymodbus's AsyncModbusTcpClient: connection, timeouts, retries, verification, health.
 
-Concurrency: **one TCP connection per driver, requests sequential**. Many Modbus TCP gateways and
-PLCs accept only a few connections, so the driver does not open one per device id, and not every
-server answers pipelined requests (pymodbus 3.16's own server handles one frame per TCP segment and
-keeps one request at a time, `ServerRequestHandler.callback_data`), so the driver never sends a
-request before the previous one is answered. Instead:
+Concurrency, documented as the brief asks: **one TCP connection per driver, requests sequential**.
+pymodbus keeps one request outstanding per connection (an asyncio.Lock in
+TransactionManager.execute), so "concurrent" requests on one connection would only queue behind that
+lock, and a queued request's own timeout would run while it waits. Many Modbus TCP gateways and PLCs
+also accept only a few connections, so the driver does not open one per device id. Instead:
 
-* every request is bounded by `timeout_s` (one timer per request, cancelled by the reply);
+* every request is bounded by `timeout_s` (our own timeout scope, expired by one watchdog timer
+  per driver rather than a timer made and cancelled per request; pymodbus's retries and reconnect
+  are disabled so that they cannot stall a tick);
+* register responses are decoded in one unpack and handed to the codec as raw bytes
+  (`drivers.modbus.responses`, registered on this driver's client only);
 * device ids that answered last time are read first; a device id that timed out (or that its
   gateway reports as not answering, exception 0x0A/0x0B) is marked silent: it is read last, gets one
   attempt per read (no retries), and after its first failure in a read its other requests are marked
@@ -42,16 +43,18 @@ import asyncio
 import struct
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 import structlog
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException
+
 from controller.core.readings import Quality, Reading
 from controller.site.modbus_schema import ModbusDriverConfig, ModbusPointSource
 from drivers.backoff import Backoff
 from drivers.base import (Clock, Driver, DriverPoint, LinkState, WriteResult, put_readings,
                           retry_text)
-from drivers.modbus import mbap
-from drivers.modbus.client import MbapClient, ReplyUnitMismatch
+from drivers.modbus.responses import RESPONSE_CLASSES
 from drivers.modbus.codec import (  # noqa: F401 - re-exported: the codec's public names
     BIT_TABLES, MAX_BITS_PER_READ, MAX_REGISTERS_PER_READ, WRITABLE_TABLES, PlannedPoint,
     ReadRequest, RequestDecoder, decode_raw, decode_value, encode_raw, encode_value,
@@ -68,12 +71,6 @@ _EXCEPTION_NAMES = {
     0x04: "device_failure", 0x05: "acknowledge", 0x06: "device_busy",
     0x07: "negative_acknowledge", 0x08: "memory_parity_error", **_GATEWAY_CODES,
 }
-
-
-def _expire(fut: asyncio.Future) -> None:
-    """A request's timer: no reply within its budget."""
-    if not fut.done():
-        fut.set_exception(TimeoutError())
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,12 +129,19 @@ class ModbusDriver(Driver):
             self._by_device.setdefault(req.device_id, []).append(req)
             dec = RequestDecoder(req)
             self._decoders[id(req)] = (dec, tuple(self.points[n].config.unit for n in dec.names))
-        # Per request, its PDU (the same bytes every read) and its failure key, built once.
-        self._read_calls = {id(req): (mbap.read_pdu(req.table, req.address, req.count),
+        # Per request, its pymodbus call and its failure key, built once.
+        self._read_calls = {id(req): (self._read_call(req.table, req.address, req.count, req.device_id),
                                       ("read", req.device_id, req.table, req.address))
                             for req in self.requests}
         self.read_deadline_s = read_deadline_s
-        self._client: MbapClient | None = None
+        self._client: AsyncModbusTcpClient | None = None
+        self._client_lost: asyncio.Future[None] | None = None
+        self._scope_deadline = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+        # The timeout scope of the request in flight. Requests on a connection are sequential (the
+        # supervisor runs one call per driver at a time); were two to overlap, the one not held here
+        # would still end at its own timeout.
+        self._scope: asyncio.Timeout | None = None
         self._ever_connected = False
         self._closed = False
         # Reset only when a device answers, not on TCP connect: a peer that accepts connections but
@@ -164,6 +168,9 @@ class ModbusDriver(Driver):
     async def close(self) -> None:
         """Close the connection; idempotent."""
         self._closed = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         self._drop_client()
 
     # ---- health helpers --------------------------------------------------------------------
@@ -207,6 +214,7 @@ class ModbusDriver(Driver):
 
     def _drop_client(self) -> None:
         client, self._client = self._client, None
+        self._client_lost = None
         if client is not None:
             try:
                 client.close()
@@ -237,16 +245,37 @@ class ModbusDriver(Driver):
         if self._closed or not self._backoff.ready(self.clock()):
             return False
         cfg = self.config
-        client = None
+        # reconnect_delay=0 turns pymodbus's own reconnect task off and retries=0 its retries: the
+        # driver does both itself, bounded. pymodbus's timeout is only a backstop behind ours.
+        # Resolved when the peer closes the connection, so that a request in flight fails at once
+        # instead of waiting out its timeout (pymodbus leaves its response future pending).
+        lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def on_connect(up: bool) -> None:
+            if not up and not lost.done():
+                lost.set_result(None)
+
+        def expire_request(_f: asyncio.Future) -> None:
+            # The request in flight (if any) fails now rather than at its timeout: one callback
+            # per connection, not one added and removed per request (the hot path).
+            scope = self._scope
+            if scope is not None and scope.expired() is False:
+                scope.reschedule(asyncio.get_running_loop().time())
+
+        lost.add_done_callback(expire_request)
+
+        client = AsyncModbusTcpClient(cfg.host, port=cfg.port, timeout=cfg.timeout_s * 2 + 0.1,
+                                      retries=0, reconnect_delay=0, reconnect_delay_max=0,
+                                      name=f"heatctl-{self.name}", trace_connect=on_connect)
+        for cls in RESPONSE_CLASSES:  # register responses in one unpack (drivers.modbus.responses)
+            client.register(cls)
         try:
-            client = await asyncio.wait_for(MbapClient.connect(cfg.host, cfg.port),
-                                            timeout=cfg.timeout_s)
-            ok, detail = client.connected, "connect refused or failed"
-        except (asyncio.TimeoutError, OSError) as exc:
+            ok = await asyncio.wait_for(client.connect(), timeout=cfg.timeout_s)
+            detail = "connect refused or failed"
+        except (asyncio.TimeoutError, OSError, ModbusException) as exc:
             ok, detail = False, f"connect: {exc.__class__.__name__}: {exc}"
-        if not ok or client is None:
-            if client is not None:
-                client.close()
+        if not ok or not client.connected:
+            client.close()
             self._link_error = detail
             retry_in_s = self._schedule_reconnect()
             self._note_fail(("link",), "not_connected",
@@ -254,6 +283,7 @@ class ModbusDriver(Driver):
                             host=cfg.host, port=cfg.port, retry_in_s=retry_in_s)
             return False
         self._client = client
+        self._client_lost = lost
         if self._ever_connected:
             self._health.reconnects_total += 1
             # A device that dropped off may have restarted and lost its setpoints: re-send them all.
@@ -263,9 +293,9 @@ class ModbusDriver(Driver):
 
     # ---- one request -----------------------------------------------------------------------
 
-    async def _call(self, device_id: int, pdu: bytes, retries: int,
-                    deadline: float | None) -> bytes | _Fail:
-        """Send one request (with up to `retries` re-sends on timeout); the reply PDU or a _Fail."""
+    async def _call(self, device_id: int, call: Callable[[AsyncModbusTcpClient], Awaitable[Any]],
+                    retries: int, deadline: float | None) -> Any:
+        """Send one request (with up to `retries` re-sends on timeout); the response or a _Fail."""
         loop = asyncio.get_running_loop()
         attempt = 0
         while True:
@@ -279,8 +309,6 @@ class ModbusDriver(Driver):
                     if deadline is not None and loop.time() + wait >= deadline:
                         return _Fail("deadline", "read deadline reached before the request")
                     await asyncio.sleep(wait)  # pacing the device asks for, not a test wait
-                    if not client.connected:
-                        return _Fail("connection_lost", "connection lost", link=True)
             budget = self.config.timeout_s
             truncated = False
             if deadline is not None and deadline - loop.time() < budget:
@@ -288,25 +316,36 @@ class ModbusDriver(Driver):
                 if budget <= 0:
                     return _Fail("deadline", "read deadline reached before the request")
             self._health.requests_total += 1
-            if gap > 0:
-                self._last_request_at[device_id] = loop.time()
-            # One timer per request, cancelled by the reply: a lost connection fails the future at
-            # once (MbapClient.connection_lost), so no separate watch on the link is needed.
-            tid, fut = client.request(device_id, pdu)
-            timer = loop.call_later(budget, _expire, fut)
+            sent_at = self._last_request_at[device_id] = loop.time()
+            lost = self._client_lost
+            # The request runs in this task under a timeout scope (no task per request: this is
+            # the hot path). The scope has no timer of its own: the driver's one watchdog
+            # (_watch) expires it at its deadline, and a peer that closes the connection expires
+            # it at once (_ensure_connected), since pymodbus would leave the response future
+            # pending until its own timeout. Same bound as asyncio.timeout(budget), without a
+            # timer made and cancelled per request.
+            response = None
             try:
-                reply = await fut
+                async with asyncio.timeout(None) as scope:
+                    if lost is not None and lost.done():
+                        return _Fail("connection_lost", "connection lost", link=True)
+                    self._scope, self._scope_deadline = scope, sent_at + budget
+                    self._watch(loop)
+                    try:
+                        response = await call(client)
+                    finally:
+                        self._scope = None
+                timed_out = False
             except TimeoutError:
-                reply = None
-            except ConnectionError as exc:
-                return _Fail("connection_lost", str(exc) or "connection lost", link=True)
-            except ReplyUnitMismatch as exc:
-                return _Fail("protocol_error", f"device {device_id}: {exc}")
-            finally:
-                timer.cancel()
-                client.forget(tid)
-            if reply is None:
+                timed_out = True
+            except ConnectionException as exc:
+                return _Fail("connection_lost", f"{exc}", link=True)
+            except (ModbusException, OSError) as exc:
                 if not client.connected:
+                    return _Fail("connection_lost", f"{exc}", link=True)
+                return _Fail("protocol_error", f"device {device_id}: {exc.__class__.__name__}: {exc}")
+            if timed_out:
+                if not client.connected or (lost is not None and lost.done()):
                     return _Fail("connection_lost", "connection closed while waiting", link=True)
                 if truncated:  # cut short by the read deadline: no verdict on the device
                     return _Fail("deadline", f"device {device_id}: read deadline reached "
@@ -316,20 +355,55 @@ class ModbusDriver(Driver):
                     return _Fail("timeout", f"device {device_id}: no answer within {budget:.3g} s",
                                  silent=True)
                 continue
-            code = mbap.exception_code(reply)
-            if code is not None:
+            if response.isError():
+                code = int(getattr(response, "exception_code", 0) or 0)
                 name = _EXCEPTION_NAMES.get(code, f"exception_{code}")
                 return _Fail(name, f"device {device_id}: exception response {code:#04x} ({name})",
                              silent=code in _GATEWAY_CODES)
-            if reply[0] != pdu[0]:
-                return _Fail("protocol_error", f"device {device_id}: reply function code "
-                                               f"{reply[0]} to a request with {pdu[0]}")
-            return reply
+            return response
+
+    def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Make sure the watchdog fires no later than the request in flight's deadline."""
+        w = self._watchdog
+        if w is not None and w.when() <= self._scope_deadline:
+            return
+        if w is not None:
+            w.cancel()
+        self._watchdog = loop.call_at(self._scope_deadline, self._watchdog_fired, loop)
+
+    def _watchdog_fired(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._watchdog = None
+        scope = self._scope
+        if scope is None or scope.expired() is not False:
+            return  # no request in flight: the next one arms it again
+        if loop.time() >= self._scope_deadline:
+            scope.reschedule(loop.time())  # expires: TimeoutError in the request's task
+        else:
+            self._watch(loop)  # a later request is in flight: wait for its deadline
 
     @staticmethod
-    def _words(reply: bytes, table: str, count: int) -> list[int]:
-        data = mbap.read_data(reply, reply[0], mbap.reply_bytes(table, count))
-        return mbap.bits(data, count) if table in BIT_TABLES else mbap.words(data, count)
+    def _read_call(table: str, address: int, count: int, device_id: int):
+        def call(client: AsyncModbusTcpClient):
+            if table == "holding":
+                return client.read_holding_registers(address, count=count, device_id=device_id)
+            if table == "input":
+                return client.read_input_registers(address, count=count, device_id=device_id)
+            if table == "coil":
+                return client.read_coils(address, count=count, device_id=device_id)
+            return client.read_discrete_inputs(address, count=count, device_id=device_id)
+        return call
+
+    @staticmethod
+    def _words(response: Any, table: str, count: int) -> list[int]:
+        if table in BIT_TABLES:
+            bits = list(response.bits)[:count]
+            if len(bits) < count:
+                raise ValueError(f"short answer: {len(bits)} bits for {count}")
+            return [1 if b else 0 for b in bits]
+        regs = response.registers
+        if len(regs) < count:
+            raise ValueError(f"short answer: {len(regs)} registers for {count}")
+        return regs
 
     # ---- read ------------------------------------------------------------------------------
 
@@ -362,8 +436,8 @@ class ModbusDriver(Driver):
                     self._lose(out, req, "connection_lost" if link_lost else skip_reason)
                     continue
                 retries = 0 if device_id in self._silent else self.config.retries
-                pdu, key = self._read_calls[id(req)]
-                result = await self._call(device_id, pdu, retries, deadline)
+                call, key = self._read_calls[id(req)]
+                result = await self._call(device_id, call, retries, deadline)
                 if isinstance(result, _Fail):
                     self._lose(out, req, result.reason)
                     if result.link:
@@ -414,11 +488,11 @@ class ModbusDriver(Driver):
         for p in req.points:
             out[p.name] = Reading.lost(self.points[p.name].config.unit, now, reason)
 
-    def _decode_into(self, out: dict[str, Reading], req: ReadRequest, reply: bytes) -> None:
+    def _decode_into(self, out: dict[str, Reading], req: ReadRequest, response: Any) -> None:
         now = self.clock()
         try:
-            data = mbap.read_data(reply, reply[0], mbap.reply_bytes(req.table, req.count))
-        except ValueError as exc:
+            words = self._words(response, req.table, req.count)
+        except (ValueError, AttributeError) as exc:
             self._note_fail(("decode", req.device_id, req.table, req.address), "decode_error",
                             str(exc))
             for p in req.points:
@@ -426,10 +500,10 @@ class ModbusDriver(Driver):
                                       "decode_error")
             return
         decoder, units = self._decoders[id(req)]
-        values = (decoder.values(mbap.bits(data, req.count)) if req.table in BIT_TABLES
-                  else decoder.values_from_bytes(data))
+        if len(words) != req.count:
+            words = words[:req.count]
         # A NaN or inf from the device is BAD "not_finite": it answered, the value is unusable.
-        put_readings(out, decoder.names, units, values, now)
+        put_readings(out, decoder.names, units, decoder.values(words, getattr(response, "raw", None)), now)
 
     # ---- write -----------------------------------------------------------------------------
 
@@ -480,26 +554,29 @@ class ModbusDriver(Driver):
 
         dev, address = src.device_id, src.address
         if src.table == "coil":
-            pdu = mbap.write_coil_pdu(address, bool(words[0]))
+            def call(c: AsyncModbusTcpClient):
+                return c.write_coil(address, bool(words[0]), device_id=dev)
         elif len(words) == 1:
-            pdu = mbap.write_register_pdu(address, words[0])
+            def call(c: AsyncModbusTcpClient):
+                return c.write_register(address, words[0], device_id=dev)
         else:
-            pdu = mbap.write_registers_pdu(address, words)
+            def call(c: AsyncModbusTcpClient):
+                return c.write_registers(address, list(words), device_id=dev)
         # Retrying a write is safe: every write sets an absolute value (FC5/6/16 are idempotent).
-        result = await self._call(dev, pdu, self.config.retries, None)
+        result = await self._call(dev, call, self.config.retries, None)
         if isinstance(result, _Fail):
             return self._write_failed(name, value, result)
         self._silent.discard(dev)
 
         rb_address = src.readback_address if src.readback_address is not None else address
         count = len(words)
-        rb = await self._call(dev, mbap.read_pdu(src.table, rb_address, count),
+        rb = await self._call(dev, self._read_call(src.table, rb_address, count, dev),
                               self.config.retries, None)
         if isinstance(rb, _Fail):
             return self._write_failed(name, value, rb, prefix="readback_")
         try:
             got = self._words(rb, src.table, count)
-        except ValueError as exc:
+        except (ValueError, AttributeError) as exc:
             return WriteResult(name, value, ok=False, reason=f"readback_decode_error: {exc}")
         readback = decode_value(got, src)
         if got != words:
