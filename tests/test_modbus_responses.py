@@ -79,3 +79,21 @@ async def test_a_peer_that_closes_fails_the_request_in_flight_at_once(rig):  # n
     r = await asyncio.wait_for(read, 3.0)
     assert r["t"].quality is Quality.LOST and r["t"].reason == "connection_lost"
     assert time.monotonic() - started < 2.5  # well inside the 5 s timeout
+
+
+async def test_overlapping_reads_are_each_bounded_by_the_timeout(rig):  # noqa: F811
+    # The watchdog serves one request at a time; a second call of the same driver (not the
+    # supervisor's pattern, but `heatctl points` or a test may do it) must not unbound the first.
+    pts = points(point("t", table="input", address=0, data_type="float32"))
+    srv = await rig.server(pts)
+    srv.set_value("t", 21.0)
+    drv = await rig.driver(srv)  # TIMEOUT_S 0.15; pymodbus's own backstop is 2 x 0.15 + 0.1
+    assert (await drv.read())["t"].good
+    srv.silent = True
+    started = time.monotonic()
+    a, b = await asyncio.gather(drv.read(), drv.read())
+    took = time.monotonic() - started
+    assert a["t"].quality is Quality.LOST and b["t"].quality is Quality.LOST
+    # Whichever times out first closes the silent link; the other then fails as connection lost.
+    assert all(r["t"].reason.startswith(("timeout", "connection_lost", "not_connected")) for r in (a, b))
+    assert took < 2 * 0.15 + 0.1  # each within its own timeout (queued behind pymodbus's lock)

@@ -138,9 +138,8 @@ class ModbusDriver(Driver):
         self._client_lost: asyncio.Future[None] | None = None
         self._scope_deadline = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
-        # The timeout scope of the request in flight. Requests on a connection are sequential (the
-        # supervisor runs one call per driver at a time); were two to overlap, the one not held here
-        # would still end at its own timeout.
+        # The timeout scope of the request in flight, expired by the watchdog (_call). Calls are
+        # sequential under the supervisor; a request that overlaps another gets a timer of its own.
         self._scope: asyncio.Timeout | None = None
         self._ever_connected = False
         self._closed = False
@@ -325,16 +324,21 @@ class ModbusDriver(Driver):
             # pending until its own timeout. Same bound as asyncio.timeout(budget), without a
             # timer made and cancelled per request.
             response = None
+            # Another request of this driver already holds the watchdog (two calls overlapping,
+            # which the supervisor never does): this one is bounded by a timer of its own.
+            own_timer = self._scope is not None
             try:
-                async with asyncio.timeout(None) as scope:
+                async with asyncio.timeout(budget if own_timer else None) as scope:
                     if lost is not None and lost.done():
                         return _Fail("connection_lost", "connection lost", link=True)
-                    self._scope, self._scope_deadline = scope, sent_at + budget
-                    self._watch(loop)
+                    if not own_timer:
+                        self._scope, self._scope_deadline = scope, sent_at + budget
+                        self._watch(loop)
                     try:
                         response = await call(client)
                     finally:
-                        self._scope = None
+                        if not own_timer:
+                            self._scope = None
                 timed_out = False
             except TimeoutError:
                 timed_out = True
