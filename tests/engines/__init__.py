@@ -3,7 +3,8 @@ Prometheus (central store with the remote-write receiver, or agent), VictoriaMet
 
 Each harness is a context manager that owns its processes (foreground, logs and state in a given
 directory, ports chosen free on 127.0.0.1), can be stopped and started again keeping its state, and
-reaps everything on exit. Nothing here listens on any other address.
+reaps everything on exit. Nothing here listens on any other address (tests/test_engines_loopback.py
+checks each engine's sockets with `bound_sockets`).
 
     tests/engines/slurm.py            SlurmCluster, ensure_munge
     tests/engines/prometheus.py       Prometheus (mode="server" | "agent")
@@ -26,6 +27,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
 import urllib.error
@@ -121,6 +123,49 @@ def tail(path: Path, lines: int = 25) -> str:
     except OSError:
         return f"({path}: no log)"
     return f"--- last lines of {path}:\n" + "\n".join(text[-lines:])
+
+
+def _proc_net_address(hexaddr: str) -> str:
+    """"0100007F" (IPv4) or 32 hex digits (IPv6) from /proc/net/{tcp,udp}[6]: the kernel prints the
+    address as 32-bit words in host byte order (little-endian here)."""
+    raw = bytes.fromhex(hexaddr)
+    words = struct.unpack(f"<{len(raw) // 4}I", raw)
+    packed = struct.pack(f">{len(words)}I", *words)
+    return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
+
+
+def bound_sockets(pids: list[int]) -> set[tuple[str, str, int]]:
+    """(protocol, address, port) of every TCP socket listening, and every UDP socket bound, that
+    one of `pids` holds open: the sockets found by inode (/proc/PID/fd -> socket:[INODE]) in
+    /proc/PID/net/{tcp,tcp6,udp,udp6}. What `ss -ltnup` shows for those processes, without ss."""
+    found: set[tuple[str, str, int]] = set()
+    for pid in pids:
+        inodes = set()
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                try:
+                    link = os.readlink(fd)
+                except OSError:
+                    continue
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+        except OSError:
+            continue  # the process ended meanwhile
+        if not inodes:
+            continue
+        for proto in ("tcp", "tcp6", "udp", "udp6"):
+            try:
+                rows = Path(f"/proc/{pid}/net/{proto}").read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for row in rows:
+                f = row.split()
+                local, state, inode = f[1], f[3], f[9]
+                addr, port = local.rsplit(":", 1)
+                # TCP 0A = LISTEN; UDP 07 = unconnected (a bound server socket)
+                if inode in inodes and state == ("0A" if proto.startswith("tcp") else "07"):
+                    found.add((proto.rstrip("6"), _proc_net_address(addr), int(port, 16)))
+    return found
 
 
 class EngineError(RuntimeError):

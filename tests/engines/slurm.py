@@ -10,10 +10,11 @@
 One slurmctld and one `slurmd -D -N NAME` per node, all children of the test process, with a
 generated slurm.conf, state, spool, pid files and logs under the given directory; client tools find
 that conf through `cluster.env["SLURM_CONF"]` (pass `env=cluster.env` to anything you start).
-Clients reach every daemon on 127.0.0.1. The slurmds bind 127.0.0.1 only
-(CommunicationParameters=NoInAddrAny with NodeAddr=127.0.0.1), but slurmctld 22.05 ALWAYS binds the
-wildcard 0.0.0.0:SlurmctldPort (NoInAddrAny excludes slurmctld, and no other setting changes it):
-a free random port, munge-authenticated, alive only for the test.
+Every daemon listens on 127.0.0.1 only: `CommunicationParameters=NoInAddrAny` makes the slurmds
+bind their NodeAddr=127.0.0.1, and `NoCtldInAddrAny` makes slurmctld bind the address of
+SlurmctldHost=localhost(127.0.0.1) (slurm.conf(5): NoInAddrAny is "for all daemons/clients except
+for the slurmctld"; without NoCtldInAddrAny slurmctld 22.05 binds 0.0.0.0:SlurmctldPort).
+tests/test_engines_loopback.py checks the daemons' sockets.
 
 munge: one daemon per host (the key and /run/munge/munge.socket.2 are shared). `ensure_munge()`
 reuses a munged that answers `munge -n | unmunge`, else makes the key and directories and starts
@@ -247,7 +248,7 @@ class SlurmCluster:
             "SlurmdUser=root",
             "AuthType=auth/munge",
             "CredType=cred/munge",
-            "CommunicationParameters=NoInAddrAny",
+            "CommunicationParameters=NoInAddrAny,NoCtldInAddrAny",
             f"StateSaveLocation={self.state_dir}",
             f"SlurmdSpoolDir={spool}/%n",
             f"SlurmctldPidFile={r}/slurmctld.pid",
