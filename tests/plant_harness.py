@@ -2,7 +2,7 @@
 
 Sim: SimPlant in its own process (real Modbus/OPC-UA/IPMI servers on 127.0.0.1 with free ports);
 Daemon: `heatctl run` as a real process, driven through the CLI. Every wait is a poll on a condition
-with a bounded deadline (`wait_for`).
+with a bounded deadline (`wait_for`). sim_config: the reference config for a SimPlant in process.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from controller import cli
+from controller.site.loader import LoadedConfig, parse_config_text
 from tests.step_helpers import REFERENCE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,3 +188,15 @@ class Daemon:
                 self.proc.wait()
         if self.proc is not None and not self.log.closed:
             self.log.close()
+
+
+# A short BMS heartbeat timeout (plant seconds), so the fallback test runs in a few seconds.
+HEARTBEAT_TIMEOUT_S = 2.0
+
+
+def sim_config(tmp_path: Path, heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S) -> LoadedConfig:
+    """The reference config with a short heartbeat timeout (its ports are overridden by the sim)."""
+    text = REFERENCE.read_text() + f"\nsimulation:\n  heartbeat_timeout_s: {heartbeat_timeout_s}\n"
+    path = tmp_path / "sim-source.yaml"
+    path.write_text(text)
+    return parse_config_text(text, str(path))

@@ -7,9 +7,12 @@ that raises (a driver bug), a read that never returns, a device that goes silent
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Mapping
 
+from controller.daemon.api_server import Caller
+from controller.daemon.runtime import Daemon, RuntimeOptions, SystemdNotifier
 from controller.site.loader import LoadedConfig, load_config
 from controller.core.readings import Quality, Reading
 from drivers.base import Driver, DriverPoint, WriteResult
@@ -145,3 +148,20 @@ def flushed(daemon):
     (writes leave the tick: controller/daemon/persistence.py)."""
     assert daemon.db is None or daemon.db.wait_idle(10), "database writer did not drain in 10 s"
     return daemon.audit
+
+
+def make_daemon(tmp_path, tick=1.0, clock=None, drivers=None, config=None, **opts):
+    """A Daemon on the reference config (written to tmp_path), a FakeClock and FakeDrivers, no API
+    socket: (daemon, clock, drivers)."""
+    clock = clock or FakeClock()
+    drivers = drivers or FakeDrivers()
+    config = config or write_config(tmp_path, tick)
+    options = RuntimeOptions(config_path=str(config), state_dir=str(tmp_path / "state"), socket_path=None, **opts)
+    d = Daemon(options, load(config), clock=clock, wall=clock.wall, sleep=clock.sleep, driver_factory=drivers,
+               notifier=SystemdNotifier(env={}), metrics=None)
+    return d, clock, drivers
+
+
+def api_caller() -> Caller:
+    """This process as the API's caller (what the socket's peer credentials would say)."""
+    return Caller(pid=os.getpid(), uid=os.getuid(), gid=os.getgid())

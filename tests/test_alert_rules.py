@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.test_dashboard import PROMETHEUS_SYNTHETIC, SteppedPlant, exported_names, metric_names
+from tests.metrics_plant import PROMETHEUS_SYNTHETIC, SteppedPlant, exported_names, metric_names
 
 ROOT = Path(__file__).resolve().parent.parent
 PROM_DIR = ROOT / "docs" / "prometheus"

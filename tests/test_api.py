@@ -7,9 +7,7 @@ import asyncio
 import json
 import re
 import os
-import shutil
 import stat
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -19,8 +17,8 @@ from structlog.testing import capture_logs
 from controller import cli
 from controller.ops.api_client import EXIT_UNREACHABLE, ApiError, call, parse_duration
 from controller.daemon.api_server import Authorizer
-from controller.daemon.runtime import Daemon, RuntimeOptions, SystemdNotifier
-from tests.runtime_fakes import flushed, FakeClock, FakeDrivers, load, write_config
+from tests.api_harness import heatctl, sockdir, start_daemon  # noqa: F401 - sockdir is a fixture
+from tests.runtime_fakes import flushed, write_config
 
 
 @pytest.fixture(autouse=True)
@@ -32,50 +30,11 @@ def quiet_logs():
 
 
 @pytest.fixture
-def sockdir():
-    # Unix socket paths are limited to 108 bytes: pytest's tmp_path can be longer.
-    d = tempfile.mkdtemp(prefix="hc-api-", dir="/tmp")
-    yield Path(d)
-    shutil.rmtree(d, ignore_errors=True)
-
-
-async def start_daemon(tmp_path, sockdir, authorizer=None):
-    clock = FakeClock()
-    drivers = FakeDrivers()
-    config = write_config(tmp_path, 1.0)
-    options = RuntimeOptions(config_path=str(config), state_dir=str(tmp_path / "state"),
-                             socket_path=str(sockdir / "heatctl.sock"), authorizer=authorizer,
-                             socket_group=None)
-
-    async def sleep(dt):
-        clock.t += max(dt, 0.0)
-        await asyncio.sleep(0.005)  # a fake second per 5 ms of real time
-
-    d = Daemon(options, load(config), clock=clock, wall=clock.wall, sleep=sleep, driver_factory=drivers,
-               notifier=SystemdNotifier(env={}), metrics=None)
-    await d.start()
-    task = asyncio.ensure_future(d.run())
-    while d.ticks < 1:
-        await asyncio.sleep(0.005)
-    return d, task, drivers
-
-
-@pytest.fixture
 async def daemon(tmp_path, sockdir):
     d, task, drivers = await start_daemon(tmp_path, sockdir)
     yield d
     d.request_stop("test over")
     await asyncio.wait_for(task, 10)
-
-
-async def heatctl(*argv, capsys=None):
-    """Run the CLI in a thread (it blocks on the socket; the daemon runs in this loop)."""
-    def main():
-        try:
-            return cli.main(list(argv))
-        except SystemExit as exc:
-            return exc.code
-    return await asyncio.to_thread(main)
 
 
 async def test_status_answers_the_four_questions_first(daemon, capsys):

@@ -28,7 +28,7 @@ from structlog.testing import capture_logs
 from controller.daemon import runtime
 from controller.daemon.runtime import Daemon, RuntimeOptions, SystemdNotifier
 from controller.site.loader import MAX_CONFIG_BYTES
-from tests.runtime_fakes import FakeDrivers, flushed, load, write_config
+from tests.runtime_fakes import FakeDrivers, load, write_config
 
 TICK_S = 0.1
 # The bound for refusing a bomb: 100 MB (it took 1 GB in the event loop before).

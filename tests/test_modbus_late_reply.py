@@ -17,7 +17,7 @@ import struct
 
 from controller.core.readings import Quality
 from drivers.modbus.driver import ModbusDriver
-from tests.test_modbus_driver import driver_config, point, points, poll_until
+from tests.modbus_harness import driver_config, point, points, poll_until
 
 
 class ScriptedPeer:

@@ -16,7 +16,7 @@ from pymodbus.pdu.register_message import ReadHoldingRegistersResponse, ReadInpu
 from controller.core.readings import Quality
 from drivers.modbus.codec import RequestDecoder, plan_reads
 from drivers.modbus.responses import RawHoldingRegistersResponse, RawInputRegistersResponse
-from tests.test_modbus_driver import point, points, poll_until, rig  # noqa: F401 - rig is a fixture
+from tests.modbus_harness import point, points, poll_until, rig  # noqa: F401 - rig is a fixture
 
 
 @pytest.mark.parametrize("ours,theirs", [(RawHoldingRegistersResponse, ReadHoldingRegistersResponse),

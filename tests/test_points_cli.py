@@ -15,7 +15,7 @@ from controller.site.loader import load_config
 from controller.site.paths import REPO_ROOT
 from simulations.wire.sim_plant import SimPlant
 
-from tests.test_sim_plant import sim_config
+from tests.plant_harness import sim_config
 
 # A generous bound on interpreter start and imports (about 1 s here) in a loaded CI runner.
 STARTUP_S = 5.0

@@ -18,24 +18,15 @@ from controller.core.requests import OverrideRequest, TripTestRequest
 from controller.daemon.runtime import (Daemon, RuntimeOptions, SystemdNotifier, carry_over, schedule_next,
                                 verdict)
 from controller.core.step import Controller
-from tests.runtime_fakes import flushed, FakeClock, FakeDrivers, FakePlant, load, write_config
+from tests.runtime_fakes import (flushed, FakeClock, FakeDrivers, FakePlant, api_caller, load,
+                                 make_daemon, write_config)
+
 
 @pytest.fixture(autouse=True)
 def _default_structlog():
     # Another verb's in-process test may leave structlog bound to a closed capture stream.
     structlog.reset_defaults()
     yield
-
-
-
-def make_daemon(tmp_path, tick=1.0, clock=None, drivers=None, config=None, **opts):
-    clock = clock or FakeClock()
-    drivers = drivers or FakeDrivers()
-    config = config or write_config(tmp_path, tick)
-    options = RuntimeOptions(config_path=str(config), state_dir=str(tmp_path / "state"), socket_path=None, **opts)
-    d = Daemon(options, load(config), clock=clock, wall=clock.wall, sleep=clock.sleep, driver_factory=drivers,
-               notifier=SystemdNotifier(env={}), metrics=None)
-    return d, clock, drivers
 
 
 def last_round(plant):
@@ -197,12 +188,12 @@ async def test_sighup_with_a_good_config_swaps_between_ticks_and_carries_state(t
     clock.advance(1.0)
     fut = asyncio.ensure_future(d.api_change(
         OverrideRequest(reason="commissioning", user="eng", point="v1_position", value=30.0, duration_s=600),
-        _caller()))
+        api_caller()))
     await asyncio.sleep(0)
     assert await d.tick()
     assert (await fut)["accepted"]
     clock.advance(1.0)
-    fut = asyncio.ensure_future(d.api_change(TripTestRequest(reason="proof", user="eng", trip="leak"), _caller()))
+    fut = asyncio.ensure_future(d.api_change(TripTestRequest(reason="proof", user="eng", trip="leak"), api_caller()))
     await asyncio.sleep(0)
     assert await d.tick()
     assert (await fut)["accepted"]
@@ -279,18 +270,13 @@ def test_verdict_matches_each_request_to_its_own_event_by_id():
     assert verdict(c, events) == (None, "", None)
 
 
-def _caller():
-    from controller.daemon.api_server import Caller
-    return Caller(pid=os.getpid(), uid=os.getuid(), gid=os.getgid())
-
-
 async def test_requests_are_answered_after_the_tick_with_the_steps_verdict(tmp_path):
     d, clock, _ = make_daemon(tmp_path)
     await d.start()
     assert await d.tick()
     from controller.core.requests import AckTripRequest, ModeRequest
-    f1 = asyncio.ensure_future(d.api_change(ModeRequest(reason="commissioning", user="eng", mode=Mode.BYPASS), _caller()))
-    f2 = asyncio.ensure_future(d.api_change(AckTripRequest(reason="nothing", user="eng", trip="leak"), _caller()))
+    f1 = asyncio.ensure_future(d.api_change(ModeRequest(reason="commissioning", user="eng", mode=Mode.BYPASS), api_caller()))
+    f2 = asyncio.ensure_future(d.api_change(AckTripRequest(reason="nothing", user="eng", trip="leak"), api_caller()))
     await asyncio.sleep(0)
     assert not f1.done()
     clock.advance(1.0)

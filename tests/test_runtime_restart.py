@@ -6,8 +6,7 @@ import structlog
 import pytest
 
 from controller.core.modes import Mode
-from tests.runtime_fakes import flushed, FakeClock
-from tests.test_runtime import make_daemon
+from tests.runtime_fakes import flushed, FakeClock, make_daemon
 
 
 @pytest.fixture(autouse=True)
@@ -48,12 +47,12 @@ async def test_an_acknowledged_and_reset_trip_is_not_restored(tmp_path):
     import asyncio
 
     from controller.core.requests import AckTripRequest
-    from tests.test_runtime import _caller
+    from tests.runtime_fakes import api_caller
     d, clock, drivers = await latch_a_leak(tmp_path)
     drivers.plant.values["leak_rack"] = 0.0
     clock.advance(1.0)
     assert await d.tick()
-    ack = asyncio.ensure_future(d.api_change(AckTripRequest(reason="dried", user="eng", trip="leak"), _caller()))
+    ack = asyncio.ensure_future(d.api_change(AckTripRequest(reason="dried", user="eng", trip="leak"), api_caller()))
     await asyncio.sleep(0)
     clock.advance(1.0)
     assert await d.tick()

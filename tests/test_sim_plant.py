@@ -10,28 +10,15 @@ import asyncio
 import re
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
-from controller.site.loader import LoadedConfig, load_config, parse_config_text
-from controller.site.paths import REPO_ROOT
+from controller.site.loader import load_config
 from controller.core.readings import Quality
 from drivers.registry import DriverSet, build_drivers, read_budget_s
 from simulations.wire.sim_plant import ControlError, SimPlant, SimPlantClient, control_request
-
-REFERENCE = REPO_ROOT / "config" / "reference-plant.yaml"
-# A short BMS heartbeat timeout (plant seconds), so the fallback test runs in a few seconds.
-HEARTBEAT_TIMEOUT_S = 2.0
-
-
-def sim_config(tmp_path: Path, heartbeat_timeout_s: float = HEARTBEAT_TIMEOUT_S) -> LoadedConfig:
-    """The reference config with a short heartbeat timeout (its ports are overridden by the sim)."""
-    text = REFERENCE.read_text() + f"\nsimulation:\n  heartbeat_timeout_s: {heartbeat_timeout_s}\n"
-    path = tmp_path / "sim-source.yaml"
-    path.write_text(text)
-    return parse_config_text(text, str(path))
+from tests.plant_harness import HEARTBEAT_TIMEOUT_S, sim_config
 
 
 async def poll(predicate, timeout_s: float, every_s: float = 0.05):

@@ -12,7 +12,7 @@ import pytest
 from controller.core.readings import Quality
 from controller.daemon.supervision import DriverSupervisor
 from drivers.modbus.driver import ModbusDriver
-from tests.test_modbus_driver import driver_config, point, points, poll_until
+from tests.modbus_harness import driver_config, point, points, poll_until
 from simulations.wire.modbus_server import ModbusPlantServer
 
 
