@@ -59,7 +59,21 @@ def gap_closed(plan: float, base: float, bound: float) -> float:
     return (plan - base) / (bound - base) if abs(bound - base) > 1e-9 else float("nan")
 
 
+def with_derived(run: dict) -> dict:
+    """A copy of one run's figures with the table's derived ones added: the batch share of IT energy
+    (%), and the capped hours not explained by a trip or safe state. The run itself is not changed (it
+    is also what --out writes)."""
+    out = dict(run)
+    if "batch_kwh" in run and "it_kwh" in run:
+        out["batch_share"] = run["batch_kwh"] / run["it_kwh"] * 100 if run["it_kwh"] else 0.0
+    if "throttled_h" in run and "throttled_safe_h" in run:
+        out["throttled_control_h"] = run["throttled_h"] - run["throttled_safe_h"]
+    return out
+
+
 def format_table(name: str, runs: dict, bound: dict | None) -> str:
+    """The scenario's table as text; `runs` and `bound` are read, never written."""
+    runs = {label: with_derived(run) for label, run in runs.items()}
     labels = list(runs)
     lines = [f"{name}", f"  {'':26s}" + "".join(f"{n:>15s}" for n in labels) + (f"{'bound':>15s}" if bound else "")]
 
@@ -73,15 +87,10 @@ def format_table(name: str, runs: dict, bound: dict | None) -> str:
     row("boiler (kWh)", "boiler_kwh", bkey="boiler_kwh")
     row("dumped (kWh)", "dumped_kwh")
     row("IT energy (kWh)", "it_kwh")
-    for n in labels:
-        runs[n]["batch_share"] = runs[n]["batch_kwh"] / runs[n]["it_kwh"] * 100 if runs[n]["it_kwh"] else 0.0
     row("batch share of IT (%)", "batch_share", "{:.1f}")
     row("batch left queued (kWh)", "queued_at_end_kwh")
     row("missed deadlines", "missed", "{:d}")
     row("capped hours", "throttled_h", "{:.2f}")
-    for n in labels:
-        if "throttled_safe_h" in runs[n]:
-            runs[n]["throttled_control_h"] = runs[n]["throttled_h"] - runs[n]["throttled_safe_h"]
     row("  not by trip/safe state", "throttled_control_h", "{:.2f}")
     row("IT not run (kWh)", "it_lost_kwh")
     row("max IT supply (degC)", "max_it_supply_c", "{:.1f}")
