@@ -13,7 +13,7 @@ controller's estimates, so heatctl and the baseline are measured with one ruler.
 | erf | Energy Reuse Factor (ISO/IEC 30134-6): delivered / (IT + pumps + fans) |
 | demand_met_share | share of the heat the consumer received that was recovered: delivered / (delivered + boiler) |
 | throttled_hours, it_lost_kwh | compute availability: time the cap was below what the workload wanted, and the IT energy not run |
-| throttled_safe_hours | of throttled_hours, the part in safe_degrade (a trip, the start-up hold) or with the controller down |
+| throttled_safe_hours | of throttled_hours, the part in safe_degrade (a trip, the start-up hold) or with the controller down, and after it while the cap, climbing at its slew rate, could not yet be back (SafeThrottling) |
 | comfort_deficit_kh | K.h of consumer supply below its required temperature while it demands heat (BOPTEST's tdis) |
 | supply_iae_kh, max_overshoot_k | integral of |supply - setpoint| while demanding; the worst excursion above it |
 | trips, hours_above_alarm, hours_above_limit | trips fired; time at or above each high trip's alarm and limit (true values) |
@@ -80,7 +80,8 @@ class Kpis:
     iae_below_kh: float = 0.0
     iae_above_kh: float = 0.0
     # Of throttled_hours, the part in safe_degrade (a trip, the start-up hold) or with the controller
-    # down: where capping is the safe state's job, not a cost of control.
+    # down, and the climb back after it (SafeThrottling): where capping is the safe state's job, not
+    # a cost of control.
     throttled_safe_hours: float = 0.0
 
     @property
@@ -122,6 +123,64 @@ class Trace:
     demand_w: list[float] = field(default_factory=list)
     true_soc: list[float] = field(default_factory=list)
     energy_kwh: dict[str, list[float]] = field(default_factory=lambda: {k: [] for k in ENERGY_KEYS})
+
+
+class SafeThrottling:
+    """Kpis.throttled_safe_hours, tick by tick: the throttled time that is the safe state's.
+
+    Throttled in a safe state (safe_degrade: a trip, the start-up hold; or the controller down) counts
+    whole. A throttled stretch that goes on after the safe state ends counts only while the cap
+    could not yet be back: while a cap climbing at `climb_w_per_s` (the cap loop's slew limit,
+    site.loops.power_cap.rate_up_per_s, controller.core.loops) from the last safe tick's cap, starting
+    at that tick's end, would still be below what the workload wants (at most `cap_max_w`). Starting
+    at that tick's end is exact when a tick shows the cap commanded the tick before, and leaves at
+    most one tick of leeway when it already shows its own command. From the first
+    tick the climb would have got there, the rest of the stretch is control's (the cap loop held
+    power back for its own reasons), even if the workload then asks for more. The stretch ends, and
+    nothing more is carried, at the first tick not throttled.
+
+    Before, the whole stretch counted as the safe state's to its end: a long throttle after a trip
+    would have hidden there.
+    """
+
+    def __init__(self, climb_w_per_s: float, cap_max_w: float, safe_at_start: bool = True):
+        if not climb_w_per_s > 0:
+            raise ValueError(f"climb_w_per_s must be > 0, not {climb_w_per_s!r}")
+        self.climb_w_per_s = climb_w_per_s
+        self.cap_max_w = cap_max_w
+        self.seconds = 0.0
+        # Carrying a stretch that began in a safe state (a run starts in the start-up hold), and the
+        # (time, cap) the climb starts from: the end of the last safe tick and its cap; None before
+        # the first tick of a run that starts outside a safe state's tick (its cap at that tick).
+        self._carrying = safe_at_start
+        self._climb_from: tuple[float, float] | None = None
+
+    def add(self, t: float, dt: float, safe: bool, throttled: bool, cap_w: float, wanted_w: float) -> None:
+        """One tick [t, t + dt): in a safe state or not, throttled or not, the effective cap and what
+        the workload wanted (W)."""
+        if safe:
+            if throttled:
+                self.seconds += dt
+            self._carrying = True
+            self._climb_from = (t + dt, cap_w)
+            return
+        if not throttled:
+            self._carrying = False
+            self._climb_from = None
+            return
+        if not self._carrying:
+            return
+        if self._climb_from is None:
+            self._climb_from = (t, cap_w)
+        t0, cap0 = self._climb_from
+        if cap0 + self.climb_w_per_s * (t - t0) < min(wanted_w, self.cap_max_w):
+            self.seconds += dt
+        else:
+            self._carrying = False
+
+    def restart_count(self) -> None:
+        """Count from zero from here (a warm-up ends); what is being carried goes on."""
+        self.seconds = 0.0
 
 
 def monthly(trace: Trace) -> list[dict]:

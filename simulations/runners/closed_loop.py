@@ -37,7 +37,7 @@ from controller.core.modes import Mode
 from controller.core.readings import Reading, Snapshot, good_readings
 from controller.site.roles import Role
 from simulations.plant.loop import PlantLoop, config_for_tick, plant_config_of, true_soc
-from simulations.analysis.kpis import ENERGY_KEYS, Kpis, Trace, demand_met_share, monthly
+from simulations.analysis.kpis import ENERGY_KEYS, Kpis, SafeThrottling, Trace, demand_met_share, monthly
 from simulations.scenarios.definitions import Scenario
 
 __all__ = ["Kpis", "Trace", "run_scenario", "run_compare", "Comparison", "make_controller", "bms_points"]
@@ -46,8 +46,8 @@ KWH = 1 / 3.6e6
 DEFAULT_TRACE_EVERY_S = 60.0
 # Throttling in these is allowed (issue 11: interactive work is never throttled "except by a trip or
 # safe_degrade"; a latched trip puts the controller in safe_degrade, and the start-up hold is
-# safe_degrade too): counted apart from the rest (Kpis.throttled_safe_hours), with the throttled
-# stretch that follows one without a break.
+# safe_degrade too): counted apart from the rest (Kpis.throttled_safe_hours), with the climb back
+# after one (simulations.analysis.kpis.SafeThrottling).
 _SAFE_STATES = frozenset({Mode.SAFE_DEGRADE.value, "controller_down"})
 # Actuators whose travel is counted as wear (Actuators field names).
 TRAVEL_FIELDS = ("p1_pct", "p2_pct", "p3_pct", "v1_pct", "d1_pct")
@@ -125,8 +125,9 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
     travel = {f: 0.0 for f in TRAVEL_FIELDS}
     travel["boiler_switches"] = 0.0
     mode_changes = 0
-    iae = deficit = above = throttled_s = safe_throttled_s = lost_j = demand_j = 0.0
-    after_safe = True  # the controller starts in its start-up hold (safe_degrade)
+    iae = deficit = above = throttled_s = lost_j = demand_j = 0.0
+    safe_throttled = SafeThrottling(site.loops.power_cap.rate_up_per_s, site.power.max_w,
+                                    safe_at_start=True)  # the controller starts in its start-up hold
     overshoot = 0.0
     max_it_supply = -math.inf
     trace = Trace()
@@ -162,7 +163,8 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
             trips, timeline = {}, []
             travel = {f: 0.0 for f in travel}
             mode_changes = 0
-            iae = deficit = above = throttled_s = safe_throttled_s = lost_j = demand_j = 0.0
+            iae = deficit = above = throttled_s = lost_j = demand_j = 0.0
+            safe_throttled.restart_count()
             overshoot = 0.0
             max_it_supply = -math.inf
             trace = Trace()
@@ -268,13 +270,7 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
             throttled_s += dt
             if it_now < wanted:
                 lost_j += (wanted - it_now) * dt
-            # A throttled stretch that began in a safe state is the safe state's, to its end (the
-            # cap loop hands power back at its rate once the safe state is over).
-            if mode_name in _SAFE_STATES or after_safe:
-                safe_throttled_s += dt
-                after_safe = True
-        else:
-            after_safe = mode_name in _SAFE_STATES
+        safe_throttled.add(t, dt, mode_name in _SAFE_STATES, books.throttled, cap, wanted)
         if t >= next_trace:
             _flush(trace, cumulative(), last_cum)
             trace.t_s.append(t)
@@ -323,7 +319,7 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
         hours_above_limit={k: v / 3600 for k, v in above_limit.items()},
         supply_iae_kh=iae / 3600, comfort_deficit_kh=deficit / 3600,
         throttled_hours=throttled_s / 3600, it_lost_kwh=lost_j * KWH,
-        throttled_safe_hours=safe_throttled_s / 3600,
+        throttled_safe_hours=safe_throttled.seconds / 3600,
         energy_balance_error=plant.energy_balance_error(),
         max_it_supply_c=max_it_supply,
         timeline=timeline,

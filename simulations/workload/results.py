@@ -5,11 +5,12 @@
 Every run gets the same workload (same seed, same jobs). Printed per scenario: heat reused (the heat
 the consumer wanted, minus its boiler: Kpis.reused_kwh), boiler energy, dumped heat, IT energy, the
 batch share of IT energy, missed deadlines, hours the power cap held the servers below what the
-workload asked (interactive included; and of those, the hours not in a trip or safe state:
-Kpis.throttled_safe_hours), the hottest IT supply and the hours above the trips' alarms, every plan
-solve's status, and the bound with the same freedom to move batch work
-(simulations.workload.bound). "Gap closed" is (plan - no plan) / (bound - no plan), for reused heat
-and for boiler energy (the bound's boiler is demand minus its reused heat).
+workload asked (interactive included; and of those, the hours neither in a trip or safe state nor
+in the cap's climb back after one at its slew rate: Kpis.throttled_safe_hours), the hottest IT
+supply and the hours above the trips' alarms, every plan solve's status, and the bound with the
+same freedom to move batch work (simulations.workload.bound). "Gap closed" is (plan - no plan) /
+(bound - no plan), for reused heat and for boiler energy (the bound's boiler is demand minus its
+reused heat).
 """
 
 from __future__ import annotations
