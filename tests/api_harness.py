@@ -1,32 +1,20 @@
 """A daemon in process with the control API on a real unix socket, and the CLI run against it, for
 the tests of the API and of the verbs that use it (fake drivers; a fake clock that the loop advances
-one period per tick while sleeping a little real time). Test files take the `sockdir` fixture by
-importing it: `from tests.api_harness import sockdir  # noqa: F401 - a fixture`.
+one period per tick while sleeping a little real time). Its socket goes in conftest's `sockdir`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
-from pathlib import Path
-
-import pytest
 
 from controller import cli
 from controller.daemon.runtime import Daemon, RuntimeOptions, SystemdNotifier
 from tests.runtime_fakes import FakeClock, FakeDrivers, load, write_config
 
 
-@pytest.fixture
-def sockdir():
-    # Unix socket paths are limited to 108 bytes: pytest's tmp_path can be longer.
-    d = tempfile.mkdtemp(prefix="hc-api-", dir="/tmp")
-    yield Path(d)
-    shutil.rmtree(d, ignore_errors=True)
-
-
 async def start_daemon(tmp_path, sockdir, authorizer=None):
+    """A daemon on the reference config with its API socket in `sockdir`, running and past its first
+    tick: (daemon, its run() task, its FakeDrivers). Stop it with request_stop and await the task."""
     clock = FakeClock()
     drivers = FakeDrivers()
     config = write_config(tmp_path, 1.0)

@@ -32,8 +32,7 @@ def ref_ctrl():
 @pytest.fixture
 def sockdir():
     """A short temporary directory for Unix sockets (their paths are limited to 108 bytes, and
-    pytest's tmp_path can be longer). tests/test_api.py still defines its own copy for modules that
-    import it from there; new tests take this one."""
+    pytest's tmp_path can be longer)."""
     d = tempfile.mkdtemp(prefix="hc-api-", dir="/tmp")
     yield Path(d)
     shutil.rmtree(d, ignore_errors=True)

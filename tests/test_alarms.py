@@ -21,7 +21,7 @@ from controller.site.loader import ConfigError, parse_config_text
 from controller.core.requests import OverrideRequest, TripTestRequest
 from controller.core.validation import Checked
 from tests.step_helpers import REFERENCE, make_controller, reference_site, snap
-from tests.api_harness import heatctl, sockdir, start_daemon  # noqa: F401 - sockdir is a fixture
+from tests.api_harness import heatctl, start_daemon
 
 BASE = REFERENCE.read_text(encoding="utf-8")
 

@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 from controller import cli
 from controller.ops.api_client import EXIT_UNREACHABLE, ApiError, call, parse_duration
 from controller.daemon.api_server import Authorizer
-from tests.api_harness import heatctl, sockdir, start_daemon  # noqa: F401 - sockdir is a fixture
+from tests.api_harness import heatctl, start_daemon
 from tests.runtime_fakes import flushed, write_config
 
 
