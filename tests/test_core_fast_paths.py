@@ -76,6 +76,42 @@ def test_good_readings_are_the_readings_the_constructor_builds():
     assert all(type(r) is Reading and r.good for r in fast.values())
 
 
+# --- A simulated plant's tick: validate on SampledReadings against the same readings built ------
+
+sampled_value = st.one_of(st.none(), st.floats(-10, 100, allow_nan=False),
+                          st.sampled_from([40.0, 40.0, 41.0, 90.0, 90.5, math.nan, math.inf, -math.inf]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.tuples(sampled_value, sampled_value, sampled_value),
+                          st.sampled_from([0.0, 0.0, -1.0, -5.0, 1.0])), min_size=1, max_size=25),
+       st.sampled_from([0.5, 1.0, 2.0]))
+def test_validate_on_sampled_readings_is_validate_on_built_readings(ticks, step_s):
+    """SampledReadings (every value GOOD at one instant, Readings built only on demand) gives the
+    verdicts, the history and the slow list that the same readings built one by one give; a point
+    missing from the values is missing (None in the tuple), NaN and inf take the slow path."""
+    from controller.core.readings import SampledReadings, good_readings
+
+    units = {n: "degC" for n in LIMITS}
+    hist_sampled: dict = {}
+    hist_built: dict = {}
+    for k, (row, age) in enumerate(ticks):
+        now = k * step_s
+        values = {n: v for n, v in zip(LIMITS, row) if v is not None}
+        built = good_readings(values, units, now + age)
+        sampled = SampledReadings(values, units, now + age)
+        assert dict(sampled) == built and len(sampled) == len(built)
+        assert all(sampled.get(n) == built.get(n) for n in LIMITS) and sampled.get("nowhere") is None
+        slow_s: list = []
+        slow_b: list = []
+        checked_s, hist_sampled = validate(LIMITS, Snapshot(now, sampled), hist_sampled, now, slow=slow_s)
+        checked_b, hist_built = validate(LIMITS, Snapshot(now, built), hist_built, now, slow=slow_b)
+        assert slow_s == slow_b, k
+        for name in LIMITS:
+            assert _same(checked_s[name], checked_b[name]), (name, k)
+            assert _same(hist_sampled[name], hist_built[name]), (name, k)
+
+
 # --- NE 107: Alarms._ne107's fast path against ne107_class, point by point -------------------------
 
 def _ne107_site():

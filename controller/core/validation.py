@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from controller.site.models import PointConfig
-from controller.core.readings import Quality, Reading, Snapshot
+from controller.core.readings import Quality, Reading, SampledReadings, Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,19 +142,33 @@ def validate(points: Mapping[str, PointConfig | PointLimits], snapshot: Snapshot
     new_history: dict[str, PointHistory] = {}
     readings = snapshot.readings
     hist_get = history.get
+    # A simulated plant's tick (every value GOOD at one instant): the values are read directly,
+    # and a Reading is built only for a point that leaves the fast path.
+    sampled = type(readings) is SampledReadings
+    if sampled:
+        values_get = readings.values.get  # type: ignore[attr-defined]
+        sampled_ts = readings.ts  # type: ignore[attr-defined]
+    reading: Reading | None = None
     for name in names if names is not None else points:
         cfg = points[name]
-        reading = readings.get(name)
         hist = hist_get(name, GOOD_HISTORY)
+        if sampled:
+            v = values_get(name)
+            ts = sampled_ts
+            good_quality = v is not None
+        else:
+            reading = readings.get(name)
+            if reading is not None:
+                v, ts = reading.value, reading.ts
+                good_quality = reading.quality is _GOOD
+            else:
+                good_quality = False
         # The fast path: a good, fresh, in-range reading, changing no faster than its rate limit
         # and not frozen, after a good one: check_point's results for that case
         # (tests/test_core_fast_paths.py holds the two together); anything else takes check_point.
         # NaN fails the range comparison, so it takes check_point.
-        if (reading is not None and reading.quality is _GOOD and hist.bad_since is None
-                and type(cfg) is PointLimits):
-            v = reading.value
+        if good_quality and hist.bad_since is None and type(cfg) is PointLimits:
             if v is not None:
-                ts = reading.ts
                 rate = cfg.max_rate_per_s
                 last = hist.last_value
                 rate_ok = True
@@ -188,7 +202,7 @@ def validate(points: Mapping[str, PointConfig | PointLimits], snapshot: Snapshot
                     _H_REASON(h, "")
                     new_history[name] = h
                     continue
-        elif (reading is not None and reading.quality is _LOST and reading.value is None
+        elif (not sampled and reading is not None and reading.quality is _LOST and reading.value is None
               and hist.bad_since is not None and (reading.reason or "lost") == hist.last_reason):
             # Still lost, for the same reason (a driver that is down: hundreds of points a tick):
             # check_point would return this verdict and an equal history, so the same one serves.
@@ -200,6 +214,8 @@ def validate(points: Mapping[str, PointConfig | PointLimits], snapshot: Snapshot
             checked[name] = c
             new_history[name] = hist
             continue
+        if sampled:
+            reading = readings.get(name)
         c, h = check_point(name, cfg, reading, hist, now)
         checked[name] = c
         new_history[name] = h

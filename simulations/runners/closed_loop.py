@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 from controller.site.models import SiteConfig
 from controller.core.modes import Mode
-from controller.core.readings import Reading, Snapshot, good_readings
+from controller.core.readings import Reading, SampledReadings, Snapshot
 from controller.site.roles import Role
 from simulations.plant.loop import PlantLoop, config_for_tick, plant_config_of, true_soc
 from simulations.analysis.kpis import ENERGY_KEYS, Kpis, SafeThrottling, Trace, demand_met_share, monthly
@@ -209,7 +209,7 @@ def run_scenario(site: SiteConfig, scenario: Scenario, hours: float | None = Non
                 readings = {n: (Reading.lost(units[n], t, "comms lost (simulated)") if n in bms
                                 else Reading(v, units[n], t)) for n, v in values.items()}
             else:
-                readings = good_readings(values, units, t)
+                readings = SampledReadings(values, units, t)
             res = ctrl.step(state, Snapshot(t, readings), reqs, t)
             state = res.state
             mode_name = state.mode.value
