@@ -6,7 +6,8 @@ somewhere else entirely would fail too).
 Slurm 22.05 needs both `CommunicationParameters=NoInAddrAny` (slurmd) and `NoCtldInAddrAny`
 (slurmctld, which otherwise binds 0.0.0.0:SlurmctldPort); Prometheus and VictoriaMetrics get
 `HOST:port` as their listen address, as does the in-process Exposition. munge talks over a Unix
-socket only.
+socket only. The simulated plant and the daemon (`heatctl run`) too: pyghmi's IPMI client socket
+would listen on [::] (drivers/ipmi/client_socket.py binds it to loopback for BMCs on loopback).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tests.engines.exposition import Exposition
 from tests.engines.prometheus import Prometheus
 from tests.engines.slurm import SlurmCluster
 from tests.engines.victoriametrics import VictoriaMetrics
+from tests.plant_harness import Daemon, Sim
 
 
 def assert_loopback_only(pids: list[int], must_listen_on: set[int]) -> None:
@@ -48,3 +50,17 @@ def test_prometheus_server_agent_and_victoriametrics_listen_on_loopback_only(tmp
         # the exposition is a thread of this process: judge its own port only
         mine = {s for s in bound_sockets([os.getpid()]) if s[2] == target.port}
         assert mine == {("tcp", HOST, target.port)}
+
+
+def test_simulated_plant_and_daemon_listen_on_loopback_only(tmp_path):
+    sim = Sim(tmp_path)
+    daemon = Daemon(tmp_path, sim.config)
+    try:
+        daemon.start()  # returns in normal mode: every driver, the BMCs' too, has read
+        assert_loopback_only([sim.proc.pid], set())
+        assert_loopback_only([daemon.proc.pid], set())
+        udp = {s for s in bound_sockets([daemon.proc.pid]) if s[0] == "udp"}
+        assert udp, "the daemon's IPMI client socket was not found"
+    finally:
+        daemon.stop()
+        sim.stop()

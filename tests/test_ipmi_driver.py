@@ -351,3 +351,68 @@ async def test_each_bmc_keeps_read_interval_spread_out_and_readings_keep_their_t
             r = await driver.read()
     finally:
         await driver.close()
+
+
+async def test_the_driver_listens_on_loopback_only_for_bmcs_on_loopback(bmcs, credentials):
+    """pyghmi binds its client socket to every address ([::], port open on every interface): for
+    BMCs on 127.0.0.1 the driver's sessions get a socket bound to loopback instead. Every UDP
+    socket this process holds, after reading through the driver, is bound to a loopback address."""
+    import ipaddress
+    import os
+
+    from tests.engines import bound_sockets
+
+    driver = make_driver(bmcs, credentials)
+    try:
+        await read_until(driver, [f"{b.name}_power" for b in bmcs], 5)
+    finally:
+        await driver.close()
+    udp = {(addr, port) for proto, addr, port in bound_sockets([os.getpid()]) if proto == "udp"}
+    assert len(udp) > len(bmcs)  # the simulated BMCs' sockets and the driver's
+    for addr, port in udp:
+        ip = ipaddress.ip_address(addr)
+        mapped = getattr(ip, "ipv4_mapped", None)
+        assert (mapped or ip).is_loopback, f"UDP port {port} bound to {addr}"
+
+
+@pytest.mark.parametrize("host, version", [
+    ("127.0.0.1", 4), ("127.0.0.5", 4), ("::1", 6), ("10.0.0.5", None), ("bmc1.example", None),
+    ("0.0.0.0", None)])
+def test_which_bmc_hosts_get_a_loopback_socket(host, version):
+    from drivers.ipmi.client_socket import loopback_version
+    assert loopback_version(host) == version
+
+
+_AFTER_A_LONE_BMC = """
+import asyncio, sys, tempfile
+sys.path.insert(0, ".")
+from tests.test_ipmi_driver import PASSWORD, USER, make_driver, read_until
+from simulations.wire.bmc import SimBmc, start_bmcs, stop_bmcs
+with SimBmc(USER, PASSWORD, power_w=100.0):
+    pass  # its socket was pyghmi's only one: stopping it emptied the I/O thread's list
+bmcs = start_bmcs(2, USER, PASSWORD, power_w=[1200.0, 2300.0], max_power_w=5000)
+path = tempfile.mktemp()
+open(path, "w").write(f"username: {USER}\\npassword: {PASSWORD}\\n")
+async def main():
+    driver = make_driver(bmcs, path)
+    try:
+        readings = await read_until(driver, ["srv1_power", "srv2_power"], 5)
+        print(readings["srv1_power"].value, readings["srv2_power"].value)
+    finally:
+        await driver.close()
+asyncio.run(main())
+stop_bmcs(bmcs)
+"""
+
+
+def test_a_driver_reads_in_a_process_where_a_lone_simulated_bmc_came_and_went():
+    """In a fresh process (pyghmi's I/O state is per process): a SimBmc started and stopped
+    before any client left pyghmi's I/O thread selecting on no socket for 300 s, and every BMC
+    after it timed out; the simulated BMCs now keep one loopback socket in that list for good."""
+    import sys
+    from pathlib import Path
+
+    out = subprocess.run([sys.executable, "-c", _AFTER_A_LONE_BMC], capture_output=True, text=True,
+                         timeout=60, cwd=Path(__file__).resolve().parent.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["1200.0", "2300.0"]

@@ -55,6 +55,7 @@ import yaml
 
 from controller.core.readings import Quality, Reading
 from drivers.backoff import Backoff
+from drivers.ipmi import client_socket
 from drivers.base import Clock, Driver, DriverPoint, LinkState, WriteResult, retry_text
 from controller.site.ipmi_schema import BmcConfig, IpmiDriverConfig, IpmiPointSource
 
@@ -133,6 +134,27 @@ def install_pyghmi_fixes() -> None:
     the receive non-blocking whatever the socket's mode.
     """
     ipmisession._io_recvfrom = _io_recvfrom_nonblocking
+    ipmisession._io_wait = _io_wait_poking_the_io_socket
+
+
+def _io_wait_poking_the_io_socket(timeout, myaddr=None, evq=None):
+    """pyghmi's `_io_wait` (a wait piggy-backed on its I/O thread's select), with the poke that
+    shortens that select sent by `wake_io_thread` to the first I/O socket's own address.
+
+    pyghmi pokes `(myself, port)`, with `myself` guessed once per process ('::1' or
+    '::ffff:127.0.0.1') for a first socket it assumes is its own, bound to [::]. The first socket
+    may be a simulated BMC's (127.0.0.1), or the driver's bound to loopback
+    (drivers.ipmi.client_socket): a poke to '::1' then never arrives, and a wait such as pyghmi's
+    logout sleeps until some other packet or its 300 s select timeout ends the select.
+    """
+    evt = threading.Event()
+    if evq is not None:
+        evq.append(evt)
+    deadline = timeout + ipmisession._monotonic_time()
+    ipmisession.ioqueue.append((deadline, evt, myaddr))
+    if deadline < ipmisession.selectdeadline:
+        wake_io_thread()
+    evt.wait()
 
 
 def wake_io_thread() -> None:
@@ -404,7 +426,14 @@ class _LoginSession(ipmisession.Session):
     pyghmi sends that request from inside the packet handler and blocks in its own wait, which can
     miss a fast reply and sleep through its retry timer (module docstring). Here the request is
     sent with a callback and the login loop of `_BmcLink._login` keeps processing packets.
+    Its socket is bound to loopback for a BMC on loopback, not to every address
+    (drivers.ipmi.client_socket).
     """
+
+    def _assignsocket(self, server=None, forbiddensockets=()):
+        # An instance method where pyghmi has a classmethod: pyghmi calls it on the new session
+        # (self.bmc is set by then), so the socket can follow the BMC's address.
+        return client_socket.assign(self.bmc, forbiddensockets)
 
     def _req_priv_level(self):
         # As pyghmi 1.6.19 Session._req_priv_level, with the response handled in a callback.

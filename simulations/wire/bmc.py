@@ -46,6 +46,7 @@ import pyghmi.ipmi.bmc as pyghmi_bmc
 import pyghmi.ipmi.private.serversession as serversession
 import pyghmi.ipmi.private.session as ipmisession
 
+from drivers.ipmi import client_socket
 from drivers.ipmi.driver import install_pyghmi_fixes, wake_io_thread
 
 # The same pyghmi I/O fix as the driver's: servers and clients share pyghmi's one I/O thread.
@@ -249,6 +250,7 @@ class SimBmc:
 
     def start(self) -> "SimBmc":
         if self._server is None:
+            anchor_pyghmi_io()  # before the first server socket: the I/O thread's list never empties
             self._server = _DcmiBmc(self, {self._username: self._password}, self.host,
                                     self._requested_port)
             _ServerPump.get().add(self._server)
@@ -434,6 +436,27 @@ class _ServerPump:
                     traceback.print_exc()
             if not busy:
                 wake.wait(_PUMP_IDLE_S)
+
+
+_pyghmi_anchor = None
+
+
+def anchor_pyghmi_io() -> None:
+    """Keep one socket in pyghmi's I/O thread for the life of the process (idempotent).
+
+    pyghmi's I/O thread selects on its process-global socket list and only re-reads that list
+    when select() returns. `stop_bmcs` takes the BMCs' sockets out of it; when that empties it
+    (no pyghmi client in this process), the thread sits in select() on no sockets for up to 300 s,
+    and the BMCs of the next SimPlant or SimBmc in the same process never hear a packet (seen: every
+    login after the first sim's stop failed; and a driver's first read after a lone SimBmc had
+    started and stopped). One socket of pyghmi's own client pool, opened before the
+    first BMC and never closed, keeps the list from emptying. Opened the way the IPMI driver
+    opens its socket to a BMC on loopback (an unconnected UDP socket on an ephemeral port, bound
+    to loopback: pyghmi's own would listen on every address).
+    """
+    global _pyghmi_anchor
+    if _pyghmi_anchor is None:
+        _pyghmi_anchor = client_socket.assign("127.0.0.1")
 
 
 def _retire(sockets: Sequence) -> None:

@@ -73,7 +73,7 @@ from simulations.plant.faults import Fault
 from simulations.plant.loop import PlantLoop, plant_config_of
 from simulations.plant.model import Actuators, Loads, Measurements
 from simulations.scenarios.definitions import SCENARIOS, Scenario
-from simulations.wire.bmc import SimBmc, stop_bmcs
+from simulations.wire.bmc import SimBmc, anchor_pyghmi_io, stop_bmcs
 from simulations.wire.modbus_server import ModbusPlantServer
 from simulations.wire.opcua_server import OpcuaPlantServer
 
@@ -109,27 +109,6 @@ def json_safe(value: Any) -> Any:
 def _time_of_day_s() -> float:
     now = _dt.datetime.now()
     return now.hour * 3600.0 + now.minute * 60.0 + now.second + now.microsecond / 1e6
-
-
-_pyghmi_anchor = None
-
-
-def _anchor_pyghmi_io() -> None:
-    """Keep one socket in pyghmi's I/O thread for the life of the process (idempotent).
-
-    pyghmi's I/O thread selects on its process-global socket list and only re-reads that list
-    when select() returns. `stop_bmcs` takes the BMCs' sockets out of it; when that empties it
-    (no pyghmi client in this process), the thread sits in select() on no sockets for up to 300 s,
-    and the BMCs of the next SimPlant in the same process never hear a packet (seen: every login
-    after the first sim's stop failed). One socket of pyghmi's own client pool, opened before the
-    first BMC and never closed, keeps the list from emptying. Opened the way every pyghmi client
-    opens its socket (`Session._assignsocket()`: an unconnected UDP socket on an ephemeral port).
-    """
-    global _pyghmi_anchor
-    if _pyghmi_anchor is None:
-        import pyghmi.ipmi.private.session as ipmisession
-
-        _pyghmi_anchor = ipmisession.Session._assignsocket()
 
 
 @dataclasses.dataclass
@@ -272,7 +251,7 @@ class SimPlant:
                 await server.start()
             await self._publish_opcua(values)
             if self.bmcs:
-                _anchor_pyghmi_io()
+                anchor_pyghmi_io()
             for bmc in self.bmcs.values():
                 bmc.start()
             if self._control_port_req is not None:

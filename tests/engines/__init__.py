@@ -131,6 +131,8 @@ def _proc_net_address(hexaddr: str) -> str:
     raw = bytes.fromhex(hexaddr)
     words = struct.unpack(f"<{len(raw) // 4}I", raw)
     packed = struct.pack(f">{len(words)}I", *words)
+    if len(packed) == 16 and packed[:12] == b"\0" * 10 + b"\xff\xff":
+        packed = packed[12:]  # ::ffff:a.b.c.d, an IPv6 socket bound to an IPv4 address: that address
     return socket.inet_ntop(socket.AF_INET if len(packed) == 4 else socket.AF_INET6, packed)
 
 
