@@ -54,12 +54,13 @@ BMCS = 64
 # --- the generated site ---------------------------------------------------------------------
 
 
-def scale_site(tick_s: float, bmcs: int = BMCS) -> dict:
+def scale_site(tick_s: float, bmcs: int = BMCS, ipmi_read_interval_s: float = 0.0) -> dict:
     data = yaml.safe_load(REFERENCE.read_text())
     data["tick_period_s"] = tick_s
     for d in data["drivers"].values():
         if d.get("kind") == "ipmi":
             d["credentials_file"] = str(ROOT / d["credentials_file"])
+            d["min_read_interval_s"] = ipmi_read_interval_s
             template = d["bmcs"][0]
             total_w = sum(b["max_power_w"] for b in d["bmcs"])
             # Placeholder ports: the plant serves on free ports and writes them into the config.
@@ -222,10 +223,10 @@ async def measure(config: Path, state: Path, duration_s: float, profile: str | N
 
 
 def run_one(tick_s: float, duration_s: float, workdir: Path, profile: str | None,
-            bmcs: int = BMCS) -> dict:
+            bmcs: int = BMCS, ipmi_read_interval_s: float = 0.0) -> dict:
     src = workdir / f"scale-src-{tick_s:g}.yaml"
     out = workdir / f"scale-{tick_s:g}.yaml"
-    src.write_text(yaml.safe_dump(scale_site(tick_s, bmcs), sort_keys=False))
+    src.write_text(yaml.safe_dump(scale_site(tick_s, bmcs, ipmi_read_interval_s), sort_keys=False))
     log = open(workdir / f"plant-{tick_s:g}.log", "w")
     plant = subprocess.Popen([sys.executable, __file__, "--serve", str(src), str(out)],
                              stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -268,16 +269,14 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
     ap.add_argument("--bmcs", type=int, default=BMCS, help=f"number of BMCs (default {BMCS})")
     ap.add_argument("--ipmi-read-interval", type=float, default=0.0, metavar="S",
-                    help="ask each BMC at most every S seconds (drivers.ipmi.driver."
-                         "MIN_READ_INTERVAL_S; default 0: every tick, as shipped)")
+                    help="ask each BMC at most every S seconds (the IPMI driver's "
+                         "min_read_interval_s; default 0: every tick, the shipped default)")
     ap.add_argument("--serve", nargs=2, metavar=("CONFIG_IN", "CONFIG_OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         asyncio.run(serve(Path(args.serve[0]), Path(args.serve[1])))
         return
     ticks = [float(t) for t in args.ticks.split(",")]
-    import drivers.ipmi.driver as ipmi_driver
-    ipmi_driver.MIN_READ_INTERVAL_S = args.ipmi_read_interval
     print(f"# heatctl scale benchmark: {len(MODBUS_DEVICES) * MODBUS_FLOATS_PER_DEVICE * 2} extra "
           f"Modbus registers, {OPCUA_ITEMS} OPC-UA items, {args.bmcs} BMCs; {os.cpu_count()} cores; "
           f"{args.duration:g} s measured per tick period after {WARMUP_S:g} s warm-up; IPMI read "
@@ -285,7 +284,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for tick in ticks:
             prof = args.profile if (args.profile and tick < 0.5) else None
-            r = run_one(tick, args.duration, Path(tmp), prof, args.bmcs)
+            r = run_one(tick, args.duration, Path(tmp), prof, args.bmcs, args.ipmi_read_interval)
             print(report(tick, r), flush=True)
             if args.json:
                 print(json.dumps({"tick_s": tick, **r}), flush=True)

@@ -47,15 +47,16 @@ def bmcs():
 
 
 def make_driver(bmcs: list[SimBmc], credentials: str, max_power_w=None, with_cap=True,
-                timeout_s=TIMEOUT_S) -> IpmiDriver:
+                timeout_s=TIMEOUT_S, min_read_interval_s=0.0, max_age_s=5.0) -> IpmiDriver:
     max_power_w = max_power_w or [5000.0] * len(bmcs)
     config = IpmiDriverConfig(
         kind="ipmi", credentials_file=credentials, timeout_s=timeout_s,
+        min_read_interval_s=min_read_interval_s,
         bmcs=tuple(BmcConfig(name=b.name, host="127.0.0.1", port=b.port, max_power_w=m,
                              min_power_w=600) for b, m in zip(bmcs, max_power_w)))
     points = {f"{b.name}_power": DriverPoint(f"{b.name}_power",
                                              PointConfig(role="server_power", unit="W",
-                                                         range=(0, 6000)),
+                                                         range=(0, 6000), max_age_s=max_age_s),
                                              IpmiPointSource(driver="bmcs", bmc=b.name))
               for b in bmcs}
     if with_cap:
@@ -315,9 +316,10 @@ class FakeClock:
 async def test_each_bmc_keeps_read_interval_spread_out_and_readings_keep_their_time(
         bmcs, credentials):
     clock = FakeClock()
-    driver = make_driver(bmcs, credentials, with_cap=True)
-    assert driver.min_read_interval_s == 0.0  # the default: every read asks every BMC
-    driver.min_read_interval_s = interval = 0.9
+    assert make_driver(bmcs, credentials).min_read_interval_s == 0.0  # the default: every read asks
+    interval = 0.9
+    driver = make_driver(bmcs, credentials, with_cap=True, min_read_interval_s=interval)
+    assert driver.min_read_interval_s == interval
     driver.clock = clock
     for link in driver._links.values():
         link._clock = clock
@@ -416,3 +418,16 @@ def test_a_driver_reads_in_a_process_where_a_lone_simulated_bmc_came_and_went():
                          timeout=60, cwd=Path(__file__).resolve().parent.parent)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["1200.0", "2300.0"]
+
+
+def test_read_interval_is_held_to_half_the_points_max_age(bmcs, credentials):
+    """A configured interval longer than the readings may age would serve stale answers between
+    asks (and trip sensor_lost on a BMC that answers): the driver holds it to half max_age_s."""
+    driver = make_driver(bmcs, credentials, min_read_interval_s=10.0, max_age_s=3.0)
+    assert driver.min_read_interval_s == 1.5
+
+
+def test_read_interval_must_not_be_negative():
+    import pydantic
+    with pytest.raises(pydantic.ValidationError, match="min_read_interval_s"):
+        IpmiDriverConfig(kind="ipmi", credentials_file="x", bmcs=(), min_read_interval_s=-1)

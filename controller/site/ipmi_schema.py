@@ -24,6 +24,12 @@ class IpmiDriverConfig(StrictModel):
     credentials_file: str
     bmcs: tuple[BmcConfig, ...]
     timeout_s: float = Field(0.5, gt=0, le=10)
+    # Ask each BMC at most this often (s); 0: at every read. BMC firmware refreshes its power
+    # reading about once a second, so a site at a sub-second tick with many BMCs can set ~0.9 for
+    # the same values with a tenth of the round trips; a BMC going silent then shows LOST up to
+    # this much later. Never more than half the smallest max_age_s of the driver's points (the
+    # driver holds it there), so a cached answer cannot go stale between asks.
+    min_read_interval_s: float = Field(0.0, ge=0, le=60)
 
 
 class IpmiPointSource(StrictModel):

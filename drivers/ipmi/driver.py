@@ -106,13 +106,6 @@ LIMIT_TOLERANCE_W = 0.5
 # and a 100 ms tick would otherwise send 3 commands to every BMC per tick (192 for 64 BMCs) for
 # nothing. The periodic re-send is a backstop, like the Modbus driver's write_refresh_s.
 LIMIT_REFRESH_S = 30.0
-# A BMC answered within this long (s) is not asked again (0: every read asks every BMC, the
-# default, so that a BMC that stops answering is LOST at the next read). BMC firmware refreshes its
-# power reading about once a second, so at a 100 ms tick with many BMCs an interval of 0.9 s saves
-# nine round trips in ten for the same values (bench/bench_scale.py --ipmi-read-interval 0.9: 64
-# BMCs). A cached reading keeps the time it was read, so max_age_s still judges it; the price is
-# that a BMC going silent shows LOST up to that interval later. Per driver: `min_read_interval_s`.
-MIN_READ_INTERVAL_S = 0.0
 
 
 def _io_recvfrom_nonblocking(mysocket, size):
@@ -544,11 +537,16 @@ class IpmiDriver(Driver):
         # BMC -> (share sent, limit read back, driver clock when verified): what need not be re-sent.
         self._applied: dict[str, tuple[int, float, float]] = {}
         # BMC -> (its last answer, driver clock when read), and when to ask it next: BMCs are read
-        # at most every MIN_READ_INTERVAL_S, spread over that interval after the first read.
+        # at most every min_read_interval_s (config; default 0, every read), spread over that
+        # interval after the first read. A cached answer keeps the time it was read, so max_age_s
+        # still judges it; the interval is held to half the smallest max_age_s of this driver's
+        # points so that a BMC that answers is never seen stale (bench/bench_scale.py
+        # --ipmi-read-interval 0.9: 64 BMCs at a 100 ms tick).
         self._answers: dict[str, tuple[_ReadResult, float]] = {}
         self._next_read: dict[str, float] = {}
-        self.min_read_interval_s = (MIN_READ_INTERVAL_S if min_read_interval_s is None
-                                    else min_read_interval_s)
+        wanted = config.min_read_interval_s if min_read_interval_s is None else min_read_interval_s
+        freshest = min((p.config.max_age_s for p in self.points.values()), default=math.inf)
+        self.min_read_interval_s = min(wanted, 0.5 * freshest)
 
     async def start(self) -> None:
         """Sessions open on the first read (a login is bounded like any other request)."""
