@@ -11,16 +11,19 @@ an ipmitool subprocess, which is the slow path again.
 
 How pyghmi is driven (pyghmi==1.6.19 is pinned: this module uses its session internals):
 
-- Every BMC has its own worker thread (a one-thread executor) that owns its session; a BMC whose
-  worker is still busy (a hung BMC) reports LOST at once ("busy") instead of queueing more work, so
-  a hung BMC holds exactly one thread and never starves the others. read() waits for all BMCs
-  together, at most `timeout_s`; a BMC that has not answered by then is LOST for this tick while its
-  worker keeps retransmitting for up to COMMAND_GIVE_UP_S, then drops the session.
+- Every BMC's requests run as one coroutine at a time on the event loop (`_BmcLink`); pyghmi's
+  own I/O thread receives, and wakes a request by resolving its future (`_LoopWake`). A BMC whose
+  previous request is still running (a hung BMC) reports LOST at once ("busy") instead of
+  queueing more, so a hung BMC never delays the others. read() waits for all BMCs together, at
+  most `timeout_s`; a BMC that has not answered by then is LOST for this tick while its request
+  keeps retransmitting for up to COMMAND_GIVE_UP_S, then drops the session. Until 2026-12 each
+  BMC had a worker thread: at a 100 ms tick with 64 BMCs their GIL hand-offs made every socket
+  send of the event loop wait (bench/bench_scale.py, README "A big site").
 - pyghmi's synchronous `raw_command` registers its wake-up only after sending, so a reply that
   arrives first (loopback, a fast BMC) waits for the retry timer (0.5-1 s); and its login loop
-  (`Session.wait_for_rsp`) processes *every* session's packets, stealing replies from other threads
-  the same way. So this driver sends with pyghmi (`raw_command(callback=...)`, async login) and
-  waits itself: wake-up registered first, then only its own session's queue is processed.
+  (`Session.wait_for_rsp`) processes *every* session's packets and blocks. So this driver sends
+  with pyghmi (`raw_command(callback=...)`, async login) and waits itself: wake-up registered
+  first, then only its own session's queue is processed.
 - Sessions are re-established after a failure: the next tick logs in again at once; a failed login
   backs off from RECONNECT_BACKOFF_MIN_S doubling to RECONNECT_BACKOFF_MAX_S (`drivers.backoff`,
   driver clock). Every failure line and LOST reason names the BMC's host:port, and while backing
@@ -38,7 +41,6 @@ if any BMC's limit could not be read.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import math
 import socket
@@ -184,10 +186,39 @@ class _ReadResult:
     limit_read: bool = False
 
 
-class _BmcLink:
-    """One BMC: its pyghmi session, the worker thread that owns it, and its reconnect backoff.
+class _LoopWake:
+    """A wake-up that pyghmi's I/O thread can set (it calls `.set()` on the objects queued in its
+    `ioqueue`): resolves a future on the event loop, so a coroutine can wait for the next packet
+    from its BMC without a thread of its own."""
 
-    Every method except `submit`/`busy` runs on the worker thread.
+    __slots__ = ("_loop", "future")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self._loop = loop
+        self.future = loop.create_future()
+
+    def set(self) -> None:  # on pyghmi's I/O thread
+        try:
+            self._loop.call_soon_threadsafe(self._fire)
+        except RuntimeError:  # the loop has closed: nobody waits any more
+            pass
+
+    def _fire(self) -> None:
+        if not self.future.done():
+            self.future.set_result(None)
+
+    async def wait(self, timeout_s: float) -> None:
+        if timeout_s > 0 and not self.future.done():
+            await asyncio.wait((self.future,), timeout=timeout_s)
+
+
+class _BmcLink:
+    """One BMC: its pyghmi session, the task running its current request, and its reconnect backoff.
+
+    Its requests are coroutines on the event loop: pyghmi's calls made here only send a datagram
+    or handle queued packets (none of them waits: `incommand` is always cleared before the next
+    request, see `_command`), and the wait for a reply is a future that pyghmi's I/O thread
+    resolves (`_LoopWake`). One request at a time per BMC: `busy` while its task runs.
     """
 
     def __init__(self, cfg: BmcConfig, username: str, password: str, timeout_s: float,
@@ -199,12 +230,9 @@ class _BmcLink:
         # Retransmit a request when no reply came within the tick's timeout.
         self._retransmit_s = timeout_s
         self._clock = clock
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=f"ipmi-{cfg.name}")
-        self._future: asyncio.Future | None = None
+        self._task: asyncio.Task | None = None
         self._session: ipmisession.Session | None = None
         self.endpoint = f"{cfg.host}:{cfg.port}"
-        # Written by the worker thread only; health() reads it (floats: no lock needed).
         self.backoff = Backoff(RECONNECT_BACKOFF_MIN_S, RECONNECT_BACKOFF_MAX_S)
         self._login_error = ""
         self._ever_logged_in = False
@@ -215,21 +243,21 @@ class _BmcLink:
     # --- asyncio side -------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        return self._future is not None and not self._future.done()
+        return self._task is not None and not self._task.done()
 
-    def submit(self, fn: Callable, *args) -> asyncio.Future:
-        loop = asyncio.get_running_loop()
-        self._future = loop.run_in_executor(self._executor, fn, *args)
+    def submit(self, fn: Callable, *args) -> asyncio.Task:
+        self._task = asyncio.get_running_loop().create_task(fn(*args))
         # A result nobody waits for any more (the tick timed out) must not warn as "never retrieved".
-        self._future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        return self._future
+        self._task.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return self._task
 
     def shutdown(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._task is not None:
+            self._task.cancel()  # its `finally` clears the command in progress
 
-    # --- worker side: jobs --------------------------------------------------------------------
-    def read(self, want_limit: bool) -> _ReadResult:
-        rsp = self._command(CMD_GET_POWER_READING, [DCMI_GROUP, 0x01, 0x00, 0x00])
+    # --- requests (coroutines) ----------------------------------------------------------------
+    async def read(self, want_limit: bool) -> _ReadResult:
+        rsp = await self._command(CMD_GET_POWER_READING, [DCMI_GROUP, 0x01, 0x00, 0x00])
         data = _require_ok(rsp, "get power reading")
         if len(data) < 18:
             raise BmcError(f"get power reading: short answer ({len(data)} bytes)")
@@ -237,18 +265,20 @@ class _BmcLink:
         measuring = bool(data[17] & POWER_MEASUREMENT_ACTIVE)
         if not want_limit:
             return _ReadResult(float(power_w), measuring)
-        return _ReadResult(float(power_w), measuring, self._get_limit(), True)
+        return _ReadResult(float(power_w), measuring, await self._get_limit(), True)
 
-    def apply_limit(self, limit_w: int) -> float | None:
+    async def apply_limit(self, limit_w: int) -> float | None:
         """Set, activate and read back one power limit; returns the active limit read back (W)."""
         payload = bytes([DCMI_GROUP, 0, 0, 0, EXCEPTION_ACTION_LOG_ONLY]) + struct.pack(
             "<HIHH", limit_w, CORRECTION_TIME_MS, 0, SAMPLING_PERIOD_S)
-        _require_ok(self._command(CMD_SET_POWER_LIMIT, list(payload)), f"set power limit {limit_w} W")
-        _require_ok(self._command(CMD_ACTIVATE_POWER_LIMIT, [DCMI_GROUP, 0x01, 0x00, 0x00]),
+        _require_ok(await self._command(CMD_SET_POWER_LIMIT, list(payload)), f"set power limit {limit_w} W")
+        _require_ok(await self._command(CMD_ACTIVATE_POWER_LIMIT, [DCMI_GROUP, 0x01, 0x00, 0x00]),
                     "activate power limit")
-        return self._get_limit()
+        return await self._get_limit()
 
     def logout(self) -> None:
+        """Close Session, best effort: one datagram, no wait (pyghmi's logout sends without retry
+        once no command is in progress)."""
         session, self._session = self._session, None
         if session is not None and not session.broken:
             session.incommand = False
@@ -258,8 +288,8 @@ class _BmcLink:
             except Exception:  # closing is best effort: the BMC times the session out anyway
                 pass
 
-    def _get_limit(self) -> float | None:
-        rsp = self._command(CMD_GET_POWER_LIMIT, [DCMI_GROUP, 0x00, 0x00])
+    async def _get_limit(self) -> float | None:
+        rsp = await self._command(CMD_GET_POWER_LIMIT, [DCMI_GROUP, 0x00, 0x00])
         if rsp.get("code") == CC_NO_ACTIVE_LIMIT:
             return None
         data = _require_ok(rsp, "get power limit")
@@ -268,9 +298,9 @@ class _BmcLink:
         (limit_w,) = struct.unpack_from("<H", data, 4)
         return float(limit_w)
 
-    # --- worker side: session -----------------------------------------------------------------
-    def _command(self, command: int, data: list[int]) -> dict:
-        session = self._ensure_session()
+    # --- session ------------------------------------------------------------------------------
+    async def _command(self, command: int, data: list[int]) -> dict:
+        session = await self._ensure_session()
         answer: list[dict] = []
         session.raw_command(netfn=NETFN_DCMI, command=command, data=data,
                             callback=answer.append, timeout=self._retransmit_s)
@@ -297,7 +327,7 @@ class _BmcLink:
                         session.hasretried = 1
                         session.send_payload()
                     resend_at = now + self._retransmit_s
-                wake.wait(max(0.0, min(resend_at, give_up_at) - now))
+                await wake.wait(min(resend_at, give_up_at) - now)
         except BmcError:
             self._drop_session()
             raise
@@ -309,7 +339,7 @@ class _BmcLink:
             while session.evq:
                 session.evq.popleft().set()
 
-    def _ensure_session(self) -> ipmisession.Session:
+    async def _ensure_session(self) -> ipmisession.Session:
         session = self._session
         if session is not None and session.logged and not session.broken:
             return session
@@ -319,7 +349,7 @@ class _BmcLink:
             raise BmcError(f"not connected ({self._login_error}); "
                            f"{retry_text(self.backoff.wait_s(now))}")
         try:
-            session = self._login()
+            session = await self._login()
         except BmcError as exc:
             delay = self.backoff.failure(self._clock())
             self._login_error = str(exc)
@@ -331,7 +361,7 @@ class _BmcLink:
         self._session = session
         return session
 
-    def _login(self) -> ipmisession.Session:
+    async def _login(self) -> ipmisession.Session:
         result: list[dict] = []
         # pyghmi registers every new session here under the str user/password and "deletes" it
         # under bytes, so the entry stays; a later Session() with the same parameters would be
@@ -368,7 +398,7 @@ class _BmcLink:
                         session._timedout()
                     resend_at = now + self._retransmit_s
                     continue
-                wake.wait(max(0.0, min(resend_at, deadline) - now))
+                await wake.wait(min(resend_at, deadline) - now)
         except Exception as exc:
             self._abandon(session)
             raise BmcError(f"login: {type(exc).__name__}: {exc}") from exc
@@ -386,12 +416,12 @@ class _BmcLink:
         return session
 
     @staticmethod
-    def _arm_wakeup(session: ipmisession.Session, horizon_s: float) -> threading.Event:
+    def _arm_wakeup(session: ipmisession.Session, horizon_s: float) -> _LoopWake:
         """Register with pyghmi's I/O thread a wake-up for the next packet from this BMC.
 
         Registered *before* looking at the session's queue, so no reply can slip in between.
         """
-        wake = threading.Event()
+        wake = _LoopWake(asyncio.get_running_loop())
         ipmisession.ioqueue.append(
             (ipmisession._monotonic_time() + horizon_s, wake, session.sockaddr))
         return wake
@@ -555,13 +585,13 @@ class IpmiDriver(Driver):
         if self._closed:
             return
         self._closed = True
-        loop = asyncio.get_running_loop()
-        futures = [loop.run_in_executor(link._executor, link.logout)
-                   for link in self._links.values() if not link.busy]
-        if futures:
-            await asyncio.wait(futures, timeout=self.config.timeout_s)
         for link in self._links.values():
-            link.shutdown()
+            link.shutdown()  # a request still running is cancelled (its finally clears it)
+        running = [link._task for link in self._links.values() if link._task is not None]
+        if running:
+            await asyncio.wait(running, timeout=self.config.timeout_s)
+        for link in self._links.values():
+            link.logout()
 
     # --- read ---------------------------------------------------------------------------------
     async def read(self) -> dict[str, Reading]:
