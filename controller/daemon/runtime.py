@@ -58,6 +58,7 @@ from controller.core.metering import EnergyCounters
 from controller.core.modes import Mode
 from controller.core.plan import adjustments
 from controller.core.readings import Reading, Snapshot
+from controller.daemon.gc_pauses import freeze_long_lived
 from controller.core.requests import Request, TripTestRequest
 from controller.site.roles import Role
 from controller.core.state import ControllerState
@@ -632,7 +633,7 @@ class Daemon:
             if not self._ready:
                 self._ready = True
                 self.notifier.ready(self._status_line())
-                log.info("ready", first_tick_s=round(duration, 4))
+                log.info("ready", first_tick_s=round(duration, 4), frozen_objects=freeze_long_lived())
             self.notifier.watchdog()
 
     async def tick(self) -> bool:
@@ -1127,6 +1128,8 @@ class Daemon:
         log.info("config_loaded", path=path, sha256=loaded.sha256[:12], previous=old_sha[:12],
                  drivers_rebuilt=rebuilt, notes=notes, mode=state.mode.value)
         self._observe_reload(True)
+        if self._ready:
+            freeze_long_lived()  # the new config is long-lived, the old one garbage (gc_pauses)
         return True
 
     def _audit_waivers(self, cause: str) -> None:
