@@ -62,7 +62,7 @@ def main() -> int:
     print(f"  in process:      median {statistics.median(times) * 1000:.1f} ms, max {max(times) * 1000:.1f} ms "
           f"over {len(times)} solves")
     print(f"  child process:   median {statistics.median(sub) * 1000:.1f} ms, max {max(sub) * 1000:.1f} ms "
-          f"over {len(sub)} solves (fork, solve, result back)")
+          f"over {len(sub)} solves (a child from the fork server, which imports the caller's main module again; solve; result back)")
     return 0
 
 

@@ -7,6 +7,8 @@ is late, or is killed leaves the last valid plan in force for its remaining slot
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 
 import pytest
@@ -198,3 +200,27 @@ def test_a_solve_that_hits_its_time_limit_is_a_failure(site):
     # HiGHS's own time limit: far too short for the LP, so the status is not optimal.
     res = solve(pool_inputs(site, [QueuedJob(f"j{i}", 3000.0, (4 + i % 20) * H, 4400.0) for i in range(60)]), 1e-9)
     assert res.plan is None and "time limit" in res.reason.lower()
+
+
+_HELD_IN_THE_CALLER = threading.Lock()
+
+
+def lock_taking_solver(inputs, time_limit_s):
+    """A FAKE solver that takes a lock, as logging or SQLite would: in a fork of a process where
+    another thread holds that lock, the copy is held for good."""
+    got = _HELD_IN_THE_CALLER.acquire(timeout=2.0)
+    return SolveResult(None, f"lock {'taken' if got else 'held for good'}; parent {os.getppid()}", 0.0,
+                       inputs.now_s)
+
+
+def test_the_solver_child_is_not_a_fork_of_the_threaded_caller(site):
+    """The daemon calls this with threads running; the child comes from a fork server, so a lock
+    another thread of the daemon holds right now is free in the child."""
+    _HELD_IN_THE_CALLER.acquire()
+    try:
+        res = solve_in_subprocess(pool_inputs(site, [], now=SLOT_S), 0.1, kill_after_s=20.0,
+                                  target=lock_taking_solver)
+    finally:
+        _HELD_IN_THE_CALLER.release()
+    assert res.reason == f"lock taken; parent {res.reason.rsplit(' ', 1)[1]}"
+    assert int(res.reason.rsplit(" ", 1)[1]) != os.getpid()
